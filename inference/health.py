@@ -1,18 +1,25 @@
-"""Readiness of the inference side, reported by /readyz."""
+"""Readiness of the inference side, reported by /readyz: the engine's real state."""
 
 from __future__ import annotations
 
-from django.conf import settings
-
-from llmsite.model_store import ModelNotFound, resolve_llm_folder
+from inference.engine import FAILED, IDLE, LOADING, configured_spec, get_engine
+from inference.providers.base import ProviderUnavailable
+from inference.registry import check_spec
 
 
 def provider_check() -> tuple[bool, str]:
-    """Whether the configured provider can serve: for the local provider, its model folder is prepared."""
-    if settings.LLM_PROVIDER != "hf":
-        return False, f"provider {settings.LLM_PROVIDER!r} is not available in this build"
-    try:
-        folder = resolve_llm_folder(settings.LLM_MODEL, settings.MODELS_DIR)
-    except ModelNotFound as exc:
-        return False, str(exc)
-    return True, f"hf:{settings.LLM_MODEL} ({folder})"
+    """Ready when a provider is loaded; before the first load, whether the configured one could load."""
+    status = get_engine().status()
+    if status.state == IDLE:
+        spec = configured_spec()
+        try:
+            check_spec(spec)
+        except ProviderUnavailable as exc:
+            return False, exc.message
+        return True, f"{spec.label()}: not loaded yet, loads on first use"
+    if status.state == LOADING:
+        return False, f"loading {status.reason}"
+    if status.state == FAILED:
+        return False, status.reason
+    detail = f"{status.provider}:{status.model} on {status.device}"
+    return True, f"{detail}; {status.reason}" if status.reason else detail

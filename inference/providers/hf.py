@@ -1,0 +1,458 @@
+"""The local provider: a Hugging Face causal LM from a local folder, on cpu, cuda or mps.
+
+Plain Python, no Django. Generation runs in the caller's thread (`generate`) or in this
+provider's worker threads (`stream`), never on the event loop. Per generated token the only
+extra work beside `model.generate` is one StoppingCriteria call (cancel flag, stop strings,
+the produced-token counter) and, when streaming or stopping on strings, one incremental
+decode — so the provider runs at the speed of raw `generate`.
+
+Sampling uses a per-request `torch.Generator` inside a logits processor (and greedy picks
+the sampled token), so a seed repeats exactly without locking the global RNG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from inference.providers.base import (
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    ModelInfo,
+    PromptTooLong,
+    Provider,
+    ProviderError,
+    ProviderUnavailable,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def preload_imports() -> None:
+    """Import what loading needs, in the calling thread.
+
+    transformers resolves its names lazily and that is not thread-safe: two threads loading
+    models at start-up (this provider and the embedding encoder) can see half-imported modules
+    ("cannot import name 'AutoModelForCausalLM'"). Servers call this once before their loader threads.
+    """
+    import torch  # noqa: F401
+    from transformers import (  # noqa: F401
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        GenerationConfig,
+        LogitsProcessorList,
+        StoppingCriteriaList,
+    )
+    from transformers.generation.streamers import BaseStreamer  # noqa: F401
+
+
+def resolve_device(device: str) -> str:
+    """`auto` → cuda, then mps, then cpu; an explicit device that is absent raises ProviderUnavailable."""
+    import torch
+
+    if device not in DEVICES:
+        raise ProviderUnavailable(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if device == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if device == "cuda" and not cuda:
+        raise ProviderUnavailable("DEVICE=cuda but no CUDA device is available (torch sees none)")
+    if device == "mps" and not mps:
+        raise ProviderUnavailable("DEVICE=mps but the MPS backend is not available on this machine")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        # float32 on CPU: bf16 there slows time-to-first-token ~4x (PITFALLS.md).
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float16 if device == "mps" else torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ProviderUnavailable(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+
+
+def folder_identity(folder: Path) -> str:
+    """A short digest of the config and the weight files' names, sizes and mtimes: changes with the weights."""
+    digest = hashlib.sha256()
+    config = folder / "config.json"
+    if config.is_file():
+        digest.update(config.read_bytes())
+    for path in sorted(folder.iterdir()):
+        if path.suffix in (".safetensors", ".bin", ".pt"):
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+class _Control:
+    """The per-step StoppingCriteria: counts tokens, and stops on cancel or on a stop string.
+
+    transformers calls it once per generated token, right after the streamer saw that token,
+    so a cancel or a stop string takes effect within one token.
+    """
+
+    def __init__(self, provider: HFProvider, cancel: threading.Event | None):
+        import torch
+
+        self.provider = provider
+        self.cancel = cancel
+        self.stop_hit = False
+        self.produced = 0
+        self.first_token_at: float | None = None
+        self._no = torch.zeros(1, dtype=torch.bool)
+        self._yes = torch.ones(1, dtype=torch.bool)
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        if self.produced == 0:
+            self.first_token_at = time.perf_counter()
+            self._no = self._no.to(input_ids.device)
+            self._yes = self._yes.to(input_ids.device)
+        self.produced += 1
+        with self.provider._count_lock:
+            self.provider._produced += 1
+        if self.stop_hit or (self.cancel is not None and self.cancel.is_set()):
+            return self._yes
+        return self._no
+
+
+class _Sampler:
+    """Temperature + top-p sampling with the request's own generator, as a logits processor.
+
+    It returns scores that are -inf except at the sampled token, so greedy decoding picks it.
+    """
+
+    def __init__(self, temperature: float, top_p: float, seed: int | None, device: str):
+        import torch
+
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        logits = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True)
+            cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+            drop = cumulative > self.top_p
+            drop[..., 1:] = drop[..., :-1].clone()  # keep the token that crosses top_p
+            drop[..., 0] = False
+            logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+        chosen = torch.multinomial(logits.softmax(dim=-1), 1, generator=self.generator)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(-1, chosen, 0.0)
+
+
+class _Detokenizer:
+    """Incremental decoding (prefix/read offsets) with stop strings and hold-back.
+
+    Text that could still become the start of a stop string is held back until it cannot,
+    so a stop string never leaks into the output, not even partly.
+    """
+
+    def __init__(self, tokenizer: Any, stop: tuple[str, ...], emit: Callable[[str], None] | None, control: _Control):
+        self.tokenizer = tokenizer
+        self.stop = stop
+        self.hold = max((len(s) for s in stop), default=1) - 1
+        self.emit = emit
+        self.control = control
+        self.ids: list[int] = []
+        self.prefix = 0
+        self.read = 0
+        self.text = ""  # decoded so far, cut at a stop string
+        self.sent = 0  # characters of self.text already emitted
+        self.skipped_prompt = False
+        self.stopped = False
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def put(self, value: Any) -> None:
+        if not self.skipped_prompt:  # generate() hands the prompt to the streamer first
+            self.skipped_prompt = True
+            return
+        if self.stopped:
+            return
+        self.ids.extend(value.reshape(-1).tolist())
+        before = self._decode(self.ids[self.prefix : self.read])
+        after = self._decode(self.ids[self.prefix :])
+        if len(after) <= len(before) or after.endswith("\ufffd"):
+            return  # an incomplete character or a special token: wait for more
+        self.prefix, self.read = self.read, len(self.ids)
+        self._add(after[len(before) :], final=False)
+
+    def _add(self, delta: str, *, final: bool) -> None:
+        start = max(0, len(self.text) - self.hold)
+        self.text += delta
+        if self.stop:
+            cuts = [i for s in self.stop if (i := self.text.find(s, start)) != -1]
+            if cuts:
+                self.text = self.text[: min(cuts)]
+                self.stopped = self.control.stop_hit = True
+                final = True
+        upto = len(self.text) if final else max(self.sent, len(self.text) - self.hold)
+        if upto > self.sent:
+            piece, self.sent = self.text[self.sent : upto], upto
+            if self.emit is not None:
+                self.emit(piece)
+
+    def end(self) -> None:
+        if not self.stopped:
+            rest = self._decode(self.ids[self.prefix :])[len(self._decode(self.ids[self.prefix : self.read])) :]
+            self._add(rest, final=True)
+
+
+class HFProvider(Provider):
+    """AutoModelForCausalLM + AutoTokenizer from a local folder; never downloads."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str,
+        folder: Path | str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        workers: int = 4,
+    ):
+        super().__init__(model)
+        self.folder = Path(folder)
+        self.requested_device = device
+        self.device = ""
+        self.dtype_name = dtype
+        self.workers = workers
+        self.tokenizer: Any = None
+        self.hf_model: Any = None
+        self._identity = ""
+        self._context_window = 0
+        self._produced = 0
+        self._count_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+        from transformers.utils import logging as hf_logging
+
+        if not (self.folder / "config.json").is_file():
+            raise ProviderUnavailable(f"model folder {self.folder} has no config.json")
+        self.device = resolve_device(self.requested_device)
+        dtype = resolve_dtype(self.dtype_name, self.device)
+        started = time.perf_counter()
+        hf_logging.disable_progress_bar()  # a server log is no place for progress bars
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+            model = AutoModelForCausalLM.from_pretrained(self.folder, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise ProviderUnavailable(f"cannot load {self.folder}: {exc}") from exc
+        self.hf_model = model.to(self.device).eval()
+        config = model.config
+        window = getattr(config, "max_position_embeddings", None) or 2048
+        tokenizer_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tokenizer_max, int) and 0 < tokenizer_max < window:
+            window = tokenizer_max
+        self._context_window = int(window)
+        eos = model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        pad = model.generation_config.pad_token_id
+        if pad is None:
+            pad = eos[0] if isinstance(eos, list) else eos
+        # Our own config: greedy by default (sampling goes through _Sampler), nothing inherited
+        # from the folder that would change outputs silently.
+        self.generation_config = GenerationConfig(
+            do_sample=False, eos_token_id=eos, pad_token_id=pad, bos_token_id=model.generation_config.bos_token_id
+        )
+        model.generation_config = self.generation_config
+        self._identity = f"{self.folder.resolve()}@{folder_identity(self.folder)}"
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"hf-{self.model}")
+        logger.info(
+            "loaded %s from %s on %s (%s) in %.1f s",
+            self.model,
+            self.folder,
+            self.device,
+            str(dtype).removeprefix("torch."),
+            time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        was_cuda = self.device == "cuda"
+        self.hf_model = None
+        self.tokenizer = None
+        if was_cuda:
+            import torch
+
+            torch.cuda.empty_cache()
+
+    @property
+    def loaded(self) -> bool:
+        return self.hf_model is not None
+
+    # --- tokens -------------------------------------------------------------------------
+    @property
+    def context_window(self) -> int:
+        return self._context_window
+
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    @property
+    def produced_tokens(self) -> int:
+        """Tokens generated by this provider so far, counted as they are produced (all requests)."""
+        return self._produced
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(self.model, str(self.folder))]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode(text))
+
+    @property
+    def templated(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render(self, request: GenerationRequest) -> str:
+        """The text the model sees: a prompt is one user turn under the chat template, when there is one."""
+        if self.tokenizer is None:
+            raise ProviderUnavailable(f"{self.model} is not loaded")
+        if not self.templated:
+            if request.prompt is not None:
+                return request.prompt
+            turns = "".join(f"{m.role}: {m.content}\n" for m in request.messages or ())
+            return turns + "assistant:"
+        if request.prompt is not None:
+            messages = [{"role": "user", "content": request.prompt}]
+        else:
+            messages = [{"role": m.role, "content": m.content} for m in request.messages or ()]
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _encode(self, text: str) -> list[int]:
+        # A chat template writes the special tokens itself; plain prompts get the tokenizer's own.
+        return self.tokenizer(text, add_special_tokens=not self.templated)["input_ids"]
+
+    def prepare(self, request: GenerationRequest) -> list[int]:
+        """The prompt's token ids; raises PromptTooLong when it leaves no room for one new token."""
+        ids = self._encode(self.render(request))
+        if len(ids) + 1 > self._context_window:
+            raise PromptTooLong(len(ids), self._context_window)
+        return ids
+
+    # --- generation ---------------------------------------------------------------------
+    def generate(self, request: GenerationRequest) -> Completion:
+        return self._run(request, emit=None, cancel=None)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """Text deltas as they are produced, then a StreamEnd; closing the iterator cancels generation."""
+        if self._executor is None:
+            raise ProviderUnavailable(f"{self.model} is not loaded")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[StreamEvent | BaseException] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: StreamEvent | BaseException) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone: nobody listens any more
+                cancel.set()
+
+        def work() -> None:
+            try:
+                completion = self._run(request, emit=lambda text: put(TextDelta(text)), cancel=cancel)
+            except BaseException as exc:  # hand every failure to the consumer
+                put(exc)
+            else:
+                put(StreamEnd(completion.usage, completion.finish_reason, completion.text, completion.ttft))
+
+        loop.run_in_executor(self._executor, work)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, StreamEnd):
+                    return
+        finally:
+            cancel.set()  # a consumer that leaves early stops the worker within one token
+
+    def _run(
+        self, request: GenerationRequest, *, emit: Callable[[str], None] | None, cancel: threading.Event | None
+    ) -> Completion:
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+        from transformers.generation.streamers import BaseStreamer
+
+        model, tokenizer = self.hf_model, self.tokenizer
+        if model is None:
+            raise ProviderUnavailable(f"{self.model} is not loaded")
+        started = time.perf_counter()
+        ids = self.prepare(request)
+        max_new = min(request.max_new_tokens, self._context_window - len(ids))
+        control = _Control(self, cancel)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new,
+            "stopping_criteria": StoppingCriteriaList([control]),
+        }
+        if request.temperature > 0:
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [_Sampler(request.temperature, request.top_p, request.seed, self.device)]
+            )
+        detok: _Detokenizer | None = None
+        if emit is not None or request.stop:
+            detok = _Detokenizer(tokenizer, request.stop, emit, control)
+
+            class _Streamer(BaseStreamer):
+                put = staticmethod(detok.put)
+                end = staticmethod(detok.end)
+
+            kwargs["streamer"] = _Streamer()
+        input_ids = torch.tensor([ids], device=self.device)
+        try:
+            with torch.inference_mode():
+                output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
+        except (RuntimeError, ValueError) as exc:
+            raise ProviderError(f"generation failed: {exc}") from exc
+        new = output[0, len(ids) :].tolist()
+        if detok is not None:
+            text = detok.text
+        else:
+            text = tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        eos = self.generation_config.eos_token_id
+        eos_ids = set(eos) if isinstance(eos, list) else {eos}
+        reason: FinishReason
+        if cancel is not None and cancel.is_set() and not control.stop_hit:
+            reason = "cancelled"
+        elif control.stop_hit or (new and new[-1] in eos_ids):
+            reason = "stop"
+        else:
+            reason = "length"
+        ttft = control.first_token_at - started if control.first_token_at is not None else None
+        return Completion(text, Usage(len(ids), len(new)), reason, ttft)

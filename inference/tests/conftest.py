@@ -1,0 +1,120 @@
+"""Inference fixtures: tiny Llama models built here (real SmolLM2 tokenizer), a clean engine and cache."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.cache import caches
+
+from inference.engine import get_engine
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+PASSWORD = "correct-horse-battery"
+
+
+def _build_tiny(folder: Path, seed: int) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    source = settings.BASE_DIR / "data" / "models" / "SmolLM2-135M-Instruct"
+    if not (source / "tokenizer.json").is_file():
+        pytest.skip("the SmolLM2 tokenizer is missing; run manage.py prepare_models")
+    folder.mkdir(parents=True)
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copy(source / name, folder / name)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,  # small, so "prompt too long" is cheap to provoke
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """A MODELS_DIR with two different tiny models, `tiny-a` and `tiny-b`."""
+    root = tmp_path_factory.mktemp("models")
+    _build_tiny(root / "tiny-a", seed=1)
+    _build_tiny(root / "tiny-b", seed=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_provider(tiny_models_dir):
+    """`tiny-a` loaded through the real HF provider, once per session."""
+    from inference.providers.hf import HFProvider
+
+    provider = HFProvider("tiny-a", tiny_models_dir / "tiny-a", device="cpu")
+    provider.load()
+    yield provider
+    provider.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_engine_and_cache():
+    get_engine().reset()
+    caches["responses"].clear()
+    caches["default"].clear()  # rate-limit counters
+    yield
+    get_engine().reset()
+    caches["responses"].clear()
+
+
+@pytest.fixture
+def tiny_settings(settings, tiny_models_dir):
+    """Configure the site to serve `tiny-a` from the tiny MODELS_DIR on the CPU (loaded lazily)."""
+    settings.MODELS_DIR = tiny_models_dir
+    settings.LLM_PROVIDER = "hf"
+    settings.LLM_MODEL = "tiny-a"
+    settings.DEVICE = "cpu"
+    return settings
+
+
+@pytest.fixture
+def serving(tiny_provider):
+    """The engine pinned to the session's tiny provider."""
+    get_engine().set(tiny_provider)
+    return tiny_provider
+
+
+@pytest.fixture
+def calls(serving, monkeypatch):
+    """Count the provider's generate calls."""
+    seen: list = []
+    original = serving.generate
+
+    def counted(request):
+        seen.append(request)
+        return original(request)
+
+    monkeypatch.setattr(serving, "generate", counted)
+    return seen
+
+
+@pytest.fixture
+def alice_client(api_client, alice):
+    api_client.force_authenticate(user=alice)
+    return api_client
+
+
+@pytest.fixture
+def staff_client(staff):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user=staff)
+    return client

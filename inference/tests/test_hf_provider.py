@@ -1,0 +1,111 @@
+"""The Hugging Face provider through its own API: templates, stops, seeds, streaming, cancellation."""
+
+import asyncio
+
+import pytest
+
+from inference.providers.base import GenerationRequest, PromptTooLong, ProviderUnavailable, StreamEnd, TextDelta
+from inference.providers.hf import HFProvider, resolve_device
+
+
+def test_it_is_greedy_and_repeatable_at_temperature_zero(tiny_provider):
+    request = GenerationRequest(prompt="Hello there", max_new_tokens=12)
+    first, second = tiny_provider.generate(request), tiny_provider.generate(request)
+    assert first.text == second.text
+    assert first.usage.completion_tokens == 12
+    assert first.finish_reason == "length"
+
+
+def test_it_repeats_sampling_with_a_seed(tiny_provider):
+    def sample(seed):
+        return tiny_provider.generate(
+            GenerationRequest(prompt="Once", max_new_tokens=16, temperature=1.0, top_p=0.95, seed=seed)
+        ).text
+
+    assert sample(7) == sample(7)
+    assert len({sample(7), sample(8), sample(9)}) > 1
+
+
+def test_it_cuts_the_text_at_a_stop_string(tiny_provider):
+    full = tiny_provider.generate(GenerationRequest(prompt="Hi", max_new_tokens=24)).text
+    assert len(full) > 6
+    stop = full[4:6]
+    cut = tiny_provider.generate(GenerationRequest(prompt="Hi", max_new_tokens=24, stop=(stop,)))
+    assert cut.text == full[: full.index(stop)]
+    assert cut.finish_reason == "stop"
+    assert cut.usage.completion_tokens < 24
+
+
+def test_it_uses_the_chat_template_for_messages(tiny_provider):
+    request = GenerationRequest.from_messages(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], max_new_tokens=2
+    )
+    rendered = tiny_provider.render(request)
+    assert "<|im_start|>system\nBe brief.<|im_end|>" in rendered
+    assert rendered.endswith("<|im_start|>assistant\n")
+
+
+def test_it_refuses_a_prompt_longer_than_the_context_window(tiny_provider):
+    with pytest.raises(PromptTooLong) as caught:
+        tiny_provider.generate(GenerationRequest(prompt="word " * 400, max_new_tokens=2))
+    assert caught.value.limit == 256
+    assert caught.value.tokens > 256
+
+
+async def test_it_streams_deltas_that_concatenate_to_the_generated_text(tiny_provider):
+    request = GenerationRequest(prompt="Stream me", max_new_tokens=20)
+    events = [event async for event in tiny_provider.stream(request)]
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    assert len(deltas) > 1
+    assert isinstance(events[-1], StreamEnd)
+    assert events[-1].usage.completion_tokens == 20
+    assert "".join(deltas) == tiny_provider.generate(request).text
+
+
+async def test_it_stops_generating_when_the_stream_consumer_leaves(tiny_provider):
+    before = tiny_provider.produced_tokens
+    stream = tiny_provider.stream(GenerationRequest(prompt="Go on", max_new_tokens=250))
+    async for event in stream:
+        assert isinstance(event, TextDelta)
+        break
+    await stream.aclose()
+    await asyncio.sleep(0.2)
+    stopped_at = tiny_provider.produced_tokens
+    await asyncio.sleep(0.3)
+    assert tiny_provider.produced_tokens == stopped_at
+    assert stopped_at - before < 250
+
+
+async def test_a_cancelled_task_stops_its_generation(tiny_provider):
+    before = tiny_provider.produced_tokens
+    first = asyncio.Event()
+
+    async def consume():
+        async for _ in tiny_provider.stream(GenerationRequest(prompt="Go on", max_new_tokens=250)):
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await first.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.2)
+    stopped_at = tiny_provider.produced_tokens
+    await asyncio.sleep(0.3)
+    assert tiny_provider.produced_tokens == stopped_at
+    assert stopped_at - before < 250
+
+
+def test_it_names_an_unavailable_device():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ProviderUnavailable, match="no CUDA device"):
+        resolve_device("cuda")
+    assert resolve_device("auto") in ("cpu", "mps")
+
+
+def test_it_refuses_a_folder_without_a_model(tmp_path):
+    with pytest.raises(ProviderUnavailable, match=r"config\.json"):
+        HFProvider("nothing", tmp_path, device="cpu").load()
