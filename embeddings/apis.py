@@ -1,0 +1,356 @@
+"""Embeddings REST API (API.md, Embeddings): thin views that parse, call a service, render.
+
+Limits (batch size, text length, metadata size, top_k) are enforced in services, so the API,
+the CLI and RAG retrieval refuse the same things with the same messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.ratelimits import ratelimit_api
+from embeddings import selectors, services
+
+TAGS = ["embeddings"]
+ERRORS = {
+    400: OpenApiResponse(description="invalid input; the message names the limit and `field` the input"),
+    503: OpenApiResponse(description="the embedding model cannot be loaded (the reason is in the message)"),
+}
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of turning them into text."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not declare instead of ignoring them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in data:
+                if name not in self.fields:
+                    raise serializers.ValidationError({name: f"unknown field {name!r}"}, code="unknown_field")
+        return super().to_internal_value(data)
+
+
+def _text_field(**kwargs: Any) -> StrictCharField:
+    # Blank and over-long texts are refused by the service, with the limit in the message.
+    return StrictCharField(allow_blank=True, trim_whitespace=False, **kwargs)
+
+
+class EncodeApi(APIView):
+    class InputSerializer(StrictSerializer):
+        class Meta:
+            ref_name = "EmbedEncode"
+
+        texts = serializers.ListField(child=_text_field(), allow_empty=True)
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedEncodeResult"
+
+        model = serializers.CharField()
+        dim = serializers.IntegerField()
+        embeddings = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))
+
+    @extend_schema(
+        operation_id="embed_encode",
+        summary="Encode texts into unit vectors (cosine similarity = dot product)",
+        request=InputSerializer,
+        responses={200: OutputSerializer, **ERRORS},
+        tags=TAGS,
+    )
+    @ratelimit_api(group="embed")
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        model, dim, vectors = services.encode(texts=serializer.validated_data["texts"])
+        return Response({"model": model, "dim": dim, "embeddings": vectors.tolist()})
+
+
+class DocumentInputSerializer(StrictSerializer):
+    text = _text_field()
+    metadata = serializers.JSONField(required=False, help_text="A JSON object (bounded size).")
+
+
+class DocumentAddApi(APIView):
+    class InputSerializer(StrictSerializer):
+        class Meta:
+            ref_name = "EmbedDocumentAdd"
+
+        documents = DocumentInputSerializer(many=True, allow_empty=True)
+        collection = StrictCharField(required=False, allow_blank=True, max_length=100)
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedDocumentAddResult"
+
+        ids = serializers.ListField(child=serializers.IntegerField(), help_text="One per input document, in order.")
+        created = serializers.ListField(child=serializers.IntegerField())
+        skipped = serializers.ListField(
+            child=serializers.IntegerField(), help_text="Texts already in the collection (their existing ids)."
+        )
+        chunks = serializers.IntegerField(help_text="Chunk documents made from long texts.")
+        collection = serializers.CharField()
+
+    @extend_schema(
+        operation_id="embed_add",
+        summary="Add documents to one of your collections (created on demand; default `default`)",
+        description="Long texts are split into overlapping chunks; texts already in the collection are skipped.",
+        request=InputSerializer,
+        responses={201: OutputSerializer, **ERRORS},
+        tags=TAGS,
+    )
+    @ratelimit_api(group="embed")
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = services.document_add(
+            user=request.user, documents=data["documents"], collection=data.get("collection")
+        )
+        body = {
+            "ids": result.ids,
+            "created": result.created,
+            "skipped": result.skipped,
+            "chunks": result.chunks,
+            "collection": data.get("collection", services.DEFAULT_COLLECTION).strip(),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class SearchResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+    score = serializers.FloatField(help_text="Cosine similarity, -1 to 1.")
+    metadata = serializers.DictField()
+    collection = serializers.CharField()
+    document_id = serializers.IntegerField(help_text="The source document of a chunk, else the document itself.")
+    chunk_index = serializers.IntegerField(allow_null=True)
+
+
+class SearchApi(APIView):
+    class InputSerializer(StrictSerializer):
+        class Meta:
+            ref_name = "EmbedSearch"
+
+        query = _text_field()
+        top_k = serializers.IntegerField(required=False, default=5, help_text="1 to 50")
+        collection = StrictCharField(required=False, allow_blank=True, max_length=100)
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedSearchResult"
+
+        results = SearchResultSerializer(many=True)
+
+    @extend_schema(
+        operation_id="embed_search",
+        summary="Search your own and shared collections (or one collection) by meaning",
+        request=InputSerializer,
+        responses={
+            200: OutputSerializer,
+            404: OpenApiResponse(description="no collection of that name is visible to you"),
+            **ERRORS,
+        },
+        tags=TAGS,
+    )
+    @ratelimit_api(group="embed")
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        results = services.search(
+            user=request.user, query=data["query"], top_k=data["top_k"], collection=data.get("collection")
+        )
+        return Response(self.OutputSerializer({"results": results}).data)
+
+
+class DocumentDeleteApi(APIView):
+    @extend_schema(
+        operation_id="embed_document_delete",
+        summary="Delete one of your documents (and its chunks) from the database and the index",
+        responses={
+            204: OpenApiResponse(description="Deleted."),
+            404: OpenApiResponse(description="no such document of yours"),
+        },
+        tags=TAGS,
+    )
+    def delete(self, request: Request, document_id: int) -> Response:
+        services.document_delete(user=request.user, document_id=document_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class IndexSaveApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedIndexSaveResult"
+
+        model = serializers.CharField()
+        dim = serializers.IntegerField()
+        index_type = serializers.CharField()
+        count = serializers.IntegerField()
+        checksum = serializers.CharField()
+        saved_at = serializers.FloatField()
+
+    @extend_schema(
+        operation_id="embed_save",
+        summary="Save the index and its manifest to disk (staff)",
+        request=None,
+        responses={200: OutputSerializer},
+        tags=TAGS,
+    )
+    def post(self, request: Request) -> Response:
+        manifest = services.index_save()
+        return Response(self.OutputSerializer(manifest).data)
+
+
+class IndexLoadApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedIndexLoadResult"
+
+        origin = serializers.ChoiceField(choices=["loaded", "rebuilt"])
+        vectors = serializers.IntegerField()
+        reason = serializers.CharField(required=False, help_text="Why the saved index was not used.")
+        added = serializers.IntegerField(required=False, help_text="Vectors the saved index was missing.")
+        removed = serializers.IntegerField(required=False, help_text="Vectors of documents deleted since.")
+
+    @extend_schema(
+        operation_id="embed_load",
+        summary="Reload the index from disk, verified; rebuilt from the database if unusable (staff)",
+        request=None,
+        responses={200: OutputSerializer},
+        tags=TAGS,
+    )
+    def post(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(services.index_load()).data)
+
+
+class StatsApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedStatsResult"
+
+        model = serializers.CharField()
+        dim = serializers.IntegerField()
+        documents = serializers.IntegerField(help_text="Documents (not counting chunks), site-wide.")
+        index_type = serializers.CharField()
+        collections = serializers.IntegerField(help_text="Collections, site-wide.")
+        vectors = serializers.IntegerField()
+        visible_collections = serializers.IntegerField()
+        yours = serializers.DictField()
+        index = serializers.DictField()
+        limits = serializers.DictField()
+
+    @extend_schema(
+        operation_id="embed_stats",
+        summary="Model, dimension, index type and counts",
+        responses={200: OutputSerializer},
+        tags=TAGS,
+    )
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(services.stats(user=request.user)).data)
+
+
+class CollectionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    owner = serializers.CharField(source="owner.username")
+    shared = serializers.BooleanField()
+    created = serializers.DateTimeField()
+
+
+class CollectionItemSerializer(CollectionSerializer):
+    documents = serializers.IntegerField(source="documents_count")
+    vectors = serializers.IntegerField(source="vectors_count")
+    mine = serializers.SerializerMethodField()
+
+    def get_mine(self, obj: Any) -> bool:
+        return obj.owner_id == self.context["user"].pk
+
+
+class CollectionListApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedCollectionListResult"
+
+        results = CollectionItemSerializer(many=True)
+
+    @extend_schema(
+        operation_id="embed_collections",
+        summary="Your collections and the shared ones, with document counts",
+        responses={200: OutputSerializer},
+        tags=TAGS,
+    )
+    def get(self, request: Request) -> Response:
+        collections = selectors.collection_list(user=request.user)
+        return Response(self.OutputSerializer({"results": collections}, context={"user": request.user}).data)
+
+
+class CollectionDocumentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    snippet = serializers.SerializerMethodField()
+    chars = serializers.SerializerMethodField()
+    metadata = serializers.DictField()
+    chunks = serializers.IntegerField(source="chunks_count")
+    created = serializers.DateTimeField()
+
+    def get_snippet(self, obj: Any) -> str:
+        return obj.text[: services.SNIPPET_CHARS]
+
+    def get_chars(self, obj: Any) -> int:
+        return len(obj.text)
+
+
+class CollectionDocumentsApi(APIView):
+    class QuerySerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedCollectionDocumentsQuery"
+
+        owner = serializers.CharField(required=False, help_text="Pick another user's shared collection by owner.")
+        limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=100)
+        offset = serializers.IntegerField(required=False, default=0, min_value=0)
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedCollectionDocumentsResult"
+
+        collections = CollectionSerializer(many=True)
+        count = serializers.IntegerField()
+        results = CollectionDocumentSerializer(many=True)
+
+    @extend_schema(
+        operation_id="embed_collection_documents",
+        summary="Documents (not chunks) of a collection you can see, newest first",
+        parameters=[QuerySerializer],
+        responses={200: OutputSerializer, 404: OpenApiResponse(description="no collection of that name is visible")},
+        tags=TAGS,
+    )
+    def get(self, request: Request, name: str) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        collections = selectors.collection_for_user(user=request.user, name=name, owner=params.get("owner"))
+        documents = selectors.collection_documents(collections=collections)
+        page = documents[params["offset"] : params["offset"] + params["limit"]]
+        body = {"collections": collections, "count": documents.count(), "results": page}
+        return Response(self.OutputSerializer(body).data)

@@ -1,0 +1,67 @@
+"""Documents and the collections that group them; the text lives here, the vectors in the FAISS store."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Collection(models.Model):
+    """A named set of documents owned by one user; `shared` (set by staff) lets every user search it."""
+
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collections")
+    shared = models.BooleanField(default=False, help_text="Visible to every signed-in user (staff sets this).")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="collection_unique_name_per_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+class Document(models.Model):
+    """One text and its metadata; a long text is kept whole and split into chunk documents that carry the vectors."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents")
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
+    text = models.TextField()
+    metadata = models.JSONField(default=dict, blank=True)
+    # sha256 of the text: adding the same text to the same collection again is skipped.
+    content_hash = models.CharField(max_length=64, db_index=True)
+    source = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="chunks", help_text="Set on chunks."
+    )
+    chunk_index = models.PositiveIntegerField(null=True, blank=True)
+    # Whether this row has a vector in the index: short documents and chunks do; a chunked source does not.
+    indexed = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["collection", "content_hash"],
+                condition=Q(source__isnull=True),
+                name="document_unique_text_per_collection",
+            ),
+        ]
+        indexes = [models.Index(fields=["collection", "indexed"], name="document_collection_indexed")]
+
+    def __str__(self) -> str:
+        suffix = f" chunk {self.chunk_index}" if self.chunk_index is not None else ""
+        return f"#{self.pk}{suffix}: {self.text[:60]}"
+
+    @property
+    def title(self) -> str:
+        """A human label: metadata title/filename, else the first line of the text."""
+        meta = self.metadata if isinstance(self.metadata, dict) else {}
+        for key in ("title", "filename", "source", "path"):
+            value = meta.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:200]
+        first_line = self.text.strip().splitlines()[0] if self.text.strip() else ""
+        return first_line[:80]
