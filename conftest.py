@@ -16,6 +16,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 
 
+@pytest.fixture(autouse=True)
+def _fresh_default_cache():
+    """Rate-limit counters and cached answers live in the caches: each test starts with none."""
+    from django.core.cache import caches
+
+    for alias in ("default", "responses"):
+        caches[alias].clear()
+    yield
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", "alice@example.com", "correct-horse-battery")

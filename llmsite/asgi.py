@@ -8,6 +8,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmsite.settings")
 # Build the Django app first: it sets up the app registry the routing below imports from.
 django_asgi_app = get_asgi_application()
 
+from inference.engine import wait_for_startup  # noqa: E402
+
+# Serve once the model is loaded (or failed, or LLM_STARTUP_WAIT_SECONDS passed), so /readyz is 200
+# as soon as the port opens; a no-op where nothing loads at start (tests, LLM_LOAD_AT_START=never).
+wait_for_startup()
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402

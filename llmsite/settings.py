@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -31,14 +32,15 @@ MODELS_DIR = Path(env.str("MODELS_DIR", default=str(DATA_DIR / "models"))).resol
 EMBEDDINGS_DIR = Path(env.str("EMBEDDINGS_DIR", default=str(DATA_DIR / "embeddings"))).resolve()
 
 
-def _secret_key() -> str:
-    key = env.str("SECRET_KEY", default="")
+def _persistent_secret(name: str, purpose: str) -> str:
+    """The secret from the environment; in development, generated once and kept under DATA_DIR."""
+    key = env.str(name, default="")
     if key:
         return key
     if PRODUCTION:
-        raise ImproperlyConfigured("ENVIRONMENT=production needs a real SECRET_KEY (50+ random characters)")
-    # Development: generate one and keep it, so sessions survive restarts.
-    path = DATA_DIR / "secret_key"
+        raise ImproperlyConfigured(f"ENVIRONMENT=production needs {name} ({purpose})")
+    # Development: generate one and keep it, so sessions and tokens survive restarts.
+    path = DATA_DIR / name.lower()
     if not path.is_file():
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -47,7 +49,7 @@ def _secret_key() -> str:
     return path.read_text().strip()
 
 
-SECRET_KEY = _secret_key()
+SECRET_KEY = _persistent_secret("SECRET_KEY", "a real key of 50+ random characters")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -63,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
     "django_ratelimit",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -181,9 +184,41 @@ if PRODUCTION:
     if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+
+# Access tokens cannot be revoked (the blacklist covers refresh tokens only): keep them short.
+JWT_ACCESS_TOKEN_MINUTES = env.int("JWT_ACCESS_TOKEN_MINUTES", default=10)
+if not 1 <= JWT_ACCESS_TOKEN_MINUTES <= 15:
+    raise ImproperlyConfigured(f"JWT_ACCESS_TOKEN_MINUTES must be 1 to 15, not {JWT_ACCESS_TOKEN_MINUTES}")
+JWT_REFRESH_TOKEN_DAYS = env.int("JWT_REFRESH_TOKEN_DAYS", default=7)
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=JWT_ACCESS_TOKEN_MINUTES),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=JWT_REFRESH_TOKEN_DAYS),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    "ALGORITHM": "HS256",
+    # Separate from SECRET_KEY: rotating one never invalidates what the other signs, and a leak
+    # of one does not let anyone mint the other's tokens.
+    "SIGNING_KEY": _persistent_secret("JWT_SIGNING_KEY", "50+ random characters, different from SECRET_KEY"),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    # A password change invalidates the access tokens issued before it.
+    "CHECK_REVOKE_TOKEN": True,
+}
+
+# Per-user rate limits (client IP for anonymous calls), counted in the `default` cache.
+RATELIMIT_PREDICT = env.str("RATELIMIT_PREDICT", default="30/m")
+RATELIMIT_CHAT = env.str("RATELIMIT_CHAT", default="30/m")
+RATELIMIT_EMBED = env.str("RATELIMIT_EMBED", default="60/m")
+# Login (token and session) and registration attempts, per client IP and per username.
+RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="10/m")
+# Behind a proxy, the request.META key holding the client address (e.g. HTTP_X_REAL_IP).
+RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
+
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so an unauthenticated call gets 401 with `WWW-Authenticate: Bearer`, not 403.
+        "accounts.authentication.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -214,7 +249,44 @@ if DEVICE not in ("auto", "cpu", "cuda", "mps"):
 LLM_PROVIDER = env.str("LLM_PROVIDER", default="hf")
 LLM_MODEL = env.str("LLM_MODEL", default="SmolLM2-135M-Instruct")
 LLM_MAX_NEW_TOKENS = env.int("LLM_MAX_NEW_TOKENS", default=512)
+# inference: the default when a request names no max_new_tokens (a ProviderConfig may override it).
+LLM_DEFAULT_MAX_NEW_TOKENS = env.int("LLM_DEFAULT_MAX_NEW_TOKENS", default=256)
+# inference: prompts (all message contents together) longer than this many characters are refused
+# before tokenising; the context window check then counts tokens.
+LLM_MAX_PROMPT_CHARS = env.int("LLM_MAX_PROMPT_CHARS", default=100_000)
+# inference: float32 on CPU by default (see PITFALLS.md); auto picks bf16/fp16 on accelerators.
+LLM_DTYPE = env.str("LLM_DTYPE", default="auto")
+# inference: worker threads of the local provider for streamed generations.
+LLM_WORKERS = env.int("LLM_WORKERS", default=4)
+# inference: auto loads the model in server processes only (daphne, uvicorn, runserver); always/never.
+LLM_LOAD_AT_START = env.str("LLM_LOAD_AT_START", default="auto")
+# inference: how long a starting server waits for the model before it serves anyway (/readyz 503 meanwhile).
+LLM_STARTUP_WAIT_SECONDS = env.float("LLM_STARTUP_WAIT_SECONDS", default=120.0)
+# inference: how often a server checks the active ProviderConfig for changes (reload_model, other workers).
+LLM_CONFIG_CHECK_SECONDS = env.float("LLM_CONFIG_CHECK_SECONDS", default=1.0)
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
+# embeddings: FAISS index type (flat = exact; hnsw = approximate, for large collections) and HNSW knobs.
+EMBEDDINGS_INDEX_TYPE = env.str("EMBEDDINGS_INDEX_TYPE", default="flat")
+if EMBEDDINGS_INDEX_TYPE not in ("flat", "hnsw"):
+    raise ImproperlyConfigured(f"EMBEDDINGS_INDEX_TYPE must be flat or hnsw, not {EMBEDDINGS_INDEX_TYPE!r}")
+EMBEDDINGS_HNSW_M = env.int("EMBEDDINGS_HNSW_M", default=32)
+EMBEDDINGS_HNSW_EF_CONSTRUCTION = env.int("EMBEDDINGS_HNSW_EF_CONSTRUCTION", default=80)
+EMBEDDINGS_HNSW_EF_SEARCH = env.int("EMBEDDINGS_HNSW_EF_SEARCH", default=64)
+# embeddings: OpenMP threads FAISS may use (1: each request searches on its own thread; see embeddings/store.py).
+EMBEDDINGS_FAISS_THREADS = env.int("EMBEDDINGS_FAISS_THREADS", default=1)
+# embeddings: long texts are split into chunks of this many characters, overlapping by this many.
+EMBEDDINGS_CHUNK_CHARS = env.int("EMBEDDINGS_CHUNK_CHARS", default=800)
+EMBEDDINGS_CHUNK_OVERLAP = env.int("EMBEDDINGS_CHUNK_OVERLAP", default=100)
+if not 0 <= EMBEDDINGS_CHUNK_OVERLAP < EMBEDDINGS_CHUNK_CHARS:
+    raise ImproperlyConfigured("EMBEDDINGS_CHUNK_OVERLAP must be at least 0 and less than EMBEDDINGS_CHUNK_CHARS")
+# embeddings: request limits (texts per request, characters per text, bytes of metadata JSON per document).
+EMBEDDINGS_MAX_BATCH = env.int("EMBEDDINGS_MAX_BATCH", default=64)
+EMBEDDINGS_MAX_TEXT_CHARS = env.int("EMBEDDINGS_MAX_TEXT_CHARS", default=100_000)
+EMBEDDINGS_MAX_METADATA_BYTES = env.int("EMBEDDINGS_MAX_METADATA_BYTES", default=10_000)
+# embeddings: save the index after every add/delete (else only on `save`, `rebuild_index` and start-up repair).
+EMBEDDINGS_AUTOSAVE = env.bool("EMBEDDINGS_AUTOSAVE", default=True)
+# embeddings: auto loads the index in server processes at start (daphne, uvicorn, runserver); always/never.
+EMBEDDINGS_LOAD_AT_START = env.str("EMBEDDINGS_LOAD_AT_START", default="auto")
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
 ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-5")
@@ -253,6 +325,8 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},
+        # faiss announces each SIMD build it tries at INFO; only a failure to load matters.
+        "faiss.loader": {"level": "WARNING"},
     },
 }
 

@@ -14,5 +14,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/", include("accounts.page_urls")),
+    path("api/v1/auth/", include("accounts.urls")),
+    path("api/v1/embed/", include("embeddings.urls")),
+    path("api/v1/", include("inference.urls")),
 ]
