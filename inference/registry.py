@@ -7,12 +7,14 @@ arguments; providers themselves never read settings.
 from __future__ import annotations
 
 import importlib.util
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
-from inference.providers.base import ModelInfo, Provider, ProviderUnavailable
+from inference.providers.base import ModelInfo, Provider, ProviderError, ProviderUnavailable
+from inference.providers.remote import HttpOptions, RemoteProvider
 from llmsite.model_store import PACKAGED_LLMS, ModelNotFound, is_prepared, resolve_llm_folder
 
 PROVIDER_NAMES = ("hf", "anthropic", "openai")
@@ -42,19 +44,88 @@ def spec_from_settings() -> ProviderSpec:
     return ProviderSpec(provider, model, device, (), ("settings", provider, model, device))
 
 
-def _remote_reason(name: str) -> str:
-    key = {"anthropic": settings.ANTHROPIC_API_KEY, "openai": settings.OPENAI_API_KEY}[name]
-    if not key:
-        return f"not configured: set {name.upper()}_API_KEY (and the provider module arrives with issue 6)"
-    return "not built yet: the remote providers arrive with issue 6"
+# --- remote providers -------------------------------------------------------------------------
+REMOTE_PROVIDERS = ("anthropic", "openai")
+# The providers list asks an OpenAI-compatible server for its models: briefly, and not on every call.
+MODEL_LIST_TIMEOUT = 3.0
+MODEL_LIST_TTL = 60.0
+MODEL_LIST_FAILED_TTL = 10.0  # sooner: a server that was down (Ollama not started yet) may be up now
+_model_lists: dict[tuple[Any, ...], tuple[float, list[ModelInfo]]] = {}
+
+
+def _http_options() -> HttpOptions:
+    return HttpOptions(
+        connect_timeout=settings.LLM_REMOTE_CONNECT_TIMEOUT,
+        read_timeout=settings.LLM_REMOTE_READ_TIMEOUT,
+        max_retries=settings.LLM_REMOTE_MAX_RETRIES,
+        max_retry_wait=settings.LLM_REMOTE_RETRY_MAX_WAIT,
+    )
+
+
+def _remote_provider(name: str, model: str) -> RemoteProvider:
+    """An unloaded remote provider built from settings (no request is made)."""
+    from inference.providers.anthropic import AnthropicProvider
+    from inference.providers.openai import OpenAIProvider
+
+    if name == "anthropic":
+        return AnthropicProvider(
+            model, api_key=settings.ANTHROPIC_API_KEY, base_url=settings.ANTHROPIC_BASE_URL, http=_http_options()
+        )
+    return OpenAIProvider(
+        model,
+        api_key=settings.OPENAI_API_KEY,
+        base_url=settings.OPENAI_BASE_URL,
+        azure_api_version=settings.OPENAI_API_VERSION if settings.OPENAI_API_TYPE == "azure" else "",
+        http=_http_options(),
+    )
+
+
+def remote_reason(name: str) -> str:
+    """Why a remote provider cannot serve as configured, or '' when it can."""
+    provider = _remote_provider(name, "")
+    setting = name.upper()
+    if not provider.base_url.startswith(("http://", "https://")):
+        return f"not configured: {setting}_BASE_URL must start with http:// or https://"
+    if provider.missing_key:
+        return f"not configured: set {setting}_API_KEY"
+    return ""
+
+
+def remote_models(name: str) -> list[ModelInfo]:
+    """The configured default model first, then what the upstream lists (cached for MODEL_LIST_TTL seconds)."""
+    default = {"anthropic": settings.ANTHROPIC_MODEL, "openai": settings.OPENAI_MODEL}[name]
+    provider = _remote_provider(name, default)
+    # Any change of server, key or API type lists afresh (the key is hashed in memory only).
+    key = (name, provider.identity, settings.OPENAI_API_TYPE, hash(getattr(settings, f"{name.upper()}_API_KEY")))
+    cached = _model_lists.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    try:
+        listed = provider.models(timeout=MODEL_LIST_TIMEOUT)
+        found = [ModelInfo(default, "default")] + [m for m in listed if m.name != default]
+        if default not in {m.name for m in listed}:
+            found[0] = ModelInfo(default, f"default; not listed by {provider.host}")
+        ttl = MODEL_LIST_TTL
+    except ProviderError as exc:
+        found = [ModelInfo(default, f"default; could not list models: {exc.message}")]
+        ttl = MODEL_LIST_FAILED_TTL
+    finally:
+        provider.close()
+    _model_lists[key] = (time.monotonic() + ttl, found)
+    return found
 
 
 def check_spec(spec: ProviderSpec) -> None:
-    """Cheap checks (no weights loaded): raises ProviderUnavailable saying what to fix."""
+    """Cheap checks (no weights loaded, no request made): raises ProviderUnavailable saying what to fix."""
     if spec.provider not in PROVIDER_NAMES:
         raise ProviderUnavailable(f"unknown provider {spec.provider!r}; known: {', '.join(PROVIDER_NAMES)}")
-    if spec.provider != "hf":
-        raise ProviderUnavailable(f"provider {spec.provider!r} is {_remote_reason(spec.provider)}")
+    if spec.provider in REMOTE_PROVIDERS:
+        reason = remote_reason(spec.provider)
+        if reason:
+            raise ProviderUnavailable(f"provider {spec.provider!r} is {reason}")
+        if not spec.model:
+            raise ProviderUnavailable(f"provider {spec.provider!r} needs a model name")
+        return  # the device is the upstream's business
     if spec.device not in DEVICES:
         raise ProviderUnavailable(f"unknown device {spec.device!r}; use one of {', '.join(DEVICES)}")
     try:
@@ -73,6 +144,8 @@ def check_device(device: str) -> str:
 def build_provider(spec: ProviderSpec) -> Provider:
     """A provider for `spec`, not loaded yet."""
     check_spec(spec)
+    if spec.provider in REMOTE_PROVIDERS:
+        return _remote_provider(spec.provider, spec.model)
     from inference.providers.hf import HFProvider
 
     folder = resolve_llm_folder(spec.model, settings.MODELS_DIR)
@@ -102,7 +175,10 @@ def availability(name: str) -> tuple[bool, str, list[ModelInfo]]:
         if not any(m.detail == "ready" for m in models):
             return False, f"no model folder under {settings.MODELS_DIR}; run manage.py prepare_models", models
         return True, "", models
-    if name in ("anthropic", "openai"):
-        model = {"anthropic": settings.ANTHROPIC_MODEL, "openai": settings.OPENAI_MODEL}[name]
-        return False, _remote_reason(name), [ModelInfo(model, "remote")]
+    if name in REMOTE_PROVIDERS:
+        reason = remote_reason(name)
+        if reason:
+            model = {"anthropic": settings.ANTHROPIC_MODEL, "openai": settings.OPENAI_MODEL}[name]
+            return False, reason, [ModelInfo(model, "default")]
+        return True, "", remote_models(name)
     return False, "unknown provider", []

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "cancelled"]
+# Remote providers pass on why the upstream withheld an answer: "content_filter" (OpenAI), "refusal" (Anthropic).
+FinishReason = Literal["stop", "length", "cancelled", "content_filter", "refusal"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 
 

@@ -118,3 +118,12 @@ def staff_client(staff):
     client = APIClient()
     client.force_authenticate(user=staff)
     return client
+
+
+@pytest.fixture
+def upstream():
+    """A fake remote API (Anthropic or OpenAI wire format) on a free port; see fake_upstream.py."""
+    from inference.tests.fake_upstream import FakeUpstream
+
+    with FakeUpstream() as server:
+        yield server

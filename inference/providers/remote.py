@@ -1,0 +1,551 @@
+"""What the remote providers share: pooled httpx clients, retries, SSE streams, upstream errors.
+
+Plain Python, no Django. `RemoteProvider` is the base of `AnthropicProvider` and
+`OpenAIProvider`; a subclass says how to build the request body, where to send it and how to
+read the stream (`StreamParser`). Everything else lives here, once:
+
+- One pooled `httpx.Client` (for `generate` and model listing, called from worker threads) and
+  one `httpx.AsyncClient` (for `stream`, on the event loop) per provider, with explicit
+  connect/read timeouts; the read timeout applies to each chunk, so a long stream is fine while
+  tokens flow.
+- Both `generate` and `stream` ask the upstream for an SSE stream: one parser per provider,
+  and a slow answer is bounded by the per-chunk read timeout rather than by a whole-response one.
+- Retries with exponential backoff and jitter on connect errors, timeouts, 408, 429 and 5xx,
+  honouring `Retry-After` up to `HttpOptions.max_retry_wait` — and never once text has been
+  produced, because the client has seen it.
+- Every failure becomes an `UpstreamError` carrying the HTTP status our API should answer with
+  (401/403 → 502 "rejected the API key", timeouts → 504, 5xx and broken streams → 502, rate
+  limits and overload → 503). Messages never contain the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+from httpx_sse import EventSource, ServerSentEvent, SSEError
+
+from inference.providers.base import (
+    Completion,
+    GenerationRequest,
+    Message,
+    ModelInfo,
+    Provider,
+    ProviderError,
+    ProviderUnavailable,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
+
+logger = logging.getLogger(__name__)
+
+# How much of an upstream error message we pass on: enough to act on, not a whole HTML page.
+MAX_UPSTREAM_MESSAGE = 500
+
+
+class UpstreamError(ProviderError):
+    """A remote API failed or refused.
+
+    `status` is the HTTP status our API answers with, `code` its error code; `retry_after`
+    (seconds) is the upstream's own hint. `permanent=False` means the retry loop may try again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        code: str = "upstream_error",
+        permanent: bool = False,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, permanent=permanent)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """How a remote provider talks HTTP: timeouts (seconds), retries and backoff."""
+
+    connect_timeout: float = 5.0
+    # Per chunk read, not per response: a stream may run for minutes while tokens keep coming.
+    read_timeout: float = 60.0
+    # Tries after the first one (0: never retry).
+    max_retries: int = 2
+    # The first backoff; it doubles per attempt, with jitter so that many clients do not retry in step.
+    backoff: float = 0.5
+    # No single wait is longer. A Retry-After beyond it fails at once: waiting less would be refused again.
+    max_retry_wait: float = 20.0
+    max_connections: int = 100
+
+    def timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect_timeout, read=self.read_timeout, write=self.read_timeout, pool=self.connect_timeout
+        )
+
+
+def retry_delay(options: HttpOptions, attempt: int, error: UpstreamError) -> float | None:
+    """Seconds to wait before trying again after failed attempt number `attempt` (0-based), or None: give up."""
+    if error.permanent or attempt >= options.max_retries:
+        return None
+    if error.retry_after is not None:
+        return error.retry_after if error.retry_after <= options.max_retry_wait else None
+    backoff = min(options.max_retry_wait, options.backoff * 2**attempt)
+    return backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+
+
+def parse_retry_after(headers: httpx.Headers) -> float | None:
+    """The wait an upstream asks for: `retry-after-ms` (OpenAI), else `Retry-After` in seconds or as an HTTP date."""
+    with contextlib.suppress(ValueError):
+        if "retry-after-ms" in headers:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def message_text(messages: tuple[Message, ...] | None, prompt: str | None) -> list[dict[str, str]]:
+    """Chat messages as the JSON both APIs take; a plain prompt becomes one user message."""
+    if prompt is not None:
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m.role, "content": m.content} for m in messages or ()]
+
+
+class StreamParser(Protocol):
+    """Turns one upstream's SSE events into our stream events; one instance per attempt."""
+
+    def feed(self, event: ServerSentEvent) -> list[StreamEvent]:
+        """Events for one SSE event; a `StreamEnd` last when `event` is the stream's end marker.
+
+        Raises UpstreamError for in-band errors and malformed data.
+        """
+        ...
+
+    @property
+    def end_marker(self) -> str:
+        """What the stream must end with (for the error when it does not)."""
+        ...
+
+
+def parse_json(event: ServerSentEvent, source: str) -> dict[str, Any]:
+    """One SSE event's data as a JSON object; anything else is a malformed stream."""
+    try:
+        data = json.loads(event.data)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise UpstreamError(
+            f"{source} sent a malformed stream event ({event.event}): {event.data[:200]!r}",
+            code="upstream_bad_response",
+            permanent=True,
+        )
+    return data
+
+
+class RemoteProvider(Provider):
+    """Base of providers behind an HTTP API; see the module docstring.
+
+    Subclasses set `name`, implement `_stream_path`, `_request_body` and `_new_parser`, and may
+    override `_auth_headers`, `_query_params`, `_models_path` and `_model_infos`. They never read
+    Django settings: everything comes through the constructor.
+    """
+
+    device = "remote"  # what /readyz and the engine status show where a local model names its device
+    key_required = True
+
+    def __init__(self, model: str, *, base_url: str, api_key: str = "", http: HttpOptions | None = None):
+        super().__init__(model)
+        self.base_url = base_url.rstrip("/")
+        self.http = http or HttpOptions()
+        self._api_key = api_key  # never logged, never in messages: see _redact
+        parts = urlsplit(self.base_url)
+        # Shown in messages and the cache identity: scheme-less, and without any user:password@.
+        self.host = parts.hostname or self.base_url
+        if parts.port:
+            self.host = f"{self.host}:{parts.port}"
+        self._path = parts.path.rstrip("/")
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._closing: set[asyncio.Future[Any]] = set()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}:{self.model} at {self.host}>"
+
+    # --- what a subclass says -------------------------------------------------------------
+    def _stream_path(self) -> str:
+        raise NotImplementedError
+
+    def _request_body(self, request: GenerationRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _new_parser(self) -> StreamParser:
+        raise NotImplementedError
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {}
+
+    def _query_params(self) -> dict[str, str]:
+        return {}
+
+    def _models_path(self) -> str | None:
+        """Where the upstream lists its models (None: it cannot)."""
+        return None
+
+    def _model_infos(self, body: Any) -> list[ModelInfo]:
+        raise NotImplementedError
+
+    # --- lifecycle --------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """Who answered, for messages: the provider and the host (never the key)."""
+        return f"{self.name} at {self.host}"
+
+    @property
+    def identity(self) -> str:
+        # The same model name on two servers gives two answers: the cache must tell them apart.
+        return f"{self.model}@{self.host}{self._path}"
+
+    @property
+    def missing_key(self) -> bool:
+        """Whether this upstream needs an API key and none was given."""
+        return self.key_required and not self._api_key
+
+    def load(self) -> None:
+        """Check the configuration and open the connection pool; no request is made (an upstream that
+        is briefly down must not stop the site switching to it)."""
+        if urlsplit(self.base_url).scheme not in ("http", "https"):
+            raise ProviderUnavailable(f"{self.name}: the base URL must start with http:// or https://")
+        if self.missing_key:
+            raise ProviderUnavailable(f"{self.name}: no API key is configured")
+        if not self.model:
+            raise ProviderUnavailable(f"{self.name}: no model is configured")
+        self._sync_client()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+            async_client, loop = self._async_client, self._async_loop
+            self._async_client = self._async_loop = None
+        if client is not None:
+            client.close()
+        if async_client is not None and loop is not None and not loop.is_closed():
+            # The async pool belongs to its event loop: close it there, without waiting here
+            # (the engine may close a provider from the loop's own thread).
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                task = loop.create_task(async_client.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(async_client.aclose(), loop)
+
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "headers": {**self._auth_headers(), "accept": "text/event-stream"},
+            "params": self._query_params(),
+            "timeout": self.http.timeout(),
+            "limits": httpx.Limits(max_connections=self.http.max_connections, max_keepalive_connections=20),
+            "follow_redirects": False,
+        }
+
+    def _sync_client(self) -> httpx.Client:
+        with self._lock:
+            if self._closed:
+                raise ProviderUnavailable(f"{self.label}: the provider was closed")
+            if self._client is None:
+                self._client = httpx.Client(**self._client_options())
+            return self._client
+
+    def _loop_client(self) -> httpx.AsyncClient:
+        """The async pool of the running event loop (connections cannot move between loops)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._closed:
+                raise ProviderUnavailable(f"{self.label}: the provider was closed")
+            if self._async_client is None or self._async_loop is not loop:
+                self._async_client = httpx.AsyncClient(**self._client_options())
+                self._async_loop = loop
+            return self._async_client
+
+    # --- errors -----------------------------------------------------------------------------
+    def _redact(self, text: str) -> str:
+        if self._api_key and len(self._api_key) >= 4:
+            text = text.replace(self._api_key, "[redacted]")
+        return text[:MAX_UPSTREAM_MESSAGE]
+
+    def _upstream_detail(self, response: httpx.Response) -> str:
+        """The upstream's own error message (both APIs: {"error": {"message": ...}}), or ''."""
+        try:
+            body = response.json()
+        except ValueError:
+            return ""  # an HTML error page from a proxy: its status says enough
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            kind, message = error.get("type") or error.get("code") or "", error.get("message") or ""
+            return self._redact(f"{kind}: {message}" if kind and message else str(message or kind))
+        if isinstance(error, str):
+            return self._redact(error)
+        return ""
+
+    def error_for_response(self, response: httpx.Response) -> UpstreamError:
+        """The UpstreamError for a non-2xx answer (its body already read)."""
+        status = response.status_code
+        detail = self._upstream_detail(response)
+        said = f"{self.label} answered HTTP {status}" + (f": {detail}" if detail else "")
+        retry_after = parse_retry_after(response.headers)
+        if status in (401, 403):
+            # The upstream's own words may quote part of the key (OpenAI does): never pass them on.
+            return UpstreamError(
+                f"the provider rejected the API key ({self.label} answered HTTP {status}); check the configured key",
+                code="upstream_auth",
+                permanent=True,
+            )
+        if status == 404:
+            return UpstreamError(
+                f"{said} (is the model {self.model!r} right, and the base URL {self.host}{self._path}?)",
+                code="upstream_not_found",
+                permanent=True,
+            )
+        if status in (400, 413, 422):
+            # The upstream refused this request (too long, a parameter out of range): the caller can fix it.
+            return UpstreamError(said, status=400, code="upstream_rejected", permanent=True)
+        if status == 408:
+            return UpstreamError(said, status=504, code="upstream_timeout", retry_after=retry_after)
+        if status == 429:
+            return UpstreamError(said, status=503, code="upstream_rate_limited", retry_after=retry_after)
+        if status in (503, 529):
+            return UpstreamError(said, status=503, code="upstream_overloaded", retry_after=retry_after)
+        if status >= 500:
+            return UpstreamError(said, code="upstream_error", retry_after=retry_after)
+        return UpstreamError(said, code="upstream_error", permanent=True)
+
+    def error_for_transport(self, exc: httpx.TransportError) -> UpstreamError:
+        """The UpstreamError for a connection that failed, timed out or broke off."""
+        reason = self._redact(str(exc) or type(exc).__name__)
+        if isinstance(exc, httpx.ConnectTimeout):
+            message = f"could not connect to {self.label} within {self.http.connect_timeout:g} s"
+            return UpstreamError(message, status=504, code="upstream_timeout")
+        if isinstance(exc, httpx.TimeoutException):
+            message = f"{self.label} sent nothing for {self.http.read_timeout:g} s"
+            return UpstreamError(message, status=504, code="upstream_timeout")
+        if isinstance(exc, httpx.ConnectError):
+            return UpstreamError(f"could not connect to {self.label}: {reason}", code="upstream_unreachable")
+        return UpstreamError(f"the connection to {self.label} broke off: {reason}", code="upstream_disconnected")
+
+    def in_band_error(self, kind: str, message: str) -> UpstreamError:
+        """The UpstreamError for an error the upstream reports inside a stream (`kind`: its error type)."""
+        said = f"{self.label} reported {kind or 'an error'}" + (f": {self._redact(message)}" if message else "")
+        if kind in ("authentication_error", "permission_error", "invalid_api_key"):
+            return UpstreamError(
+                f"the provider rejected the API key ({self.label} reported {kind})",
+                code="upstream_auth",
+                permanent=True,
+            )
+        if kind in ("invalid_request_error", "request_too_large"):
+            return UpstreamError(said, status=400, code="upstream_rejected", permanent=True)
+        if kind == "not_found_error":
+            return UpstreamError(said, code="upstream_not_found", permanent=True)
+        if kind in ("rate_limit_error", "rate_limit_exceeded"):
+            return UpstreamError(said, status=503, code="upstream_rate_limited")
+        if kind == "overloaded_error":
+            return UpstreamError(said, status=503, code="upstream_overloaded")
+        if kind == "timeout_error":
+            return UpstreamError(said, status=504, code="upstream_timeout")
+        return UpstreamError(said, code="upstream_error")  # api_error, server_error and the unknown
+
+    def _not_a_stream(self, exc: SSEError) -> UpstreamError:
+        # An HTML page behind a 200 (a captive proxy, a wrong base URL): an explicit failure, never text.
+        return UpstreamError(
+            f"{self.label} did not answer with an event stream ({exc})", code="upstream_bad_response", permanent=True
+        )
+
+    def _cut_short(self, parser: StreamParser) -> UpstreamError:
+        return UpstreamError(
+            f"the stream from {self.label} ended before {parser.end_marker}", code="upstream_disconnected"
+        )
+
+    def _give_up_or_wait(self, attempt: int, error: UpstreamError, produced: bool) -> float:
+        """Seconds to wait before the next attempt; raises `error` when there is none."""
+        delay = None if produced else retry_delay(self.http, attempt, error)
+        if delay is None:
+            raise error
+        logger.warning(
+            "%s; retrying in %.2f s (attempt %d of %d)",
+            error.message,
+            delay,
+            attempt + 2,
+            self.http.max_retries + 1,
+        )
+        return delay
+
+    # --- streaming, blocking (generate) ----------------------------------------------------
+    @contextlib.contextmanager
+    def _upstream_failures(self) -> Iterator[None]:
+        """Turns what httpx and httpx-sse raise into UpstreamErrors."""
+        try:
+            yield
+        except SSEError as exc:  # before TransportError, which it subclasses
+            raise self._not_a_stream(exc) from exc
+        except httpx.TransportError as exc:
+            raise self.error_for_transport(exc) from exc
+
+    def _stream_once(self, body: dict[str, Any]) -> Iterator[StreamEvent]:
+        attempt = _Attempt(self)
+        with self._upstream_failures(), self._sync_client().stream("POST", self._stream_path(), json=body) as response:
+            if not response.is_success:
+                response.read()
+                raise self.error_for_response(response)
+            for sse in EventSource(response).iter_sse():
+                yield from attempt.feed(sse)
+        yield attempt.finish()
+
+    def _stream_blocking(self, request: GenerationRequest) -> Iterator[StreamEvent]:
+        body = self._request_body(request)
+        attempt = 0
+        while True:
+            produced = False
+            try:
+                for event in self._stream_once(body):
+                    produced = produced or isinstance(event, TextDelta)
+                    yield event
+                return
+            except UpstreamError as error:
+                delay = self._give_up_or_wait(attempt, error, produced)
+            attempt += 1
+            time.sleep(delay)
+
+    def generate(self, request: GenerationRequest) -> Completion:
+        """Blocking: call it from a worker thread. Raises UpstreamError (or ProviderUnavailable when closed)."""
+        started = time.perf_counter()
+        first: float | None = None
+        parts: list[str] = []
+        for event in self._stream_blocking(request):
+            if isinstance(event, TextDelta):
+                if first is None:
+                    first = time.perf_counter() - started
+                parts.append(event.text)
+            else:
+                return Completion("".join(parts), event.usage, event.finish_reason, first)
+        raise UpstreamError(f"the stream from {self.label} ended without usage", code="upstream_bad_response")
+
+    # --- streaming, async -------------------------------------------------------------------
+    async def _astream_once(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+        attempt = _Attempt(self)
+        with self._upstream_failures():
+            async with self._loop_client().stream("POST", self._stream_path(), json=body) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise self.error_for_response(response)
+                async with contextlib.aclosing(EventSource(response).aiter_sse()) as events:
+                    async for sse in events:
+                        for event in attempt.feed(sse):
+                            yield event
+        yield attempt.finish()
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """TextDelta events as the upstream sends them, then one StreamEnd with the upstream's own usage.
+
+        Closing the iterator closes the HTTP response (the upstream stops generating). A failure
+        before the first text is retried; after it, it is raised as an UpstreamError.
+        """
+        body = self._request_body(request)
+        started = time.perf_counter()
+        first: float | None = None
+        attempt = 0
+        while True:
+            produced = False
+            try:
+                async with contextlib.aclosing(self._astream_once(body)) as events:
+                    async for event in events:
+                        if isinstance(event, TextDelta):
+                            produced = True
+                            if first is None:
+                                first = time.perf_counter() - started
+                        elif first is not None:
+                            event = StreamEnd(event.usage, event.finish_reason, event.text, first)
+                        yield event
+                return
+            except UpstreamError as error:
+                delay = self._give_up_or_wait(attempt, error, produced)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    # --- models -----------------------------------------------------------------------------
+    def models(self, timeout: float | None = None) -> list[ModelInfo]:
+        """The models the upstream offers (one request, no retries), else just the configured one.
+
+        Raises UpstreamError when the upstream cannot be asked or refuses.
+        """
+        path = self._models_path()
+        if path is None:
+            return [ModelInfo(self.model, "configured")]
+        timeout = timeout if timeout is not None else self.http.connect_timeout
+        try:
+            response = self._sync_client().get(path, headers={"accept": "application/json"}, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise self.error_for_transport(exc) from exc
+        if not response.is_success:
+            raise self.error_for_response(response)
+        try:
+            return self._model_infos(response.json())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UpstreamError(
+                f"{self.label} answered the model list with something else", code="upstream_bad_response"
+            ) from exc
+
+
+class _Attempt:
+    """One request's stream as it is read: text passes through; the end waits for the end of the body."""
+
+    def __init__(self, provider: RemoteProvider):
+        self.provider = provider
+        self.parser = provider._new_parser()
+        self.end: StreamEnd | None = None
+
+    def feed(self, sse: ServerSentEvent) -> list[StreamEvent]:
+        if self.end is not None:
+            return []  # after the end marker: read on to the end of the body, so the connection is reused
+        events = self.parser.feed(sse)
+        if events and isinstance(events[-1], StreamEnd):
+            self.end = events.pop()
+        return events
+
+    def finish(self) -> StreamEnd:
+        """The end event; raises UpstreamError when the stream stopped before its end marker."""
+        if self.end is None:
+            raise self.provider._cut_short(self.parser)
+        return self.end
