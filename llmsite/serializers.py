@@ -1,0 +1,50 @@
+"""Serializer pieces every API shares: strict input and limit/offset pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import serializers
+
+PAGE_DEFAULT = 50
+PAGE_MAX = 200
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of turning them into text."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not declare instead of ignoring them (a typo is a 400, not a silent default)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in data:
+                if name not in self.fields:
+                    raise serializers.ValidationError({name: f"unknown field {name!r}"}, code="unknown_field")
+        return super().to_internal_value(data)
+
+
+class PageQuerySerializer(serializers.Serializer):
+    """`?limit=&offset=` of a list endpoint; subclass it to add filters."""
+
+    limit = serializers.IntegerField(required=False, default=PAGE_DEFAULT, min_value=1, max_value=PAGE_MAX)
+    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+
+
+def page(queryset: QuerySet, *, limit: int, offset: int) -> dict[str, Any]:
+    """{count, limit, offset, results} for one slice of `queryset` (an ordered queryset)."""
+    return {
+        "count": queryset.count(),
+        "limit": limit,
+        "offset": offset,
+        "results": list(queryset[offset : offset + limit]),
+    }
