@@ -1,0 +1,158 @@
+"""The chat WebSocket, `/ws/v1/chat/` (API.md): stream completions token by token, cancel them.
+
+Protocol (JSON text frames):
+- The browser is authenticated by its session. Other clients send
+  `{"type": "auth", "token": "<JWT or API key>"}` first; anything else first, a bad token, or
+  no auth within AUTH_TIMEOUT_SECONDS closes the socket with 4401. `{"type": "ready"}` answers
+  a successful authentication (and greets a session user on connect).
+- `{"type": "generate", ...predict fields...}` → `{"type": "token", "text"}`… then
+  `{"type": "done", ...predict response fields except text}` or `{"type": "error", "error": {...}}`.
+  One generation at a time: another `generate` meanwhile is an `error` with code `busy`.
+- `{"type": "cancel"}` stops the generation in flight within one token; it ends with
+  `{"type": "done", "finish_reason": "cancelled", ...}`. Closing the socket cancels it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from rest_framework import serializers
+
+from accounts.ratelimits import RateLimited, acheck_rate_limit
+from accounts.services import auser_for_bearer_token
+from inference import services
+from inference.providers.base import TextDelta
+from llmsite.errors import ApplicationError, error_body, from_validation_error
+
+logger = logging.getLogger(__name__)
+
+UNAUTHORISED = 4401
+AUTH_TIMEOUT_SECONDS = 10
+# A frame bigger than the largest valid prompt plus room for the JSON around it is refused unread.
+MAX_FRAME_CHARS_OVER_PROMPT = 64_000
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.user: Any = None
+        self.generation: asyncio.Task | None = None
+        self.auth_timer: asyncio.TimerHandle | None = None
+        self.closed = False
+        await self.accept()
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            await self._ready(user)
+        else:
+            loop = asyncio.get_running_loop()
+            self.auth_timer = loop.call_later(AUTH_TIMEOUT_SECONDS, lambda: loop.create_task(self._refuse()))
+
+    async def disconnect(self, code: int) -> None:
+        self.closed = True
+        if self.auth_timer is not None:
+            self.auth_timer.cancel()
+        if self.generation is not None and not self.generation.done():
+            self.generation.cancel()  # a closed socket stops the generation within one token
+            await asyncio.gather(self.generation, return_exceptions=True)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if text_data is None:
+            await self._error(ApplicationError("send JSON text frames", code="invalid_frame"))
+            return
+        if len(text_data) > settings.LLM_MAX_PROMPT_CHARS + MAX_FRAME_CHARS_OVER_PROMPT:
+            await self._error(ApplicationError("the message is too large", code="too_large"))
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self._error(ApplicationError("the message is not valid JSON", code="invalid_json"))
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        if self.user is None:
+            if kind == "auth" and isinstance(content.get("token"), str) and content["token"]:
+                user = await auser_for_bearer_token(content["token"])
+                if user is not None:
+                    await self._ready(user)
+                    return
+            await self._refuse()
+            return
+        if kind == "generate":
+            await self._start(content)
+        elif kind == "cancel":
+            if self.generation is not None and not self.generation.done():
+                self.generation.cancel()
+        elif kind == "auth":
+            await self.send_json({"type": "ready", "user": self.user.get_username()})
+        else:
+            await self._error(ApplicationError(f"unknown message type {kind!r}", code="invalid", field="type"))
+
+    async def _ready(self, user: Any) -> None:
+        self.user = user
+        if self.auth_timer is not None:
+            self.auth_timer.cancel()
+            self.auth_timer = None
+        await self.send_json({"type": "ready", "user": user.get_username()})
+
+    async def _refuse(self) -> None:
+        if self.user is None and not self.closed:
+            await self.close(code=UNAUTHORISED)
+
+    async def _error(self, exc: ApplicationError) -> None:
+        if not self.closed:
+            await self.send_json(
+                {"type": "error", "error": error_body(exc.code, exc.message, field=exc.field)["error"]}
+            )
+
+    async def _start(self, content: dict[str, Any]) -> None:
+        from inference.apis import PredictApi
+
+        if self.generation is not None and not self.generation.done():
+            await self._error(ApplicationError("a generation is already running on this socket", code="busy"))
+            return
+        fields = {key: value for key, value in content.items() if key != "type"}
+        serializer = PredictApi.InputSerializer(data=fields)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except serializers.ValidationError as exc:
+            await self._error(from_validation_error(exc))
+            return
+        try:
+            await acheck_rate_limit(None, "chat", user=self.user)
+        except RateLimited as exc:
+            await self._error(ApplicationError(f"{exc.detail} Retry in {exc.wait} s.", code="rate_limited", status=429))
+            return
+        data = dict(serializer.validated_data)
+        data.pop("stream", None)
+        self.generation = asyncio.create_task(self._generate(data))
+
+    async def _generate(self, fields: dict[str, Any]) -> None:
+        produced = 0
+        try:
+            async for event in services.complete_stream(user=self.user, source="ws", **fields):
+                if isinstance(event, TextDelta):
+                    produced += 1
+                    await self.send_json({"type": "token", "text": event.text})
+                else:
+                    body = {k: v for k, v in event.as_dict().items() if k != "text"}
+                    await self.send_json({"type": "done", **body})
+        except asyncio.CancelledError:
+            if not self.closed:
+                await self.send_json(
+                    {
+                        "type": "done",
+                        "finish_reason": "cancelled",
+                        "usage": {"prompt_tokens": 0, "completion_tokens": produced, "total_tokens": produced},
+                    }
+                )
+        except ApplicationError as exc:
+            await self._error(exc)
+        except Exception:
+            logger.exception("chat generation failed")
+            await self._error(ApplicationError("the generation failed; it has been logged", code="server_error"))

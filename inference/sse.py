@@ -1,0 +1,87 @@
+"""Server-Sent Events framing for streamed completions (API.md: predict with `stream: true`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from inference.providers.base import TextDelta
+from llmsite.errors import ApplicationError, error_body
+
+
+def frame(data: dict[str, Any], event: str | None = None) -> bytes:
+    """One SSE frame; JSON keeps every payload on one `data:` line whatever the text holds."""
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+
+
+async def predict_frames(first: Any, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    """`data: {"delta"}` frames, then `event: done` (or `event: error` for a failure mid-stream).
+
+    `first` is the event already taken from `events` (so errors before any text were answered
+    with a real HTTP status). Leaving early (client gone: Django cancels this iterator) closes
+    `events`, which cancels the generation in the provider.
+    """
+    try:
+        event = first
+        while True:
+            if isinstance(event, TextDelta):
+                yield frame({"delta": event.text})
+            else:  # the CompletionResult ends the stream
+                # Everything the JSON response has except the text the deltas already carried.
+                yield frame({k: v for k, v in event.as_dict().items() if k != "text"}, "done")
+                return
+            event = await anext(events)
+    except ApplicationError as exc:
+        yield frame(error_body(exc.code, exc.message, field=exc.field), "error")
+    finally:
+        await events.aclose()
+
+
+def event_stream_response(frames: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(frames, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each frame on at once
+    return response
+
+
+class StreamRequested(HttpResponse):
+    """A DRF view's answer to a valid streaming request: who asked and what, for the async view to stream.
+
+    Authentication, CSRF, rate limits and validation all ran in the DRF view exactly as for a
+    JSON request; only the generation moves to the event loop.
+    """
+
+    def __init__(self, user: Any, fields: dict[str, Any]):
+        super().__init__(status=200)
+        self.user = user
+        self.fields = fields
+
+
+StartStream = Callable[[HttpRequest, StreamRequested], Awaitable[HttpResponseBase]]
+
+
+def streaming_view(api_class: Any, start_stream: StartStream) -> Callable[..., Awaitable[HttpResponseBase]]:
+    """An async view around a DRF APIView whose handlers return StreamRequested for streams.
+
+    The DRF view runs in a worker thread and answers everything but streams; `start_stream`
+    then serves the stream on the event loop, so a streamed answer never holds a thread.
+    """
+    sync_view = api_class.as_view()
+
+    @csrf_exempt  # as DRF views are: the DRF view enforces CSRF for session-authenticated callers
+    async def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = await sync_to_async(sync_view)(request, *args, **kwargs)
+        if not isinstance(response, StreamRequested):
+            return response
+        return await start_stream(request, response)
+
+    # drf-spectacular documents a view through `cls`: this view is described as `api_class`.
+    view.cls = api_class  # type: ignore[attr-defined]
+    view.initkwargs = {}  # type: ignore[attr-defined]
+    return view
