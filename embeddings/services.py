@@ -496,6 +496,16 @@ def encode(*, texts: Sequence[Any]) -> tuple[str, int, np.ndarray]:
     return store.model_name, store.dim, store.encode(texts)
 
 
+def encode_with_usage(*, texts: Sequence[Any], field: str = "texts") -> tuple[str, np.ndarray, int]:
+    """(model name, unit vectors, tokens read) for validated texts: OpenAI's /v1/embeddings."""
+    texts = validate_texts(texts, field=field)
+    store = get_store()
+    vectors = store.encode(texts)
+    encoder = store.encoder
+    tokens = encoder.count_tokens(texts) if encoder is not None else 0
+    return store.model_name, vectors, tokens
+
+
 def search(*, user: Any, query: Any, top_k: Any = 5, collection: str | None = None) -> list[SearchResult]:
     """The `top_k` passages most similar to `query` among what the user may see, best first.
 

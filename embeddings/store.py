@@ -88,6 +88,15 @@ class Encoder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the encoder reads for `texts` (cut at its maximum sequence length, as encoding does)."""
+        limit = self.model.get_max_seq_length() or None
+        total = 0
+        for text in texts:
+            ids = self.model.tokenizer(text, add_special_tokens=True, truncation=limit is not None, max_length=limit)
+            total += len(ids["input_ids"])
+        return total
+
 
 class _RWLock:
     """Many readers or one writer; a waiting writer blocks new readers so it is not starved."""

@@ -1,0 +1,379 @@
+"""OpenAI-compatible API under /v1/: chat completions, embeddings and models for every OpenAI client.
+
+The same services as /api/v1/predict (cache, rate limits, usage records); errors in OpenAI's
+shape (llmsite.errors switches on the /v1/ prefix). Shapes follow OpenAI's reference field for
+field so the official SDKs, LangChain, Open WebUI and the like work unmodified.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.ratelimits import ratelimit_api
+from inference import selectors, services, sse
+from inference.providers.base import TextDelta
+from llmsite.errors import ApplicationError, error_response
+from llmsite.serializers import StrictCharField
+
+OPENAI_ROLES = ("system", "developer", "user", "assistant")
+MAX_MESSAGES = 500
+MAX_STOP = 4
+# Parameters OpenAI clients send by default or commonly: accepted when they ask for nothing we
+# would have to ignore (their neutral value), refused otherwise rather than silently dropped.
+NEUTRAL = {
+    "frequency_penalty": (None, 0, 0.0),
+    "presence_penalty": (None, 0, 0.0),
+    "logit_bias": (None, {}),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "tools": (None, []),
+    "tool_choice": (None, "none", "auto"),
+    "functions": (None, []),
+    "function_call": (None, "none", "auto"),
+    "parallel_tool_calls": (None, True, False),
+    "response_format": (None, {"type": "text"}),
+    "store": (None, False, True),
+    "metadata": (None, {}),
+    "service_tier": (None, "auto", "default"),
+    "modalities": (None, ["text"]),
+    "reasoning_effort": (None,),
+    "prediction": (None,),
+    "audio": (None,),
+    "web_search_options": (None,),
+    "prompt_cache_key": (None,),
+    "safety_identifier": (None,),
+    "verbosity": (None,),
+}
+
+
+TEXT_PART = {"type": "object", "properties": {"type": {"enum": ["text"]}, "text": {"type": "string"}}}
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "array", "items": TEXT_PART}]})
+class ContentField(serializers.Field):
+    """A message's content: a string, or an array of `{"type": "text", "text": ...}` parts joined."""
+
+    default_error_messages = {
+        "invalid": "content must be a string or an array of text parts",
+        "part": "only text content parts are supported (got {kind!r})",
+    }
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, str):
+            return data
+        if not isinstance(data, list):
+            self.fail("invalid")
+        texts = []
+        for part in data:
+            if not isinstance(part, dict) or not isinstance(part.get("text"), str):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                if kind == "text" or not isinstance(part, dict):
+                    self.fail("invalid")
+                self.fail("part", kind=kind)
+            if part.get("type", "text") != "text":
+                self.fail("part", kind=part.get("type"))
+            texts.append(part["text"])
+        return "".join(texts)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class ChatMessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=OPENAI_ROLES)
+    content = ContentField()
+    name = serializers.CharField(required=False, max_length=64)  # accepted; the models here ignore names
+
+    def validate_role(self, value: str) -> str:
+        return "system" if value == "developer" else value  # newer clients send system prompts as developer
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP}]}
+)
+class StopField(serializers.Field):
+    default_error_messages = {"invalid": f"stop must be a string or a list of at most {MAX_STOP} strings"}
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        if data is None:
+            return []
+        if isinstance(data, str):
+            return [data]
+        if isinstance(data, list) and len(data) <= MAX_STOP and all(isinstance(s, str) and s for s in data):
+            return data
+        self.fail("invalid")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class StreamOptionsSerializer(serializers.Serializer):
+    include_usage = serializers.BooleanField(required=False, default=False)
+    include_obfuscation = serializers.BooleanField(required=False)  # accepted; nothing is obfuscated
+
+
+def _refuse_unknown(serializer: serializers.Serializer, data: Any) -> None:
+    if not isinstance(data, dict):
+        return
+    for name, value in data.items():
+        if name in serializer.fields:
+            continue
+        if name in NEUTRAL:
+            if value not in NEUTRAL[name]:
+                raise serializers.ValidationError({name: f"{name}={value!r} is not supported by this server"})
+            continue
+        raise serializers.ValidationError({name: f"Unrecognized request argument supplied: {name}"})
+
+
+def _created() -> int:
+    return int(time.time())
+
+
+class ChatCompletionsApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ChatCompletionRequest"
+
+        model = StrictCharField(max_length=500)
+        messages = ChatMessageSerializer(many=True, allow_empty=False, max_length=MAX_MESSAGES)
+        max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+        max_completion_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+        temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
+        top_p = serializers.FloatField(required=False, allow_null=True, max_value=1)
+        stop = StopField(required=False, allow_null=True)
+        seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**63 - 1)
+        n = serializers.IntegerField(required=False, allow_null=True)
+        user = serializers.CharField(required=False, max_length=256)
+        stream = serializers.BooleanField(required=False, default=False, allow_null=True)
+        stream_options = StreamOptionsSerializer(required=False, allow_null=True)
+
+        def to_internal_value(self, data: Any) -> Any:
+            _refuse_unknown(self, data)
+            return super().to_internal_value(data)
+
+        def validate_top_p(self, value: float | None) -> float | None:
+            if value is not None and value <= 0:
+                raise serializers.ValidationError("top_p must be greater than 0")
+            return value
+
+        def validate_n(self, value: int | None) -> int | None:
+            if value not in (None, 1):
+                raise serializers.ValidationError("only n=1 is supported")
+            return value
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            limit = settings.LLM_MAX_NEW_TOKENS
+            for name in ("max_tokens", "max_completion_tokens"):
+                if (attrs.get(name) or 0) > limit:
+                    raise serializers.ValidationError({name: f"{name} is at most {limit} on this server"})
+            if attrs.get("stream_options") and not attrs.get("stream"):
+                raise serializers.ValidationError({"stream_options": "stream_options is only allowed with stream"})
+            return attrs
+
+    @extend_schema(
+        summary="OpenAI-compatible chat completion (streamed with `stream: true`)",
+        request=InputSerializer,
+        responses={
+            200: OpenApiResponse(
+                description="a `chat.completion`, or `chat.completion.chunk` SSE frames ending `[DONE]`"
+            ),
+            400: OpenApiResponse(description="invalid request (OpenAI error shape)"),
+            404: OpenApiResponse(description="unknown model"),
+            429: OpenApiResponse(description="rate limited"),
+        },
+        tags=["openai"],
+    )
+    @ratelimit_api(group="predict")
+    def post(self, request: Request) -> HttpResponseBase:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        served = services.check_model_served(data["model"])
+        fields = {
+            "messages": [{"role": m["role"], "content": m["content"]} for m in data["messages"]],
+            "max_new_tokens": data.get("max_completion_tokens") or data.get("max_tokens"),
+            "temperature": data.get("temperature"),
+            "top_p": data.get("top_p"),
+            "stop": data.get("stop") or None,
+            "seed": data.get("seed"),
+        }
+        if data.get("stream"):
+            options = data.get("stream_options") or {}
+            return sse.StreamRequested(
+                request.user, {"fields": fields, "model": served, "include_usage": options.get("include_usage", False)}
+            )
+        result = services.complete(user=request.user, source="openai", **fields)
+        return Response(
+            {
+                "id": f"chatcmpl-{result.id.removeprefix('cmpl-')}",
+                "object": "chat.completion",
+                "created": _created(),
+                "model": served,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": result.text, "refusal": None, "annotations": []},
+                        "logprobs": None,
+                        "finish_reason": _finish_reason(result.finish_reason),
+                    }
+                ],
+                "usage": result.usage.as_dict(),
+                "system_fingerprint": None,
+                "service_tier": "default",
+            },
+            headers={"X-Cache": "HIT" if result.cached else "MISS"},
+        )
+
+
+def _finish_reason(reason: str) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+async def _chat_stream(request: HttpRequest, asked: sse.StreamRequested) -> HttpResponseBase:
+    events = services.complete_stream(user=asked.user, source="openai", **asked.fields["fields"])
+    try:
+        first = await anext(events)
+    except ApplicationError as exc:
+        return error_response(request, exc)
+    return sse.event_stream_response(
+        _chunks(first, events, model=asked.fields["model"], include_usage=asked.fields["include_usage"])
+    )
+
+
+async def _chunks(first: Any, events: Any, *, model: str, include_usage: bool):
+    """`chat.completion.chunk` frames: role first, content deltas, the finish reason, usage, `[DONE]`."""
+    import uuid
+
+    head = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": _created(),
+        "model": model,
+    }
+    extra = {"usage": None} if include_usage else {}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return sse.frame({**head, "system_fingerprint": None, "choices": [choice], **extra})
+
+    try:
+        yield chunk({"role": "assistant", "content": "", "refusal": None})
+        event = first
+        while True:
+            if isinstance(event, TextDelta):
+                if event.text:
+                    yield chunk({"content": event.text})
+            else:
+                yield chunk({}, _finish_reason(event.finish_reason))
+                if include_usage:
+                    yield sse.frame({**head, "system_fingerprint": None, "choices": [], "usage": event.usage.as_dict()})
+                yield b"data: [DONE]\n\n"
+                return
+            event = await anext(events)
+    except ApplicationError as exc:
+        # After the first byte the status is sent: OpenAI's clients raise on an in-band error object.
+        yield sse.frame({"error": {"message": exc.message, "type": "api_error", "param": None, "code": exc.code}})
+    finally:
+        await events.aclose()
+
+
+chat_completions = sse.streaming_view(ChatCompletionsApi, _chat_stream)
+
+
+class EmbeddingsApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbeddingsRequest"
+
+        input = serializers.JSONField()
+        model = StrictCharField(max_length=500)
+        encoding_format = serializers.ChoiceField(choices=["float", "base64"], required=False, default="float")
+        dimensions = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+        user = serializers.CharField(required=False, max_length=256)
+
+        def to_internal_value(self, data: Any) -> Any:
+            _refuse_unknown(self, data)
+            return super().to_internal_value(data)
+
+        def validate_input(self, value: Any) -> list[str]:
+            texts = [value] if isinstance(value, str) else value
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                raise serializers.ValidationError(
+                    "input must be a string or a list of strings (token arrays are not supported)"
+                )
+            return texts
+
+    @extend_schema(
+        summary="OpenAI-compatible embeddings",
+        request=InputSerializer,
+        responses={200: OpenApiResponse(description="`object: list` of `embedding` objects with usage")},
+        tags=["openai"],
+    )
+    @ratelimit_api(group="embed")
+    def post(self, request: Request) -> Response:
+        from embeddings.services import encode_with_usage
+
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        served = _short(settings.EMBEDDING_MODEL)
+        if data["model"] not in (settings.EMBEDDING_MODEL, served):
+            raise ApplicationError(
+                f"The model `{data['model']}` does not exist; this server embeds with `{served}`",
+                code="model_not_found",
+                status=404,
+                field="model",
+            )
+        model, vectors, tokens = encode_with_usage(texts=data["input"], field="input")
+        if data.get("dimensions") not in (None, vectors.shape[1]):
+            raise ApplicationError(f"{model} makes {vectors.shape[1]}-dimensional vectors only", field="dimensions")
+        rows = []
+        for index, vector in enumerate(vectors):
+            if data["encoding_format"] == "base64":
+                embedding: Any = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+            else:
+                embedding = vector.tolist()
+            rows.append({"object": "embedding", "index": index, "embedding": embedding})
+        return Response(
+            {"object": "list", "data": rows, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        )
+
+
+def _short(name: str) -> str:
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+class ModelListApi(APIView):
+    @extend_schema(
+        operation_id="openai_models_list",
+        summary="Models this server can serve (OpenAI shape)",
+        responses=OpenApiResponse(description="list"),
+        tags=["openai"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"object": "list", "data": selectors.openai_models()})
+
+
+class ModelDetailApi(APIView):
+    @extend_schema(
+        operation_id="openai_models_retrieve",
+        summary="One model (OpenAI shape); 404 when unknown",
+        responses=OpenApiResponse(description="model"),
+        tags=["openai"],
+    )
+    def get(self, request: Request, model: str) -> Response:
+        for entry in selectors.openai_models():
+            if entry["id"] == model:
+                return Response(entry)
+        raise ApplicationError(f"The model `{model}` does not exist", code="model_not_found", status=404, field="model")
