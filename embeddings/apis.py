@@ -17,34 +17,13 @@ from rest_framework.views import APIView
 
 from accounts.ratelimits import ratelimit_api
 from embeddings import selectors, services
+from llmsite.serializers import StrictCharField, StrictSerializer
 
 TAGS = ["embeddings"]
 ERRORS = {
     400: OpenApiResponse(description="invalid input; the message names the limit and `field` the input"),
     503: OpenApiResponse(description="the embedding model cannot be loaded (the reason is in the message)"),
 }
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers and booleans instead of turning them into text."""
-
-    default_error_messages = {"invalid": "Must be a string."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not declare instead of ignoring them."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name in data:
-                if name not in self.fields:
-                    raise serializers.ValidationError({name: f"unknown field {name!r}"}, code="unknown_field")
-        return super().to_internal_value(data)
 
 
 def _text_field(**kwargs: Any) -> StrictCharField:

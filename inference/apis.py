@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
@@ -13,42 +14,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.ratelimits import ratelimit_api
-from inference import selectors, services
+from inference import selectors, services, sse
 from inference.providers.base import ROLES
 from inference.registry import DEVICES, PROVIDER_NAMES
+from llmsite.errors import ApplicationError, error_response
+from llmsite.serializers import StrictCharField, StrictSerializer
 
-# Accepted by the contract, served by later work: refused clearly instead of ignored.
-NOT_YET = {
-    "collection": "retrieval (collection, top_k) is not supported yet",
-    "top_k": "retrieval (collection, top_k) is not supported yet",
-    "conversation": "conversations are not supported yet",
-}
 MAX_MESSAGES = 500
 MAX_STOP = 4
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers and booleans instead of turning them into text."""
-
-    default_error_messages = {"invalid": "Must be a string."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not declare (and names the later-issue ones) instead of ignoring them."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name in data:
-                if name in NOT_YET:
-                    raise serializers.ValidationError({name: NOT_YET[name]}, code="not_supported")
-                if name not in self.fields:
-                    raise serializers.ValidationError({name: f"unknown field {name!r}"}, code="unknown_field")
-        return super().to_internal_value(data)
 
 
 class MessageSerializer(StrictSerializer):
@@ -60,6 +33,15 @@ class UsageSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     total_tokens = serializers.IntegerField()
+
+
+class SourceSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="the passage (a document or one chunk of it)")
+    document_id = serializers.IntegerField(help_text="the document the passage comes from")
+    title = serializers.CharField()
+    snippet = serializers.CharField()
+    score = serializers.FloatField()
+    metadata = serializers.DictField()
 
 
 class PredictApi(APIView):
@@ -77,6 +59,15 @@ class PredictApi(APIView):
         )
         seed = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
         stream = serializers.BooleanField(required=False, default=False)
+        collection = StrictCharField(
+            required=False, max_length=200, help_text="answer from this document collection (sources are returned)"
+        )
+        top_k = serializers.IntegerField(
+            required=False, min_value=1, max_value=50, help_text="passages to retrieve (default RAG_TOP_K)"
+        )
+        conversation = serializers.IntegerField(
+            required=False, min_value=1, help_text="append to this conversation of yours; its history goes first"
+        )
 
         def validate_max_new_tokens(self, value: int) -> int:
             if value > settings.LLM_MAX_NEW_TOKENS:
@@ -97,8 +88,6 @@ class PredictApi(APIView):
                 raise serializers.ValidationError(
                     {field: f"the input has {chars} characters; the limit is {settings.LLM_MAX_PROMPT_CHARS}"}
                 )
-            if attrs.get("stream"):
-                raise serializers.ValidationError({"stream": "streaming arrives with SSE; send stream=false for now"})
             return attrs
 
     class OutputSerializer(serializers.Serializer):
@@ -113,10 +102,19 @@ class PredictApi(APIView):
         cached = serializers.BooleanField()
         latency_ms = serializers.FloatField()
         finish_reason = serializers.ChoiceField(choices=["stop", "length", "cancelled"])
+        sources = SourceSerializer(many=True, required=False, help_text="present when a collection was given")
+        conversation = serializers.IntegerField(required=False, help_text="present when a conversation was given")
+        message = serializers.IntegerField(required=False, help_text="the stored answer's id: rate it with feedback")
 
     @extend_schema(
         summary="Complete a prompt or a chat with the active model",
-        description="Deterministic requests (temperature 0, or a seed) are cached: header `X-Cache: HIT|MISS`.",
+        description=(
+            "Deterministic requests (temperature 0, or a seed) are cached: header `X-Cache: HIT|MISS`.\n\n"
+            'With `stream: true` the answer is `text/event-stream`: `data: {"delta": ...}` frames as tokens '
+            "are produced, then `event: done` with the response fields except `text`; a failure after the "
+            'first frame is `event: error` with `data: {"error": {...}}`. Errors before the first token are '
+            "ordinary HTTP errors. Closing the connection cancels the generation."
+        ),
         request=InputSerializer,
         responses={
             200: OutputSerializer,
@@ -131,9 +129,25 @@ class PredictApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        data.pop("stream", None)
+        if data.pop("stream", False):
+            return sse.StreamRequested(request.user, data)
         result = services.complete(user=request.user, source="api", **data)
         return Response(result.as_dict(), headers={"X-Cache": "HIT" if result.cached else "MISS"})
+
+
+async def _predict_stream(request: HttpRequest, asked: sse.StreamRequested) -> HttpResponseBase:
+    # The first event is awaited before the response starts, so a prompt that does not fit or a
+    # missing model is a real 4xx/5xx, not a 200 stream.
+    events = services.complete_stream(user=asked.user, source="sse", **asked.fields)
+    try:
+        first = await anext(events)
+    except ApplicationError as exc:
+        return error_response(request, exc)
+    return sse.event_stream_response(sse.predict_frames(first, events))
+
+
+# POST /api/v1/predict: JSON answers from PredictApi, `stream: true` served on the event loop.
+predict = sse.streaming_view(PredictApi, _predict_stream)
 
 
 class ProviderModelSerializer(serializers.Serializer):

@@ -32,3 +32,39 @@ def provider_list() -> dict[str, Any]:
             }
         )
     return {"active": active, "providers": providers}
+
+
+OWNERS = {"hf": "llmsite", "anthropic": "anthropic", "openai": "openai"}
+
+
+def active_model() -> tuple[str, str]:
+    """(provider, model) the site serves now: the loaded one, else the configured one."""
+    status = get_engine().status()
+    spec = configured_spec()
+    return status.provider or spec.provider, status.model or spec.model
+
+
+def openai_models() -> list[dict[str, Any]]:
+    """Every model the site can serve, the active one first, as OpenAI model objects (GET /v1/models)."""
+    from django.conf import settings
+
+    provider, model = active_model()
+    rows = [{"id": model, "object": "model", "created": 0, "owned_by": OWNERS.get(provider, provider)}]
+    for entry in provider_list()["providers"]:
+        if not entry["available"]:
+            continue
+        for listed in entry["models"]:
+            servable = listed["detail"] == "ready" or entry["name"] != "hf"  # local folders must be prepared
+            if servable and all(row["id"] != listed["name"] for row in rows):
+                rows.append(
+                    {
+                        "id": listed["name"],
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": OWNERS.get(entry["name"], entry["name"]),
+                    }
+                )
+    embedding = settings.EMBEDDING_MODEL.rstrip("/").rsplit("/", 1)[-1]
+    if all(row["id"] != embedding for row in rows):
+        rows.append({"id": embedding, "object": "model", "created": 0, "owned_by": "llmsite"})
+    return rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -22,6 +23,7 @@ from django.db import transaction
 
 from inference import cache
 from inference.engine import Lease, get_engine
+from inference.grounding import Source, ground
 from inference.models import InferenceRecord, ProviderConfig
 from inference.providers.base import (
     Completion,
@@ -34,6 +36,7 @@ from inference.providers.base import (
     TextDelta,
     Usage,
 )
+from inference.providers.remote import UpstreamError
 from inference.registry import ProviderSpec, check_device, check_spec
 from llmsite.errors import ApplicationError, ServiceUnavailable
 
@@ -51,9 +54,12 @@ class CompletionResult:
     latency_ms: float
     ttft_ms: float | None
     finish_reason: str
+    sources: tuple[Source, ...] | None = None  # set when the answer was grounded in a collection
+    conversation: int | None = None  # set when the exchange was appended to a conversation
+    message: int | None = None  # the stored answer's id in that conversation (what feedback rates)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "id": self.id,
             "text": self.text,
             "provider": self.provider,
@@ -63,6 +69,12 @@ class CompletionResult:
             "latency_ms": self.latency_ms,
             "finish_reason": self.finish_reason,
         }
+        if self.sources is not None:
+            body["sources"] = [source.as_dict() for source in self.sources]
+        if self.conversation is not None:
+            body["conversation"] = self.conversation
+            body["message"] = self.message
+        return body
 
 
 def _error_for(exc: ProviderError, request: GenerationRequest) -> ApplicationError:
@@ -72,6 +84,8 @@ def _error_for(exc: ProviderError, request: GenerationRequest) -> ApplicationErr
         return ApplicationError(exc.message, code="prompt_too_long", field=field)
     if isinstance(exc, ProviderUnavailable):
         return ServiceUnavailable(exc.message)
+    if isinstance(exc, UpstreamError):  # a remote API failed: it says which status fits (502, 503, 504, 400)
+        return ApplicationError(exc.message, code=exc.code, status=exc.status)
     if exc.permanent:
         return ApplicationError(exc.message, code="provider_error", status=502)
     return ServiceUnavailable(exc.message, code="provider_busy")
@@ -87,7 +101,10 @@ def _build_request(
     top_p: float | None,
     stop: Sequence[str] | None,
     seed: int | None,
-) -> GenerationRequest:
+    user: Any = None,
+    collection: str | None = None,
+    top_k: int | None = None,
+) -> tuple[GenerationRequest, tuple[Source, ...] | None]:
     defaults = lease.spec.params  # the active ProviderConfig's default parameters
     converted = None
     if messages is not None:
@@ -101,7 +118,13 @@ def _build_request(
             code="prompt_too_long",
             field="prompt" if prompt is not None else "messages",
         )
-    return GenerationRequest(
+    sources = None
+    if collection is not None:
+        converted, sources = ground(user=user, collection=collection, top_k=top_k, prompt=prompt, messages=converted)
+        prompt = None
+    elif top_k is not None:
+        raise ApplicationError("top_k needs a collection to retrieve from", field="top_k")
+    request = GenerationRequest(
         prompt=prompt,
         messages=converted,
         max_new_tokens=min(
@@ -113,6 +136,7 @@ def _build_request(
         stop=tuple(stop or ()),
         seed=seed,
     )
+    return request, sources
 
 
 @dataclass
@@ -124,14 +148,26 @@ class _Call:
     key: str | None
     started: float
     request_id: uuid.UUID
+    sources: tuple[Source, ...] | None = None
+    # With a conversation: the row, and the new turns as the client sent them (stored after the answer).
+    conversation: Any = None
+    new_turns: dict[str, Any] | None = None
 
 
-def _begin(*, started: float, **fields: Any) -> tuple[_Call, dict[str, Any] | None]:
+def _begin(*, started: float, conversation: Any = None, **fields: Any) -> tuple[_Call, dict[str, Any] | None]:
+    thread, new_turns = None, None
+    if conversation is not None:
+        from inference import conversations
+
+        thread = conversations.conversation_get(user=fields["user"], conversation_id=conversation)
+        new_turns = {"prompt": fields["prompt"], "messages": fields["messages"]}
+        fields["messages"] = conversations.conversation_input(conversation=thread, **new_turns)
+        fields["prompt"] = None
     engine = get_engine()
     engine.sync_with_config()
     lease = engine.lease()
     try:
-        request = _build_request(lease, **fields)
+        request, sources = _build_request(lease, **fields)
         provider = lease.provider
         key = None
         hit = None
@@ -151,7 +187,17 @@ def _begin(*, started: float, **fields: Any) -> tuple[_Call, dict[str, Any] | No
     except BaseException:
         lease.release()
         raise
-    return _Call(lease, request, key, started, uuid.uuid4()), hit
+    return _Call(lease, request, key, started, uuid.uuid4(), sources, thread, new_turns), hit
+
+
+def _remember(call: _Call, result: CompletionResult) -> CompletionResult:
+    """Append the exchange to the call's conversation (if any); the result then names both."""
+    if call.conversation is None:
+        return result
+    from inference import conversations
+
+    answer = conversations.record_exchange(conversation=call.conversation, result=result, **call.new_turns)
+    return dataclasses.replace(result, conversation=call.conversation.pk, message=answer.pk)
 
 
 def _record(
@@ -200,6 +246,7 @@ def _result(call: _Call, text: str, usage: Usage, *, cached: bool, ttft_ms: floa
         latency_ms=latency_ms,
         ttft_ms=ttft_ms if not cached else latency_ms,
         finish_reason=reason,
+        sources=call.sources,
     )
 
 
@@ -232,6 +279,9 @@ def complete(
     top_p: float | None = None,
     stop: Sequence[str] | None = None,
     seed: int | None = None,
+    collection: str | None = None,
+    top_k: int | None = None,
+    conversation: int | None = None,
     source: str = "api",
 ) -> CompletionResult:
     """One completion on the active provider, from the response cache when deterministic and seen before.
@@ -251,6 +301,10 @@ def complete(
         top_p=top_p,
         stop=stop,
         seed=seed,
+        user=user,
+        collection=collection,
+        top_k=top_k,
+        conversation=conversation,
     )
     with call.lease:
         if hit is not None:
@@ -267,7 +321,7 @@ def complete(
                 status=InferenceRecord.Status.OK,
                 finish_reason=reason,
             )
-            return result
+            return _remember(call, result)
         try:
             completion = call.lease.provider.generate(call.request)
         except ProviderError as exc:
@@ -299,7 +353,7 @@ def complete(
             status=InferenceRecord.Status.OK,
             finish_reason=completion.finish_reason,
         )
-        return result
+        return _remember(call, result)
 
 
 async def complete_stream(
@@ -312,6 +366,9 @@ async def complete_stream(
     top_p: float | None = None,
     stop: Sequence[str] | None = None,
     seed: int | None = None,
+    collection: str | None = None,
+    top_k: int | None = None,
+    conversation: int | None = None,
     source: str = "sse",
 ) -> AsyncIterator[TextDelta | CompletionResult]:
     """`complete`, streaming: TextDelta events as tokens are produced, then one CompletionResult.
@@ -330,6 +387,10 @@ async def complete_stream(
         top_p=top_p,
         stop=stop,
         seed=seed,
+        user=user,
+        collection=collection,
+        top_k=top_k,
+        conversation=conversation,
     )
     record = sync_to_async(_record)
     with call.lease:
@@ -349,44 +410,48 @@ async def complete_stream(
             )
             if text:
                 yield TextDelta(text)
-            yield result
+            yield await sync_to_async(_remember)(call, result)
             return
         parts: list[str] = []
         first: float | None = None
         finished = False
         try:
-            async for event in call.lease.provider.stream(call.request):
-                if isinstance(event, TextDelta):
-                    if first is None:
-                        first = time.perf_counter()
-                    parts.append(event.text)
-                    yield event
-                elif isinstance(event, StreamEnd):
-                    finished = True
-                    completion = Completion(event.text or "".join(parts), event.usage, event.finish_reason, event.ttft)
-                    await sync_to_async(_store)(call, completion)
-                    ttft_ms = _ms(first - started) if first is not None else None
-                    result = _result(
-                        call,
-                        completion.text,
-                        completion.usage,
-                        cached=False,
-                        ttft_ms=ttft_ms,
-                        reason=completion.finish_reason,
-                    )
-                    await record(
-                        call,
-                        user=user,
-                        source=source,
-                        usage=completion.usage,
-                        cached=False,
-                        latency_ms=result.latency_ms,
-                        ttft_ms=ttft_ms,
-                        status=InferenceRecord.Status.OK,
-                        finish_reason=completion.finish_reason,
-                    )
-                    yield result
-                    return
+            # aclosing: a consumer that leaves closes the provider's stream (and its HTTP response) at once.
+            async with contextlib.aclosing(call.lease.provider.stream(call.request)) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        if first is None:
+                            first = time.perf_counter()
+                        parts.append(event.text)
+                        yield event
+                    elif isinstance(event, StreamEnd):
+                        finished = True
+                        completion = Completion(
+                            event.text or "".join(parts), event.usage, event.finish_reason, event.ttft
+                        )
+                        await sync_to_async(_store)(call, completion)
+                        ttft_ms = _ms(first - started) if first is not None else None
+                        result = _result(
+                            call,
+                            completion.text,
+                            completion.usage,
+                            cached=False,
+                            ttft_ms=ttft_ms,
+                            reason=completion.finish_reason,
+                        )
+                        await record(
+                            call,
+                            user=user,
+                            source=source,
+                            usage=completion.usage,
+                            cached=False,
+                            latency_ms=result.latency_ms,
+                            ttft_ms=ttft_ms,
+                            status=InferenceRecord.Status.OK,
+                            finish_reason=completion.finish_reason,
+                        )
+                        yield await sync_to_async(_remember)(call, result)
+                        return
         except ProviderError as exc:
             finished = True
             await record(
@@ -418,12 +483,34 @@ async def complete_stream(
                         finish_reason="cancelled",
                     )
                 )
+                if call.conversation is not None and parts:  # a stopped answer stays in the thread as far as it got
+                    partial = _result(
+                        call, "".join(parts), Usage(0, produced), cached=False, ttft_ms=ttft_ms, reason="cancelled"
+                    )
+                    await _shielded(sync_to_async(_remember)(call, partial))
 
 
 async def _shielded(awaitable: Any) -> None:
     """Finish writing even when the task that awaits it is being cancelled."""
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.shield(asyncio.ensure_future(awaitable))
+
+
+def check_model_served(model: str) -> str:
+    """The active model's id when `model` names it; else why not: 404 unknown, 400 listed but not active."""
+    from inference import selectors
+
+    _provider, active = selectors.active_model()
+    if model in (active, active.rstrip("/").rsplit("/", 1)[-1]):
+        return active
+    if any(row["id"] == model for row in selectors.openai_models()):
+        raise ApplicationError(
+            f"The model `{model}` is available but not the one this server serves now (`{active}`); "
+            "staff can switch with POST /api/v1/providers/active",
+            code="model_not_active",
+            field="model",
+        )
+    raise ApplicationError(f"The model `{model}` does not exist", code="model_not_found", status=404, field="model")
 
 
 # --- provider switching ------------------------------------------------------------------------

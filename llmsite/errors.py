@@ -87,6 +87,17 @@ def _body_for(request: HttpRequest | None, status: int, code: str, message: str,
     return error_body(code, message, field=field, **extra)
 
 
+def from_validation_error(exc: drf_exceptions.ValidationError) -> ApplicationError:
+    """A serializer's ValidationError as an ApplicationError naming the first bad field (for WebSockets)."""
+    field, message = _first_validation_error(exc.detail)
+    return ApplicationError(message, code="invalid", field=field)
+
+
+def error_response(request: HttpRequest | None, exc: ApplicationError) -> JsonResponse:
+    """An ApplicationError as a JSON response, for views outside DRF (async streaming views)."""
+    return JsonResponse(_body_for(request, exc.status, exc.code, exc.message, exc.field), status=exc.status)
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: render every known failure in our error shape."""
     request = context.get("request")

@@ -209,6 +209,7 @@ SIMPLE_JWT = {
 RATELIMIT_PREDICT = env.str("RATELIMIT_PREDICT", default="30/m")
 RATELIMIT_CHAT = env.str("RATELIMIT_CHAT", default="30/m")
 RATELIMIT_EMBED = env.str("RATELIMIT_EMBED", default="60/m")
+RATELIMIT_FEEDBACK = env.str("RATELIMIT_FEEDBACK", default="60/m")
 # Login (token and session) and registration attempts, per client IP and per username.
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="10/m")
 # Behind a proxy, the request.META key holding the client address (e.g. HTTP_X_REAL_IP).
@@ -240,6 +241,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Chat roles appear in the native and the OpenAI-compatible API with different choices.
+    "ENUM_NAME_OVERRIDES": {
+        "OpenAIRoleEnum": "inference.openai_apis.OPENAI_ROLES",
+        "ChatRoleEnum": "inference.providers.base.ROLES",
+        "StoredMessageRoleEnum": "inference.models.Message.Role",
+    },
 }
 
 # --- Inference and embeddings ---------------------------------------------------------------
@@ -265,6 +272,8 @@ LLM_STARTUP_WAIT_SECONDS = env.float("LLM_STARTUP_WAIT_SECONDS", default=120.0)
 # inference: how often a server checks the active ProviderConfig for changes (reload_model, other workers).
 LLM_CONFIG_CHECK_SECONDS = env.float("LLM_CONFIG_CHECK_SECONDS", default=1.0)
 EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
+# inference: passages retrieved for an answer grounded in a collection when the request names no top_k.
+RAG_TOP_K = env.int("RAG_TOP_K", default=4)
 # embeddings: FAISS index type (flat = exact; hnsw = approximate, for large collections) and HNSW knobs.
 EMBEDDINGS_INDEX_TYPE = env.str("EMBEDDINGS_INDEX_TYPE", default="flat")
 if EMBEDDINGS_INDEX_TYPE not in ("flat", "hnsw"):
@@ -293,6 +302,56 @@ ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-5")
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+# inference: openai, or azure (OPENAI_BASE_URL is the resource endpoint, OPENAI_MODEL the deployment,
+# OPENAI_API_VERSION the api-version query, the key goes in the api-key header).
+OPENAI_API_TYPE = env.str("OPENAI_API_TYPE", default="openai")
+if OPENAI_API_TYPE not in ("openai", "azure"):
+    raise ImproperlyConfigured(f"OPENAI_API_TYPE must be openai or azure, not {OPENAI_API_TYPE!r}")
+OPENAI_API_VERSION = env.str("OPENAI_API_VERSION", default="2024-10-21")
+# inference, remote providers: seconds to connect; seconds of silence allowed between two chunks of an answer.
+LLM_REMOTE_CONNECT_TIMEOUT = env.float("LLM_REMOTE_CONNECT_TIMEOUT", default=5.0)
+LLM_REMOTE_READ_TIMEOUT = env.float("LLM_REMOTE_READ_TIMEOUT", default=60.0)
+# inference, remote providers: retries after connect errors, timeouts, 408, 429 and 5xx (never once text
+# has streamed), and the longest single wait; a Retry-After beyond it fails at once.
+LLM_REMOTE_MAX_RETRIES = env.int("LLM_REMOTE_MAX_RETRIES", default=2)
+LLM_REMOTE_RETRY_MAX_WAIT = env.float("LLM_REMOTE_RETRY_MAX_WAIT", default=20.0)
+
+# --- Conversations and feedback --------------------------------------------------------------
+# inference: at most this many earlier turns (besides system messages) go with each new one.
+CONVERSATION_HISTORY_MAX_MESSAGES = env.int("CONVERSATION_HISTORY_MAX_MESSAGES", default=50)
+# feedback: longer comments are refused (400), never cut.
+FEEDBACK_COMMENT_MAX_CHARS = env.int("FEEDBACK_COMMENT_MAX_CHARS", default=5000)
+
+# --- Training -------------------------------------------------------------------------------
+# training: the model a run fine-tunes when it names none (a packaged model or a folder under MODELS_DIR).
+TRAINING_BASE_MODEL = env.str("TRAINING_BASE_MODEL", default="SmolLM2-135M-Instruct")
+# training: where API-started runs execute. thread: a training thread in the server that took the
+# request (nothing else to start); worker: queued runs wait for `manage.py training_worker`.
+TRAINING_EXECUTOR = env.str("TRAINING_EXECUTOR", default="thread")
+if TRAINING_EXECUTOR not in ("thread", "worker"):
+    raise ImproperlyConfigured(f"TRAINING_EXECUTOR must be thread or worker, not {TRAINING_EXECUTOR!r}")
+# training: where runs train (auto: cuda when present, else cpu).
+TRAINING_DEVICE = env.str("TRAINING_DEVICE", default="auto")
+# training: extra datasets by file name (*.jsonl chat, *.txt/*.md text), beside the shipped ones in training/data/.
+TRAINING_DATASETS_DIR = Path(env.str("TRAINING_DATASETS_DIR", default=str(DATA_DIR / "training"))).resolve()
+# training: torch threads for `manage.py train` and `training_worker` (0: torch's default); the server's
+# training thread leaves the process-wide setting alone, since inference shares it.
+TRAINING_THREADS = env.int("TRAINING_THREADS", default=0)
+# training: bounds on what one run may ask for (anything beyond is a 400 that names the limit).
+TRAINING_MAX_EPOCHS = env.int("TRAINING_MAX_EPOCHS", default=20)
+TRAINING_MAX_STEPS = env.int("TRAINING_MAX_STEPS", default=100_000)
+TRAINING_MAX_BATCH_SIZE = env.int("TRAINING_MAX_BATCH_SIZE", default=64)
+TRAINING_MAX_GRAD_ACCUM = env.int("TRAINING_MAX_GRAD_ACCUM", default=64)
+TRAINING_MAX_LEARNING_RATE = env.float("TRAINING_MAX_LEARNING_RATE", default=1e-2)
+TRAINING_MAX_LENGTH = env.int("TRAINING_MAX_LENGTH", default=2048)
+TRAINING_MAX_EXAMPLES = env.int("TRAINING_MAX_EXAMPLES", default=100_000)
+TRAINING_MAX_DATASET_BYTES = env.int("TRAINING_MAX_DATASET_BYTES", default=100_000_000)
+# training: runs queued or running at once; one more is refused (409).
+TRAINING_MAX_ACTIVE_RUNS = env.int("TRAINING_MAX_ACTIVE_RUNS", default=4)
+# training: a running run's worker writes a heartbeat this often; a run whose heartbeat is older than
+# TRAINING_STALE_SECONDS (its worker died) is marked failed.
+TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=5.0)
+TRAINING_STALE_SECONDS = env.float("TRAINING_STALE_SECONDS", default=120.0)
 
 # --- Static files (served by WhiteNoise, with DEBUG off too) ----------------------------------
 STATIC_URL = "/static/"

@@ -17,5 +17,8 @@ urlpatterns = [
     path("accounts/", include("accounts.page_urls")),
     path("api/v1/auth/", include("accounts.urls")),
     path("api/v1/embed/", include("embeddings.urls")),
+    path("api/v1/training/", include("training.urls")),
+    path("api/v1/feedback", include("feedback.urls")),
     path("api/v1/", include("inference.urls")),
+    path("v1/", include("inference.openai_urls")),
 ]

@@ -29,10 +29,11 @@ OK = {"prompt": "Hello"}
         ({**OK, "stop": "a"}, "stop"),
         ({**OK, "seed": -1}, "seed"),
         ({**OK, "nonsense": 1}, "nonsense"),
-        ({**OK, "stream": True}, "stream"),
-        ({**OK, "collection": "docs"}, "collection"),
+        ({**OK, "stream": "maybe"}, "stream"),
+        ({**OK, "collection": 5}, "collection"),
+        ({**OK, "collection": "docs", "top_k": 51}, "top_k"),
         ({**OK, "top_k": 3}, "top_k"),
-        ({**OK, "conversation": 1}, "conversation"),
+        ({**OK, "conversation": 0}, "conversation"),
     ],
 )
 def test_it_refuses_each_invalid_field(alice_client, serving, body, field):

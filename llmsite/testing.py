@@ -1,0 +1,68 @@
+"""Test support shared by every app: a real daphne serving llmsite on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """A daphne process serving llmsite on a free port, as `make run` would."""
+
+    def __init__(self, env: dict[str, str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "llmsite.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def wait_ready(self, path: str = "/healthz", timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited early:\n{self.process.stdout.read()}")
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code < 500:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise TimeoutError(f"daphne did not answer {path} within {timeout} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_live_server(data_dir: Path, **extra_env: str) -> LiveServer:
+    """Migrate a fresh database in `data_dir` and serve it with DEBUG off, as `make run` would."""
+    env = {**os.environ, "DATA_DIR": str(data_dir), "DEBUG": "False", **extra_env}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    server = LiveServer(env)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
