@@ -45,6 +45,8 @@ class SourceSerializer(serializers.Serializer):
 
 
 class PredictApi(APIView):
+    content_negotiation_class = sse.EventStreamNegotiation
+
     class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "Predict"

@@ -141,6 +141,8 @@ def _created() -> int:
 
 
 class ChatCompletionsApi(APIView):
+    content_negotiation_class = sse.EventStreamNegotiation
+
     class InputSerializer(serializers.Serializer):
         class Meta:
             ref_name = "ChatCompletionRequest"

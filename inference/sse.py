@@ -9,6 +9,8 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework.exceptions import NotAcceptable
+from rest_framework.negotiation import DefaultContentNegotiation
 
 from inference.providers.base import TextDelta
 from llmsite.errors import ApplicationError, error_body
@@ -48,6 +50,21 @@ def event_stream_response(frames: AsyncIterator[bytes]) -> StreamingHttpResponse
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each frame on at once
     return response
+
+
+class EventStreamNegotiation(DefaultContentNegotiation):
+    """Let `Accept: text/event-stream` through to a view that streams.
+
+    Streaming clients (OpenAI-compatible ones, curl users) announce the event stream they
+    expect; DRF would answer 406 because no DRF renderer makes it. Errors and JSON answers are
+    then rendered with the first renderer (JSON).
+    """
+
+    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> Any:
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            return renderers[0], renderers[0].media_type
 
 
 class StreamRequested(HttpResponse):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import numpy as np
 import openai
@@ -120,3 +122,25 @@ def test_errors_are_the_exceptions_openai_clients_expect(client, site):
     with pytest.raises(openai.BadRequestError) as inactive:
         client.chat.completions.create(model="tiny-b", messages=MESSAGES)
     assert "tiny-a" in inactive.value.message
+
+
+async def test_llmsites_openai_provider_talks_to_another_llmsite(site, tiny_provider):
+    """Interop: one llmsite's OpenAIProvider, pointed at a second llmsite's /v1/, generates and streams."""
+    from inference.providers.base import StreamEnd, TextDelta
+    from inference.providers.openai import OpenAIProvider
+
+    provider = OpenAIProvider("tiny-a", base_url=f"{site.url}/v1", api_key=site.api_key)
+    provider.load()
+    try:
+        names = [m.name for m in provider.models()]
+        assert "tiny-a" in names
+        messages = tuple(Message(m["role"], m["content"]) for m in MESSAGES)
+        request = GenerationRequest(messages=messages, max_new_tokens=7)
+        completion = await asyncio.to_thread(provider.generate, request)
+        assert completion.text == greedy(tiny_provider, 7)
+        assert (completion.finish_reason, completion.usage.completion_tokens) == ("length", 7)
+        events = [event async for event in provider.stream(GenerationRequest(messages=messages, max_new_tokens=5))]
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == greedy(tiny_provider, 5)
+        assert isinstance(events[-1], StreamEnd) and events[-1].usage.completion_tokens == 5
+    finally:
+        provider.close()

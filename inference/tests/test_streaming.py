@@ -51,8 +51,10 @@ def http_scope(path: str, headers: dict[str, str]) -> dict:
     }
 
 
-async def open_predict(application, body: dict, token: str | None) -> tuple[ApplicationCommunicator, dict]:
-    headers = {"Content-Type": "application/json", "Host": "127.0.0.1"}
+async def open_predict(
+    application, body: dict, token: str | None, **extra_headers: str
+) -> tuple[ApplicationCommunicator, dict]:
+    headers = {"Content-Type": "application/json", "Host": "127.0.0.1", **extra_headers}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     raw = json.dumps(body).encode()
@@ -335,3 +337,11 @@ async def test_concurrent_streams_interleave(application, token, serving):
     assert {index for index, kind in order[:first_done] if kind == "token"} == {0, 1}
     for socket in sockets:
         await socket.disconnect()
+
+
+async def test_an_event_stream_accept_header_is_welcome(application, token, serving):
+    body = {"prompt": PROMPT, "max_new_tokens": 3, "stream": True}
+    communicator, start = await open_predict(application, body, token, Accept="text/event-stream")
+    assert start["status"] == 200
+    frames = parse_frames(await read_body(communicator))
+    assert frames[-1][0] == "done"
