@@ -27,7 +27,7 @@ from django.dispatch import receiver
 
 from embeddings.models import Collection, Document
 from embeddings.selectors import collection_for_user, collections_visible, searchable_ids
-from embeddings.store import EmbeddingStore, Encoder, StoreError
+from embeddings.store import EmbeddingStore, Encoder, IndexMissing, StoreError
 from llmsite.errors import ApplicationError, ServiceUnavailable
 from llmsite.model_store import ModelNotFound, resolve_encoder_folder
 
@@ -218,7 +218,9 @@ def index_load(*, store: EmbeddingStore | None = None) -> dict[str, Any]:
     try:
         manifest = store.load()
     except StoreError as exc:
-        logger.warning("embedding index at %s not used (%s); rebuilding it from the database", store.folder, exc)
+        # A first start has no index yet: that is expected, not worth a warning.
+        level = logging.INFO if isinstance(exc, IndexMissing) else logging.WARNING
+        logger.log(level, "embedding index at %s not used (%s); rebuilding it from the database", store.folder, exc)
         count = index_rebuild(store=store)
         _status.update(state="ready", origin="rebuilt", detail=str(exc), loaded_at=time.time())
         return {"origin": "rebuilt", "reason": str(exc), "vectors": count}

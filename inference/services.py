@@ -458,7 +458,7 @@ async def complete_stream(
                 call,
                 user=user,
                 source=source,
-                usage=Usage(0, 0),
+                usage=Usage(0, len(parts)),  # what streamed before the failure was produced (and billed upstream)
                 cached=False,
                 latency_ms=_ms(time.perf_counter() - started),
                 ttft_ms=None,
