@@ -35,3 +35,32 @@ def test_it_answers_paris_then_serves_the_same_request_from_the_cache(alice_clie
     second = alice_client.post("/api/v1/predict", body, format="json")
     assert second["X-Cache"] == "HIT"
     assert second.json()["text"] == first.json()["text"]
+
+
+def test_it_answers_from_a_document_it_could_not_know_and_names_it(alice, alice_client, smollm2, tmp_path, settings):
+    from embeddings import services as embeddings
+
+    settings.EMBEDDINGS_DIR = tmp_path / "embeddings"
+    try:
+        get_engine().set(smollm2)
+        embeddings.document_add(
+            user=alice,
+            documents=[
+                {"text": "The llmsite staging server is named kestrel-7.", "metadata": {"title": "Servers"}},
+                {"text": "Lunch is served in the canteen at noon.", "metadata": {"title": "Canteen"}},
+            ],
+            collection="ops",
+        )
+        body = {
+            "prompt": "What is the llmsite staging server named?",
+            "collection": "ops",
+            "top_k": 1,
+            "temperature": 0,
+            "max_new_tokens": 32,
+        }
+        response = alice_client.post("/api/v1/predict", body, format="json")
+        assert response.status_code == 200, response.content
+        assert "kestrel-7" in response.json()["text"]
+        assert [source["title"] for source in response.json()["sources"]] == ["Servers"]
+    finally:
+        embeddings.reset_store()
