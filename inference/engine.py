@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -325,21 +322,7 @@ def _reset_on_setting_change(*, setting: str, **kwargs: Any) -> None:
 
 
 # --- server start-up ------------------------------------------------------------------------
-SERVER_PROGRAMS = ("daphne", "uvicorn", "gunicorn", "hypercorn")
 _startup: threading.Event | None = None
-
-
-def is_server_process(argv: list[str] | None = None) -> bool:
-    """Whether this process serves HTTP (daphne, uvicorn, gunicorn, runserver's serving child)."""
-    argv = sys.argv if argv is None else argv
-    if not argv:
-        return False
-    if any(part in SERVER_PROGRAMS for part in Path(argv[0]).parts):
-        return True
-    if len(argv) > 1 and argv[1] == "runserver":
-        # The autoreloader's parent only watches files; its child (RUN_MAIN=true) serves.
-        return os.environ.get("RUN_MAIN") == "true" or "--noreload" in argv
-    return False
 
 
 def start_for_server() -> None:

@@ -254,6 +254,24 @@ def _from_cache(hit: dict[str, Any]) -> tuple[str, Usage, str]:
     return hit["text"], Usage(**hit["usage"]), hit["finish_reason"]
 
 
+def _answer_from_cache(call: _Call, hit: dict[str, Any], *, user: Any, source: str) -> CompletionResult:
+    """The cached answer as this request's result: recorded, and appended to its conversation."""
+    text, usage, reason = _from_cache(hit)
+    result = _result(call, text, usage, cached=True, ttft_ms=None, reason=reason)
+    _record(
+        call,
+        user=user,
+        source=source,
+        usage=usage,
+        cached=True,
+        latency_ms=result.latency_ms,
+        ttft_ms=result.ttft_ms,
+        status=InferenceRecord.Status.OK,
+        finish_reason=reason,
+    )
+    return _remember(call, result)
+
+
 def _store(call: _Call, completion: Completion) -> None:
     if call.key is not None and completion.finish_reason != "cancelled":
         cache.put(
@@ -308,20 +326,7 @@ def complete(
     )
     with call.lease:
         if hit is not None:
-            text, usage, reason = _from_cache(hit)
-            result = _result(call, text, usage, cached=True, ttft_ms=None, reason=reason)
-            _record(
-                call,
-                user=user,
-                source=source,
-                usage=usage,
-                cached=True,
-                latency_ms=result.latency_ms,
-                ttft_ms=result.ttft_ms,
-                status=InferenceRecord.Status.OK,
-                finish_reason=reason,
-            )
-            return _remember(call, result)
+            return _answer_from_cache(call, hit, user=user, source=source)
         try:
             completion = call.lease.provider.generate(call.request)
         except ProviderError as exc:
@@ -395,22 +400,10 @@ async def complete_stream(
     record = sync_to_async(_record)
     with call.lease:
         if hit is not None:
-            text, usage, reason = _from_cache(hit)
-            result = _result(call, text, usage, cached=True, ttft_ms=None, reason=reason)
-            await record(
-                call,
-                user=user,
-                source=source,
-                usage=usage,
-                cached=True,
-                latency_ms=result.latency_ms,
-                ttft_ms=result.ttft_ms,
-                status=InferenceRecord.Status.OK,
-                finish_reason=reason,
-            )
-            if text:
-                yield TextDelta(text)
-            yield await sync_to_async(_remember)(call, result)
+            result = await sync_to_async(_answer_from_cache)(call, hit, user=user, source=source)
+            if result.text:
+                yield TextDelta(result.text)
+            yield result
             return
         parts: list[str] = []
         first: float | None = None

@@ -106,6 +106,20 @@ def calls(serving, monkeypatch):
 
 
 @pytest.fixture
+def seen(serving, monkeypatch):
+    """The requests the provider's generate() receives."""
+    requests = []
+    original = serving.generate
+
+    def recording(request):
+        requests.append(request)
+        return original(request)
+
+    monkeypatch.setattr(serving, "generate", recording)
+    return requests
+
+
+@pytest.fixture
 def alice_client(api_client, alice):
     api_client.force_authenticate(user=alice)
     return api_client

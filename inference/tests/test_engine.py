@@ -5,10 +5,11 @@ import threading
 import pytest
 from django.core.management import call_command
 
-from inference.engine import FAILED, READY, Engine, get_engine, is_server_process
+from inference.engine import FAILED, READY, Engine, get_engine
 from inference.models import ProviderConfig
 from inference.providers.base import Completion, Provider, ProviderUnavailable, Usage
 from inference.registry import ProviderSpec
+from llmsite.processes import is_server_process
 
 
 class FakeProvider(Provider):

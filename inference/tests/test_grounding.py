@@ -28,20 +28,6 @@ def handbook(alice):
     return embeddings.document_add(user=alice, documents=DOCS, collection="handbook")
 
 
-@pytest.fixture
-def seen(serving, monkeypatch):
-    """The requests the provider receives."""
-    requests = []
-    original = serving.generate
-
-    def recording(request):
-        requests.append(request)
-        return original(request)
-
-    monkeypatch.setattr(serving, "generate", recording)
-    return requests
-
-
 def test_the_answer_is_grounded_in_the_best_passages_and_names_them(alice_client, handbook, seen):
     body = {"prompt": "What is the name of the office cat?", "collection": "handbook", "top_k": 2, "max_new_tokens": 4}
     response = alice_client.post("/api/v1/predict", body, format="json")

@@ -10,19 +10,6 @@ from inference.providers.base import TextDelta
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def seen(serving, monkeypatch):
-    requests = []
-    original = serving.generate
-
-    def recording(request):
-        requests.append(request)
-        return original(request)
-
-    monkeypatch.setattr(serving, "generate", recording)
-    return requests
-
-
 def test_each_exchange_is_stored_and_the_history_goes_first(alice, alice_client, seen):
     thread = conversations.conversation_create(user=alice)
     first = alice_client.post(
