@@ -1,0 +1,205 @@
+"""Browser tests: Debian's chromium driven by Playwright against a live daphne serving a tiny model.
+
+One site serves the whole session: `tiny-a` (a two-layer Llama with the real SmolLM2 tokenizer)
+as the local model, and a fake OpenAI-compatible upstream a staff user can switch the site to
+(answers the tests script: markup, slow streams). Without chromium the tests skip with a
+message, or fail under `make test-e2e` (E2E_REQUIRED=1), which installs it first.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from e2e.helpers import DESKTOP, PASSWORD, STAFF
+from llmsite.testing import ROOT, LiveServer, start_live_server
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium (never a downloaded build); skips, or fails under E2E_REQUIRED=1, without it."""
+    missing = None
+    if not CHROMIUM.is_file():
+        missing = f"chromium is not installed at {CHROMIUM}: `make test-e2e` installs it (apt-get install chromium)"
+    else:
+        try:
+            import playwright  # noqa: F401
+        except ImportError:
+            missing = "the playwright package is missing: `make install-dev` installs it"
+    if missing:
+        if os.environ.get("E2E_REQUIRED") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Site:
+    """The live site, its fake upstream, and how to reach its API as a given user."""
+
+    server: LiveServer
+    upstream: object
+    data_dir: Path
+    env: dict[str, str]
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def register(self, prefix: str = "user") -> str:
+        """A new account (through the API); returns its username."""
+        username = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        response = httpx.post(f"{self.url}/api/v1/auth/register", json={"username": username, "password": PASSWORD})
+        response.raise_for_status()
+        return username
+
+    def api(self, username: str) -> httpx.Client:
+        """An API client authenticated as `username` with a JWT."""
+        if username not in self.tokens:
+            response = httpx.post(f"{self.url}/api/v1/auth/token", json={"username": username, "password": PASSWORD})
+            response.raise_for_status()
+            self.tokens[username] = response.json()["access"]
+        headers = {"Authorization": f"Bearer {self.tokens[username]}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from inference.tests.conftest import _build_tiny
+
+    root = tmp_path_factory.mktemp("e2e-models")
+    _build_tiny(root / "tiny-a", seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def site(chromium, tiny_model_dir, tmp_path_factory) -> Iterator[Site]:
+    from inference.tests.fake_upstream import FakeUpstream
+
+    data_dir = tmp_path_factory.mktemp("e2e-site")
+    with FakeUpstream() as upstream:
+        env = {
+            "MODELS_DIR": str(tiny_model_dir),
+            "LLM_PROVIDER": "hf",
+            "LLM_MODEL": "tiny-a",
+            "DEVICE": "cpu",
+            # tiny-a has 256 positions: leave room for the chat template and the prompt.
+            "LLM_DEFAULT_MAX_NEW_TOKENS": "48",
+            "LLM_MAX_NEW_TOKENS": "200",
+            "OPENAI_BASE_URL": f"{upstream.url}/v1",
+            "OPENAI_API_KEY": "",
+            "OPENAI_MODEL": "gpt-test",
+            "LLM_REMOTE_MAX_RETRIES": "0",
+            "RATELIMIT_PREDICT": "1000/m",
+            "RATELIMIT_CHAT": "1000/m",
+            "RATELIMIT_EMBED": "1000/m",
+            "RATELIMIT_FEEDBACK": "1000/m",
+            "RATELIMIT_LOGIN": "1000/m",
+        }
+        server = start_live_server(data_dir, **env)
+        try:
+            site = Site(server=server, upstream=upstream, data_dir=data_dir, env=env)
+            _create_staff(site)
+            yield site
+        finally:
+            server.stop()
+
+
+def _create_staff(site: Site) -> None:
+    env = {**os.environ, "DATA_DIR": str(site.data_dir), **site.env, "DJANGO_SUPERUSER_PASSWORD": PASSWORD}
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            STAFF,
+            "--email",
+            "sam@example.com",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+class PageProblems:
+    """What a page must never do: open a dialog (alert/confirm/prompt), throw, or violate the CSP."""
+
+    def __init__(self, page) -> None:
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        page.on("dialog", self._dialog)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        page.on("console", self._console)
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    def _console(self, message) -> None:
+        text = message.text
+        if message.type == "error" and ("Content Security Policy" in text or "TrustedHTML" in text):
+            self.errors.append(text)
+
+    def assert_none(self) -> None:
+        assert self.dialogs == [], f"the page opened dialogs: {self.dialogs}"
+        assert self.errors == [], f"the page failed: {self.errors}"
+
+
+@pytest.fixture
+def new_page(browser, site):
+    """Open pages in fresh browser contexts (own cookies); each page is checked for dialogs, errors, CSP."""
+    opened = []
+
+    def open_page(*, viewport: dict | None = None, color_scheme: str = "light", permissions: list[str] | None = None):
+        context = browser.new_context(
+            base_url=site.url, viewport=viewport or DESKTOP, color_scheme=color_scheme, reduced_motion="reduce"
+        )
+        if permissions:
+            context.grant_permissions(permissions, origin=site.url)
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        problems = PageProblems(page)
+        opened.append((context, problems))
+        page.problems = problems
+        return page
+
+    yield open_page
+    for context, _ in opened:
+        context.close()
+    for _, problems in opened:
+        problems.assert_none()

@@ -1,0 +1,771 @@
+// The chat page: conversations (list, open, new, rename, delete), streamed answers with Stop,
+// the active model (staff may switch it), answers grounded in a document collection with their
+// sources, feedback and copy on each answer. Talks only to the JSON API and the chat WebSocket.
+
+import { api, errorTitle } from "./api.js";
+import { confirmDialog, setBusy } from "./ui.js";
+import { renderText } from "./render.js";
+import { ChatTransport } from "./transport.js";
+
+const $ = (id) => document.getElementById(id);
+const root = $("chat");
+const els = {
+  sidebar: $("sidebar"),
+  backdrop: $("sidebar-backdrop"),
+  toggleSidebar: $("toggle-sidebar"),
+  newChat: $("new-chat"),
+  list: $("conversation-list"),
+  listEmpty: $("conversation-empty"),
+  title: $("conversation-title"),
+  thread: $("thread"),
+  emptyState: $("empty-state"),
+  announcer: $("announcer"),
+  connection: $("connection"),
+  providerSelect: $("provider-select"),
+  modelLabel: $("model-label"),
+  composer: $("composer"),
+  prompt: $("prompt"),
+  send: $("send"),
+  stop: $("stop"),
+  useCollection: $("use-collection"),
+  collectionSelect: $("collection-select"),
+  collectionHint: $("collection-hint"),
+  maxTokens: $("opt-max-tokens"),
+  temperature: $("opt-temperature"),
+  markdown: $("opt-markdown"),
+  template: $("message-template"),
+};
+const isStaff = root.dataset.staff === "true";
+const SVG = "http://www.w3.org/2000/svg";
+const transport = new ChatTransport();
+
+const state = {
+  conversations: [],
+  current: null, // id of the open conversation, null for a new chat
+  generation: null, // {cancel} of the answer being written
+  messages: [], // rendered messages: {element, role, text, ...}
+};
+
+const CONNECTION_LABELS = {
+  connecting: "Connecting…",
+  open: "Live",
+  reconnecting: "Reconnecting…",
+  fallback: "Reconnecting · answers over HTTP",
+  "signed-out": "Signed out",
+};
+
+// --- settings kept in this browser -------------------------------------------------------------
+const SETTINGS_KEY = "llmsite.chat.settings";
+
+function loadSettings() {
+  let saved = {};
+  try {
+    saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? "{}") ?? {};
+  } catch {
+    saved = {};
+  }
+  if (saved.maxTokens) els.maxTokens.value = saved.maxTokens;
+  if (saved.temperature !== undefined && saved.temperature !== "") els.temperature.value = saved.temperature;
+  if (saved.markdown === false) els.markdown.checked = false;
+  return saved;
+}
+
+function saveSettings() {
+  const settings = {
+    maxTokens: els.maxTokens.value,
+    temperature: els.temperature.value,
+    markdown: els.markdown.checked,
+    collection: els.collectionSelect.value,
+    useCollection: els.useCollection.checked,
+  };
+  try {
+    localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
+  } catch {
+    // Private browsing: settings last for this page only.
+  }
+}
+
+// --- messages ----------------------------------------------------------------------------------
+function announce(text) {
+  els.announcer.textContent = "";
+  // A fresh text node so screen readers read it even when the words repeat.
+  requestAnimationFrame(() => {
+    els.announcer.textContent = text;
+  });
+}
+
+function scrollToEnd(force = false) {
+  const thread = els.thread;
+  const nearEnd = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 120;
+  if (force || nearEnd) thread.scrollTop = thread.scrollHeight;
+}
+
+function createMessage(role, text = "") {
+  els.emptyState.hidden = true;
+  const element = els.template.content.firstElementChild.cloneNode(true);
+  element.classList.add(role);
+  element.dataset.role = role;
+  element.querySelector(".avatar").textContent = role === "user" ? "You" : "AI";
+  element.querySelector(".message-role").textContent = role === "user" ? "You said" : "Assistant";
+  const message = {
+    element,
+    role,
+    text,
+    content: element.querySelector(".content"),
+    meta: element.querySelector(".meta"),
+    actions: element.querySelector(".actions"),
+    sources: element.querySelector(".sources"),
+    id: null,
+    prompt: "",
+    provider: "",
+    model: "",
+    renderQueued: false,
+  };
+  state.messages.push(message);
+  els.thread.append(element);
+  draw(message);
+  if (role === "assistant") wireActions(message);
+  return message;
+}
+
+function draw(message) {
+  message.renderQueued = false;
+  // What people typed is always plain text; answers follow the Markdown setting.
+  renderText(message.content, message.text, { markdown: message.role === "assistant" && els.markdown.checked });
+}
+
+function queueDraw(message) {
+  if (message.renderQueued) return;
+  message.renderQueued = true;
+  requestAnimationFrame(() => {
+    draw(message);
+    scrollToEnd();
+  });
+}
+
+function describe(done) {
+  const parts = [];
+  if (done.model) parts.push(done.model);
+  const tokens = done.usage?.completion_tokens;
+  if (tokens !== undefined) parts.push(`${tokens} token${tokens === 1 ? "" : "s"}`);
+  if (done.latency_ms) parts.push(`${(done.latency_ms / 1000).toFixed(1)} s`);
+  if (done.cached) parts.push("cached");
+  return parts.join(" · ");
+}
+
+function showSources(message, sources) {
+  if (!sources?.length) return;
+  const box = message.sources;
+  box.replaceChildren();
+  const heading = document.createElement("p");
+  heading.className = "sources-title small";
+  heading.textContent = sources.length === 1 ? "Source" : `Sources (${sources.length})`;
+  const list = document.createElement("ol");
+  for (const source of sources) {
+    const item = document.createElement("li");
+    const details = document.createElement("details");
+    const summary = document.createElement("summary");
+    const name = document.createElement("span");
+    name.className = "source-title";
+    name.textContent = source.title || `Document ${source.document_id}`;
+    const score = document.createElement("span");
+    score.className = "muted small";
+    score.textContent = ` ${Math.round((source.score ?? 0) * 100)}% match`;
+    summary.append(name, score);
+    const snippet = document.createElement("p");
+    snippet.className = "source-snippet small";
+    snippet.textContent = source.snippet ?? "";
+    details.append(summary, snippet);
+    item.append(details);
+    list.append(item);
+  }
+  box.append(heading, list);
+  box.hidden = false;
+}
+
+function showError(message, error) {
+  const box = document.createElement("div");
+  box.className = "error-box";
+  box.setAttribute("role", "alert");
+  const title = document.createElement("strong");
+  title.textContent = errorTitle(error);
+  const text = document.createElement("span");
+  text.textContent = ` ${error.message}`;
+  box.append(title, text);
+  if (error.code === "not_authenticated") {
+    const link = document.createElement("a");
+    link.href = `/accounts/login/?next=${encodeURIComponent(location.pathname + location.hash)}`;
+    link.textContent = " Log in";
+    box.append(link);
+  }
+  message.element.querySelector(".message-body").insertBefore(box, message.element.querySelector(".message-footer"));
+  message.element.classList.add("failed");
+}
+
+// --- copy and feedback -------------------------------------------------------------------------
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // No clipboard API (plain HTTP on another host): the old way.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "offscreen";
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    return ok;
+  }
+}
+
+function flash(button, label) {
+  const original = button.getAttribute("aria-label");
+  button.classList.add("done");
+  button.setAttribute("aria-label", label);
+  setTimeout(() => {
+    button.classList.remove("done");
+    button.setAttribute("aria-label", original);
+  }, 1500);
+}
+
+function iconButton(name, tooltip, label, onClick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "icon-button small-icon";
+  button.title = tooltip;
+  button.setAttribute("aria-label", label);
+  button.append(icon(name));
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+function icon(name) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "icon");
+  svg.setAttribute("aria-hidden", "true");
+  const use = document.createElementNS(SVG, "use");
+  use.setAttribute("href", `#i-${name}`);
+  svg.append(use);
+  return svg;
+}
+
+function wireActions(message) {
+  const up = message.element.querySelector(".rate-up");
+  const down = message.element.querySelector(".rate-down");
+  const copy = message.element.querySelector(".copy");
+  const form = message.element.querySelector(".feedback-form");
+  const comment = form.querySelector("textarea");
+  let rating = 0;
+
+  copy.addEventListener("click", async () => {
+    const ok = await copyText(message.text);
+    flash(copy, ok ? "Copied" : "Copy failed");
+    announce(ok ? "Answer copied" : "Copy failed");
+  });
+
+  const choose = (value) => {
+    rating = value;
+    up.setAttribute("aria-pressed", String(value === 1));
+    down.setAttribute("aria-pressed", String(value === -1));
+    form.hidden = false;
+    comment.focus();
+  };
+  up.addEventListener("click", () => choose(1));
+  down.addEventListener("click", () => choose(-1));
+  form.querySelector(".feedback-cancel").addEventListener("click", () => {
+    form.hidden = true;
+    up.setAttribute("aria-pressed", "false");
+    down.setAttribute("aria-pressed", "false");
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { rating };
+    if (comment.value.trim()) body.comment = comment.value;
+    if (message.id) {
+      body.message = message.id;
+    } else {
+      // A stopped answer is not stored in the conversation: rate its text instead.
+      Object.assign(body, { prompt: message.prompt, response: message.text, provider: message.provider, model: message.model });
+    }
+    const submit = form.querySelector('button[type="submit"]');
+    setBusy(submit, true);
+    try {
+      await api("/api/v1/feedback", { method: "POST", body });
+      form.replaceChildren(Object.assign(document.createElement("p"), { className: "small muted thanks", textContent: "Thanks for the feedback." }));
+      up.disabled = true;
+      down.disabled = true;
+      announce("Feedback sent");
+    } catch (error) {
+      setBusy(submit, false);
+      const note = form.querySelector(".form-error") ?? Object.assign(document.createElement("p"), { className: "form-error small" });
+      note.setAttribute("role", "alert");
+      note.textContent = `${errorTitle(error)}: ${error.message}`;
+      form.append(note);
+    }
+  });
+}
+
+function finishMessage(message, done) {
+  message.id = done.message ?? null;
+  if (message.id) message.element.dataset.messageId = message.id;
+  message.provider = done.provider ?? message.provider;
+  message.model = done.model ?? message.model;
+  message.element.removeAttribute("aria-busy");
+  message.element.classList.remove("streaming");
+  draw(message);
+  const description = describe(done);
+  message.meta.textContent = description;
+  if (done.finish_reason === "cancelled") {
+    message.element.classList.add("stopped");
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.textContent = "Stopped";
+    message.meta.prepend(badge, description ? " " : "");
+  } else if (done.finish_reason === "length") {
+    message.meta.textContent = `${description} · cut at the token limit`;
+  }
+  showSources(message, done.sources);
+  message.actions.hidden = !message.text;
+}
+
+let shownModel = null; // {provider, model} in the toolbar
+
+function noteAnswerModel(done) {
+  // Staff may switch the site's model from another tab: keep the toolbar true to what answered.
+  if (done.model && shownModel && (done.model !== shownModel.model || done.provider !== shownModel.provider)) {
+    loadProviders();
+  }
+}
+
+// --- sending -----------------------------------------------------------------------------------
+function setGenerating(on) {
+  els.send.hidden = on;
+  els.stop.hidden = !on;
+  els.composer.classList.toggle("generating", on);
+}
+
+function requestFields(prompt) {
+  const fields = { prompt, conversation: state.current };
+  const maxTokens = Number.parseInt(els.maxTokens.value, 10);
+  if (Number.isFinite(maxTokens) && maxTokens > 0) fields.max_new_tokens = maxTokens;
+  if (els.temperature.value !== "") {
+    const temperature = Number.parseFloat(els.temperature.value);
+    if (Number.isFinite(temperature)) fields.temperature = temperature;
+  }
+  if (els.useCollection.checked && els.collectionSelect.value) {
+    fields.collection = els.collectionSelect.value;
+  }
+  return fields;
+}
+
+async function send() {
+  const prompt = els.prompt.value;
+  if (!prompt.trim() || state.generation) return;
+  els.prompt.value = "";
+  autoGrow();
+  const question = createMessage("user", prompt);
+  const answer = createMessage("assistant");
+  answer.prompt = prompt;
+  answer.element.classList.add("streaming");
+  answer.element.setAttribute("aria-busy", "true");
+  scrollToEnd(true);
+  setGenerating(true);
+  let stoppedEarly = false; // Stop pressed while the conversation was being created
+  state.generation = {
+    cancel: () => {
+      stoppedEarly = true;
+    },
+  };
+
+  if (state.current === null) {
+    try {
+      const created = await api("/api/v1/conversations", { method: "POST", body: {} });
+      state.current = created.id;
+      history.replaceState(null, "", `#conversation-${created.id}`);
+      // Listed at once under its first words; the server names it the same way when the answer is stored.
+      const title = prompt.trim().split(/\s+/).join(" ").slice(0, 80);
+      state.conversations.unshift({ ...created, title });
+      renderConversationList();
+      setTitle(title);
+    } catch (error) {
+      endGeneration();
+      showError(answer, error);
+      question.element.classList.add("unsent");
+      return;
+    }
+  }
+
+  if (stoppedEarly) {
+    endGeneration();
+    finishMessage(answer, { finish_reason: "cancelled" });
+    return;
+  }
+  const fields = requestFields(prompt);
+  let received = false;
+  state.generation = transport.generate(fields, {
+    onToken(text) {
+      if (!received) {
+        received = true;
+        answer.element.classList.add("receiving");
+      }
+      answer.text += text;
+      queueDraw(answer);
+    },
+    onDone(done) {
+      endGeneration();
+      finishMessage(answer, done);
+      noteAnswerModel(done);
+      announce(done.finish_reason === "cancelled" ? "Stopped" : "Answer ready");
+      refreshConversations();
+    },
+    onError(error) {
+      endGeneration();
+      answer.element.removeAttribute("aria-busy");
+      answer.element.classList.remove("streaming");
+      draw(answer);
+      showError(answer, error);
+      answer.actions.hidden = !answer.text;
+      announce(`${errorTitle(error)}: ${error.message}`);
+      if (error.code === "not_authenticated") setConnection("signed-out");
+    },
+  });
+  answer.element.dataset.transport = state.generation.transport;
+}
+
+function endGeneration() {
+  state.generation = null;
+  setGenerating(false);
+}
+
+function stop() {
+  state.generation?.cancel();
+}
+
+function autoGrow() {
+  const area = els.prompt;
+  area.style.height = "auto";
+  area.style.height = `${Math.min(area.scrollHeight, 240)}px`;
+}
+
+// --- conversations -----------------------------------------------------------------------------
+function conversationIdFromHash() {
+  const match = /^#conversation-(\d+)$/.exec(location.hash);
+  return match ? Number(match[1]) : null;
+}
+
+function setTitle(title) {
+  els.title.textContent = title || "New chat";
+  document.title = `${title || "Chat"} · llmsite`;
+}
+
+async function refreshConversations() {
+  try {
+    const page = await api("/api/v1/conversations?limit=100");
+    state.conversations = page.results;
+  } catch (error) {
+    if (error.code === "not_authenticated") setConnection("signed-out");
+    return;
+  }
+  renderConversationList();
+  const open = state.conversations.find((c) => c.id === state.current);
+  if (open) setTitle(open.title);
+}
+
+function renderConversationList() {
+  els.list.replaceChildren();
+  els.listEmpty.hidden = state.conversations.length > 0;
+  for (const conversation of state.conversations) {
+    const item = document.createElement("li");
+    item.className = "conversation";
+    item.dataset.id = conversation.id;
+    const open = document.createElement("a");
+    open.className = "conversation-open";
+    open.href = `#conversation-${conversation.id}`;
+    open.textContent = conversation.title || "Untitled";
+    if (conversation.id === state.current) open.setAttribute("aria-current", "page");
+    const rename = iconButton("pencil", "Rename", `Rename “${open.textContent}”`, () => startRename(item, conversation));
+    const remove = iconButton("trash", "Delete", `Delete “${open.textContent}”`, () => deleteConversation(conversation));
+    item.append(open, rename, remove);
+    els.list.append(item);
+  }
+}
+
+function startRename(item, conversation) {
+  const input = document.createElement("input");
+  input.type = "text";
+  input.className = "rename-input";
+  input.value = conversation.title;
+  input.maxLength = 200;
+  input.setAttribute("aria-label", "New title");
+  item.replaceChildren(input);
+  input.focus();
+  input.select();
+  let done = false;
+  const finish = async (save) => {
+    if (done) return;
+    done = true;
+    const title = input.value.trim();
+    if (save && title && title !== conversation.title) {
+      try {
+        await api(`/api/v1/conversations/${conversation.id}`, { method: "PATCH", body: { title } });
+      } catch (error) {
+        announce(`${errorTitle(error)}: ${error.message}`);
+      }
+    }
+    await refreshConversations();
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      finish(true);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      finish(false);
+    }
+  });
+  input.addEventListener("blur", () => finish(true));
+}
+
+async function deleteConversation(conversation) {
+  const ok = await confirmDialog({
+    title: "Delete this conversation?",
+    text: `“${conversation.title || "Untitled"}” and all its messages will be deleted.`,
+    confirm: "Delete",
+  });
+  if (!ok) return;
+  try {
+    await api(`/api/v1/conversations/${conversation.id}`, { method: "DELETE" });
+  } catch (error) {
+    if (error.code !== "not_found") {
+      announce(`${errorTitle(error)}: ${error.message}`);
+      return;
+    }
+  }
+  if (state.current === conversation.id) newChat();
+  await refreshConversations();
+  announce("Conversation deleted");
+}
+
+function clearThread() {
+  state.generation?.cancel();
+  state.messages = [];
+  els.thread.replaceChildren(els.emptyState);
+  els.emptyState.hidden = false;
+}
+
+function newChat() {
+  clearThread();
+  state.current = null;
+  setTitle("");
+  if (location.hash) history.replaceState(null, "", location.pathname);
+  renderConversationList();
+  closeSidebar();
+  els.prompt.focus();
+}
+
+async function openConversation(id) {
+  if (state.generation) stop();
+  let conversation;
+  try {
+    conversation = await api(`/api/v1/conversations/${id}`);
+  } catch (error) {
+    newChat();
+    const notice = createMessage("assistant");
+    showError(notice, error.code === "not_found" ? { ...error, message: "That conversation does not exist (any more)." } : error);
+    return;
+  }
+  clearThread();
+  state.current = conversation.id;
+  setTitle(conversation.title);
+  let lastPrompt = "";
+  for (const stored of conversation.messages) {
+    if (stored.role === "system") continue;
+    const message = createMessage(stored.role, stored.content);
+    if (stored.role === "user") {
+      lastPrompt = stored.content;
+    } else {
+      message.prompt = lastPrompt;
+      finishMessage(message, {
+        message: stored.id,
+        provider: stored.provider,
+        model: stored.model,
+        usage: stored.completion_tokens === null ? undefined : { completion_tokens: stored.completion_tokens },
+        finish_reason: stored.finish_reason,
+      });
+    }
+  }
+  renderConversationList();
+  closeSidebar();
+  scrollToEnd(true);
+}
+
+// --- model and collections ----------------------------------------------------------------------
+async function loadProviders() {
+  let body;
+  try {
+    body = await api("/api/v1/providers");
+  } catch (error) {
+    els.modelLabel.hidden = false;
+    els.modelLabel.textContent = "Model unknown";
+    els.modelLabel.title = error.message;
+    return;
+  }
+  const active = body.active;
+  shownModel = { provider: active.provider, model: active.model };
+  const label = `${active.model} · ${active.provider}`;
+  const problem = active.state === "failed" ? `unavailable: ${active.reason}` : active.state === "loading" ? "loading…" : "";
+  els.modelLabel.textContent = problem ? `${label} (${problem})` : label;
+  els.modelLabel.title = problem || "The model that answers";
+  els.modelLabel.classList.toggle("warning", Boolean(problem));
+  if (!isStaff) return;
+  const select = els.providerSelect;
+  select.replaceChildren();
+  for (const provider of body.providers) {
+    const group = document.createElement("optgroup");
+    group.label = provider.available ? provider.name : `${provider.name} (${provider.reason})`;
+    const models = provider.models.length ? provider.models : [{ name: provider.active ? active.model : "", detail: "" }];
+    for (const model of models) {
+      if (!model.name) continue;
+      const option = document.createElement("option");
+      option.value = JSON.stringify({ provider: provider.name, model: model.name });
+      option.textContent = `${model.name} · ${provider.name}`;
+      option.disabled = !provider.available;
+      option.selected = provider.name === active.provider && model.name === active.model;
+      group.append(option);
+    }
+    if (group.children.length) select.append(group);
+  }
+  if (![...select.options].some((o) => o.selected)) {
+    const option = document.createElement("option");
+    option.value = JSON.stringify({ provider: active.provider, model: active.model });
+    option.textContent = label;
+    option.selected = true;
+    select.prepend(option);
+  }
+  select.disabled = false;
+  select.title = problem ? `Active model for the whole site: ${problem}` : "Active model for the whole site (staff)";
+  select.classList.toggle("warning", Boolean(problem));
+}
+
+async function switchProvider() {
+  const select = els.providerSelect;
+  const choice = JSON.parse(select.value);
+  select.disabled = true;
+  els.connection.dataset.state = "busy";
+  announce(`Switching the site to ${choice.model}…`);
+  try {
+    await api("/api/v1/providers/active", { method: "POST", body: choice });
+    announce(`The site now answers with ${choice.model}`);
+  } catch (error) {
+    const notice = createMessage("assistant");
+    showError(notice, error);
+  } finally {
+    setConnection(transport.state);
+    await loadProviders();
+  }
+}
+
+async function loadCollections(saved) {
+  let body;
+  try {
+    body = await api("/api/v1/embed/collections");
+  } catch {
+    return;
+  }
+  const select = els.collectionSelect;
+  select.replaceChildren();
+  const usable = body.results.filter((c) => c.documents > 0 || c.mine);
+  for (const collection of usable) {
+    const option = document.createElement("option");
+    option.value = collection.name;
+    const owner = collection.mine ? "" : ` (shared by ${collection.owner})`;
+    option.textContent = `${collection.name}${owner} · ${collection.documents} doc${collection.documents === 1 ? "" : "s"}`;
+    select.append(option);
+  }
+  const any = usable.length > 0;
+  els.useCollection.disabled = !any;
+  els.collectionHint.hidden = any;
+  select.hidden = !any;
+  if (saved?.collection && usable.some((c) => c.name === saved.collection)) select.value = saved.collection;
+  els.useCollection.checked = any && Boolean(saved?.useCollection);
+  select.disabled = !els.useCollection.checked;
+}
+
+// --- connection and layout ----------------------------------------------------------------------
+function setConnection(connectionState) {
+  els.connection.dataset.state = connectionState;
+  els.connection.textContent = CONNECTION_LABELS[connectionState] ?? connectionState;
+}
+
+function openSidebar() {
+  els.sidebar.classList.add("open");
+  els.backdrop.hidden = false;
+  els.toggleSidebar.setAttribute("aria-expanded", "true");
+  els.sidebar.querySelector("a, button")?.focus();
+}
+
+function closeSidebar() {
+  if (!els.sidebar.classList.contains("open")) return;
+  els.sidebar.classList.remove("open");
+  els.backdrop.hidden = true;
+  els.toggleSidebar.setAttribute("aria-expanded", "false");
+}
+
+function wire() {
+  els.composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send();
+  });
+  els.prompt.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  });
+  els.prompt.addEventListener("input", autoGrow);
+  els.stop.addEventListener("click", stop);
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    if (state.generation) {
+      stop();
+    } else if (els.sidebar.classList.contains("open")) {
+      closeSidebar();
+      els.toggleSidebar.focus();
+    }
+  });
+  els.newChat.addEventListener("click", newChat);
+  els.toggleSidebar.addEventListener("click", () => (els.sidebar.classList.contains("open") ? closeSidebar() : openSidebar()));
+  els.backdrop.addEventListener("click", closeSidebar);
+  window.addEventListener("hashchange", () => {
+    const id = conversationIdFromHash();
+    if (id !== null && id !== state.current) openConversation(id);
+  });
+  els.useCollection.addEventListener("change", () => {
+    els.collectionSelect.disabled = !els.useCollection.checked;
+    saveSettings();
+  });
+  for (const input of [els.collectionSelect, els.maxTokens, els.temperature]) input.addEventListener("change", saveSettings);
+  els.markdown.addEventListener("change", () => {
+    saveSettings();
+    for (const message of state.messages) draw(message);
+  });
+  els.providerSelect?.addEventListener("change", switchProvider);
+}
+
+async function main() {
+  const saved = loadSettings();
+  transport.addEventListener("statechange", (event) => setConnection(event.detail.state));
+  transport.addEventListener("servererror", (event) => announce(event.detail?.message ?? "Server error"));
+  wire();
+  transport.start();
+  els.prompt.focus();
+  const id = conversationIdFromHash();
+  const opened = refreshConversations().then(() => (id === null ? null : openConversation(id)));
+  await Promise.allSettled([loadProviders(), loadCollections(saved), opened]);
+  root.dataset.ready = "true"; // everything the page shows first has arrived
+}
+
+main();
