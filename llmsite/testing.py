@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -23,23 +24,31 @@ def free_port() -> int:
 class LiveServer:
     """A daphne process serving llmsite on a free port, as `make run` would."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], log_path: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks daphne.
+        self.log_path = log_path or Path(env.get("DATA_DIR") or tempfile.gettempdir()) / f"daphne-{self.port}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "llmsite.asgi:application"],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
-            text=True,
         )
+
+    def log(self) -> str:
+        """What the server printed so far (for failure messages)."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, path: str = "/healthz", timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited early:\n{self.process.stdout.read()}")
+                raise RuntimeError(f"daphne exited early:\n{self.log()[-5000:]}")
             try:
                 if httpx.get(self.url + path, timeout=2).status_code < 500:
                     return
@@ -53,6 +62,7 @@ class LiveServer:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        self._log.close()
 
 
 def start_live_server(data_dir: Path, **extra_env: str) -> LiveServer:
