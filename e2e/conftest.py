@@ -96,10 +96,16 @@ class Site:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from inference.tests.conftest import _build_tiny
+    from django.conf import settings
+
+    from llmsite.testing import build_tiny_model
 
     root = tmp_path_factory.mktemp("e2e-models")
-    _build_tiny(root / "tiny-a", seed=1)
+    source = settings.BASE_DIR / "data" / "models" / "SmolLM2-135M-Instruct"
+    try:
+        build_tiny_model(root / "tiny-a", source=source, seed=1)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
     return root
 
 

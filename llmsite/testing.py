@@ -76,3 +76,41 @@ def start_live_server(data_dir: Path, **extra_env: str) -> LiveServer:
         server.stop()
         raise
     return server
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+
+
+def build_tiny_model(folder: Path, *, source: Path, seed: int = 1, hidden_size: int = 64) -> Path:
+    """A 2-layer random Llama with SmolLM2's real tokenizer and chat template, saved like a prepared model.
+
+    Fast tests load it through the same code as the real model. Its context window is 256 tokens,
+    so "prompt too long" is cheap to provoke. Raises FileNotFoundError without the tokenizer.
+    """
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if not (source / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"no tokenizer in {source}; run manage.py prepare_models")
+    folder.mkdir(parents=True)
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copy(source / name, folder / name)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,38 +9,17 @@ from django.conf import settings
 from django.core.cache import caches
 
 from inference.engine import get_engine
+from llmsite.testing import build_tiny_model
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 PASSWORD = "correct-horse-battery"
 
 
 def _build_tiny(folder: Path, seed: int) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     source = settings.BASE_DIR / "data" / "models" / "SmolLM2-135M-Instruct"
-    if not (source / "tokenizer.json").is_file():
-        pytest.skip("the SmolLM2 tokenizer is missing; run manage.py prepare_models")
-    folder.mkdir(parents=True)
-    for name in TOKENIZER_FILES:
-        if (source / name).is_file():
-            shutil.copy(source / name, folder / name)
-    config = LlamaConfig(
-        vocab_size=49152,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,  # small, so "prompt too long" is cheap to provoke
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=2,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+    try:
+        return build_tiny_model(folder, source=source, seed=seed)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

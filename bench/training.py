@@ -1,0 +1,216 @@
+"""Fine-tuning speed: `manage.py train` against a raw transformers/torch training loop, in one run.
+
+    .venv/bin/python bench/training.py [--steps 10] [--rounds 3] [--threads N]
+
+Both fine-tune the real SmolLM2-135M-Instruct (prepared under data/models) on the shipped
+`dialogue` dataset with the command's defaults (batch 4, max_length 512, lr 5e-5, float32 on
+the CPU), for `--steps` optimizer steps, each in a fresh process. Per round:
+1. `manage.py train --max-steps N --no-progress` with a throwaway DATA_DIR and MODELS_DIR (the
+   base model linked in): steps/s and tokens/s over its optimizer steps, the per-step database
+   writes included (from the checkpoint's manifest), and the command's wall time (start-up,
+   loading, evaluation before and after, saving);
+2. the textbook loop: `model(input_ids, attention_mask, labels).loss.backward()`, clipping,
+   AdamW, on the very same batches in the same order (prepared by the trainer's own code), so
+   the two differ only in the loop.
+Rounds alternate so that load from other processes hits both alike; the median of the per-round
+ratios is the figure to read (absolute numbers vary with what else runs on a small shared machine: with two
+cores and other busy processes, torch's two spinning OpenMP threads can run several times slower
+than one, hence `--threads`, given to both sides). Writes bench/results/training.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[0] = str(ROOT)  # run as a script, bench/ would shadow the apps
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+MODEL = "SmolLM2-135M-Instruct"
+RESULTS = ROOT / "bench" / "results" / "training.json"
+
+
+def base_folder() -> Path:
+    folder = Path(os.environ.get("MODELS_DIR", ROOT / "data" / "models")) / MODEL
+    if not (folder / "config.json").is_file():
+        sys.exit(f"{folder} is missing: run `manage.py prepare_models` first")
+    return folder.resolve()
+
+
+def bench_command(steps: int, threads: int | None) -> dict:
+    """One `manage.py train` run in its own process and folders."""
+    with tempfile.TemporaryDirectory(prefix="llmsite-bench-train-") as tmp:
+        models = Path(tmp) / "models"
+        models.mkdir()
+        (models / MODEL).symlink_to(base_folder(), target_is_directory=True)
+        env = {**os.environ, "DATA_DIR": tmp, "MODELS_DIR": str(models), "LOG_LEVEL": "WARNING"}
+        if threads:
+            env["TRAINING_THREADS"] = str(threads)
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+        command = [sys.executable, "manage.py", "train", "--max-steps", str(steps), "--name", "bench", "--no-progress"]
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if done.returncode:
+            sys.exit(f"manage.py train failed:\n{done.stdout}\n{done.stderr}")
+        metrics = json.loads((models / "bench" / "llmsite-training.json").read_text())["metrics"]
+    return {
+        "steps_per_s": metrics["steps_per_second"],
+        "tokens_per_s": metrics["tokens_per_second"],
+        "train_s": metrics["train_seconds"],
+        "wall_s": wall,
+        "tokens": metrics["tokens"],
+        "eval_loss_before": metrics["eval_loss_before"],
+        "eval_loss_after": metrics["eval_loss_after"],
+    }
+
+
+def raw_loop(steps: int, threads: int | None) -> dict:
+    """The textbook loop on the batches the command trains on (run in a child process by bench_raw)."""
+    import torch
+
+    from training import datasets as ds
+    from training import services
+    from training.trainer import Trainer, TrainingConfig, split
+
+    if threads:
+        torch.set_num_threads(threads)
+    defaults = services.DEFAULTS
+    config = TrainingConfig(
+        base_folder=base_folder(),
+        output_folder=Path(tempfile.gettempdir()) / "unused",
+        batch_size=defaults["batch_size"],
+        max_length=defaults["max_length"],
+        eval_fraction=defaults["eval_fraction"],
+        seed=defaults["seed"],
+        device="cpu",
+    )
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    prep = Trainer(config)
+    prep._load()  # the model and tokenizer, loaded the way the command loads them
+    examples = ds.load("dialogue", max_examples=100_000, max_bytes=100_000_000)
+    train_examples, _ = split(examples, config.eval_fraction, config.seed)
+    sequences, _ = prep._encode_all(train_examples)
+    rng = random.Random(config.seed)
+    batches = []
+    while len(batches) < steps:
+        batches += prep._batches(sequences, rng)
+    model = prep.model
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=defaults["learning_rate"])
+    warmup = max(1, round(defaults["warmup_ratio"] * steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    seconds = 0.0
+    tokens = 0
+    for batch in batches[:steps]:
+        started = time.perf_counter()
+        loss = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds += time.perf_counter() - started
+        tokens += batch.tokens
+    return {"steps_per_s": steps / seconds, "tokens_per_s": tokens / seconds, "train_s": seconds, "tokens": tokens}
+
+
+def bench_raw(steps: int, threads: int | None) -> dict:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "llmsite.settings"}
+    command = [sys.executable, __file__, "--raw-child", "--steps", str(steps), "--threads", str(threads or 0)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"the raw loop failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def summary(runs: list[dict]) -> dict:
+    keys = [k for k in runs[0] if isinstance(runs[0][k], int | float)]
+    return {**{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for both (default: torch's choice)")
+    parser.add_argument("--raw-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.raw_child:
+        import django
+
+        django.setup()  # training.services reads settings for its defaults
+        print(json.dumps(raw_loop(args.steps, args.threads or None)))
+        return
+
+    import torch
+
+    command_runs, raw_runs = [], []
+    for round_ in range(args.rounds):
+        for name, fn, runs in (("manage.py train", bench_command, command_runs), ("raw loop", bench_raw, raw_runs)):
+            load_before = os.getloadavg()[0]
+            result = fn(args.steps, args.threads or None)
+            result["load_1m"] = [load_before, os.getloadavg()[0]]
+            runs.append(result)
+            print(
+                f"round {round_ + 1} {name:16} {result['steps_per_s']:.3f} steps/s "
+                f"{result['tokens_per_s']:7.1f} tokens/s",
+                flush=True,
+            )
+    command, raw = summary(command_runs), summary(raw_runs)
+    results = {
+        "command": " ".join(["bench/training.py", *sys.argv[1:]]),
+        "load_average": os.getloadavg(),
+        "model": MODEL,
+        "dataset": "dialogue",
+        "device": "cpu",
+        "torch_threads": args.threads or torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "manage_py_train": command,
+        "raw_loop": raw,
+        # Each round pairs the two back to back, so the per-round ratio cancels most of the load
+        # that other processes put on the machine; the median of those is the headline figure.
+        "ratio_vs_raw": {
+            "steps_per_s": statistics.median(
+                c["steps_per_s"] / r["steps_per_s"] for c, r in zip(command_runs, raw_runs, strict=True)
+            ),
+            "tokens_per_s": statistics.median(
+                c["tokens_per_s"] / r["tokens_per_s"] for c, r in zip(command_runs, raw_runs, strict=True)
+            ),
+            "per_round_steps_per_s": [
+                c["steps_per_s"] / r["steps_per_s"] for c, r in zip(command_runs, raw_runs, strict=True)
+            ],
+            "of_medians_steps_per_s": command["steps_per_s"] / raw["steps_per_s"],
+        },
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(
+        f"\nmanage.py train: {command['steps_per_s']:.3f} steps/s, {command['tokens_per_s']:.0f} tokens/s "
+        f"(command wall {command['wall_s']:.0f} s for {args.steps} steps; eval loss "
+        f"{command['eval_loss_before']:.3f} -> {command['eval_loss_after']:.3f})\n"
+        f"raw loop:        {raw['steps_per_s']:.3f} steps/s, {raw['tokens_per_s']:.0f} tokens/s\n"
+        f"ratio:           {results['ratio_vs_raw']['steps_per_s']:.2f}x steps/s (median of per-round ratios "
+        f"{', '.join(f'{x:.2f}' for x in results['ratio_vs_raw']['per_round_steps_per_s'])})\n"
+        f"written to {RESULTS.relative_to(ROOT)}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,586 @@
+"""Training use cases, one function each; the API, the admin and the commands all call these.
+
+- `run_start(...)`: validate a request (bounds from settings, 400 naming the limit), queue the run
+  and hand it to the executor: a training thread in this process (TRAINING_EXECUTOR=thread) or
+  `manage.py training_worker` (worker). Returns at once.
+- `run_create(..., claim=True)` + `run_execute(run)`: what `manage.py train` does in its own process.
+- `run_cancel(...)`: a queued run is cancelled at once, a running one stops between two steps.
+- `runs_reap(...)`: runs whose worker died are marked failed (stale heartbeat, or a dead pid on this host).
+
+The run row is the job: a worker claims a queued run by moving it to `running` in one
+conditional UPDATE (so two workers never take the same run), then writes `heartbeat_at` every
+TRAINING_HEARTBEAT_SECONDS from a small thread, which also carries a cancel request from the
+database to the trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import os
+import re
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from llmsite.errors import ApplicationError
+from llmsite.model_store import ALIASES, PACKAGED_LLMS, ModelNotFound, resolve_llm_folder
+from training import datasets as ds
+from training.models import EpochMetric, TrainingRun
+from training.trainer import (
+    DEVICES,
+    EpochDone,
+    Evaluated,
+    Event,
+    Example,
+    Prepared,
+    StepDone,
+    TrainingCancelled,
+    TrainingConfig,
+    TrainingError,
+    train,
+)
+
+logger = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_DATASETS = 8
+MAX_SEED = 2**31 - 1
+DEFAULTS: dict[str, Any] = {
+    "datasets": ["dialogue"],
+    "epochs": 2,
+    "max_steps": None,
+    "batch_size": 4,
+    "grad_accum_steps": 1,
+    "learning_rate": 5e-5,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.0,
+    "max_length": 512,
+    "eval_fraction": 0.1,
+    "seed": 0,
+}
+Status = TrainingRun.Status
+
+
+class Conflict(ApplicationError):
+    status = 409
+    code = "conflict"
+
+
+# --- validation -------------------------------------------------------------------------------------
+def _bounded_int(value: Any, field: str, low: int, high: int, setting: str | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApplicationError(f"{field} must be a whole number", field=field)
+    if not low <= value <= high:
+        limit = f" ({setting})" if setting else ""
+        raise ApplicationError(f"{field} must be {low} to {high}{limit}; got {value}", field=field)
+    return value
+
+
+def _bounded_float(value: Any, field: str, low: float, high: float, *, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ApplicationError(f"{field} must be a finite number", field=field)
+    if value > high or value < low or (low_open and value == low):
+        opening = "more than" if low_open else "at least"
+        raise ApplicationError(f"{field} must be {opening} {low:g} and at most {high:g}; got {value:g}", field=field)
+    return float(value)
+
+
+def _validate_datasets(names: Any, *, allow_paths: bool) -> list[str]:
+    if not isinstance(names, list | tuple) or not names:
+        raise ApplicationError("datasets must be a non-empty list of dataset names", field="datasets")
+    if len(names) > MAX_DATASETS:
+        raise ApplicationError(f"at most {MAX_DATASETS} datasets per run; got {len(names)}", field="datasets")
+    if len(set(names)) != len(names):
+        raise ApplicationError("datasets must not repeat a name", field="datasets")
+    known = ds.file_datasets(settings.TRAINING_DATASETS_DIR)
+    chosen = []
+    for name in names:
+        if not isinstance(name, str):
+            raise ApplicationError("datasets must be a list of names (strings)", field="datasets")
+        if allow_paths and (os.sep in name or name.endswith(ds.CHAT_SUFFIXES + ds.TEXT_SUFFIXES)):
+            path = Path(name).expanduser().resolve()
+            if not path.is_file():
+                raise ApplicationError(f"dataset file {path} does not exist", field="datasets")
+            chosen.append(str(path))
+            continue
+        if name == ds.FEEDBACK:
+            try:  # the export streams lazily: one example tells whether there is anything to train on
+                ds.load_feedback(max_examples=1)
+            except ds.DatasetError as exc:
+                raise ApplicationError(f"dataset 'feedback' is unavailable: {exc.message}", field="datasets") from exc
+        elif name not in known:
+            listing = ", ".join([*sorted(known), ds.FEEDBACK])
+            raise ApplicationError(f"unknown dataset {name!r}; known: {listing}", field="datasets")
+        chosen.append(name)
+    return chosen
+
+
+def _base_folder(base_model: str) -> Path:
+    try:
+        return resolve_llm_folder(base_model, settings.MODELS_DIR)
+    except ModelNotFound as exc:
+        raise ApplicationError(str(exc), field="base_model") from exc
+
+
+def _context_window(folder: Path) -> int | None:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    window = config.get("max_position_embeddings") or config.get("n_positions")
+    return window if isinstance(window, int) else None
+
+
+def _default_name(base_model: str) -> str:
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(base_model).name)[:40].lstrip(".-_") or "model"
+    return f"{stem}-ft-{stamp}"
+
+
+def _validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ApplicationError(
+            "name must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", field="name"
+        )
+    if name in PACKAGED_LLMS or name in ALIASES:
+        raise ApplicationError(f"{name!r} is the name of a packaged model; choose another name", field="name")
+    if (settings.MODELS_DIR / name).exists():
+        raise Conflict(
+            f"a model named {name!r} already exists in {settings.MODELS_DIR}; choose another name", field="name"
+        )
+    return name
+
+
+def _validated(fields: dict[str, Any], *, allow_paths: bool) -> dict[str, Any]:
+    values = {**DEFAULTS, **{k: v for k, v in fields.items() if v is not None}}
+    clean: dict[str, Any] = {}
+    clean["datasets"] = _validate_datasets(values["datasets"], allow_paths=allow_paths)
+    clean["epochs"] = _bounded_int(values["epochs"], "epochs", 1, settings.TRAINING_MAX_EPOCHS, "TRAINING_MAX_EPOCHS")
+    if values["max_steps"] is not None:
+        clean["max_steps"] = _bounded_int(
+            values["max_steps"], "max_steps", 1, settings.TRAINING_MAX_STEPS, "TRAINING_MAX_STEPS"
+        )
+    else:
+        clean["max_steps"] = None
+    clean["batch_size"] = _bounded_int(
+        values["batch_size"], "batch_size", 1, settings.TRAINING_MAX_BATCH_SIZE, "TRAINING_MAX_BATCH_SIZE"
+    )
+    clean["grad_accum_steps"] = _bounded_int(
+        values["grad_accum_steps"], "grad_accum_steps", 1, settings.TRAINING_MAX_GRAD_ACCUM, "TRAINING_MAX_GRAD_ACCUM"
+    )
+    clean["learning_rate"] = _bounded_float(
+        values["learning_rate"], "learning_rate", 0.0, settings.TRAINING_MAX_LEARNING_RATE, low_open=True
+    )
+    clean["warmup_ratio"] = _bounded_float(values["warmup_ratio"], "warmup_ratio", 0.0, 0.5)
+    clean["weight_decay"] = _bounded_float(values["weight_decay"], "weight_decay", 0.0, 1.0)
+    clean["eval_fraction"] = _bounded_float(values["eval_fraction"], "eval_fraction", 0.0, 0.5)
+    clean["seed"] = _bounded_int(values["seed"], "seed", 0, MAX_SEED)
+    clean["max_length"] = _bounded_int(
+        values["max_length"], "max_length", 16, settings.TRAINING_MAX_LENGTH, "TRAINING_MAX_LENGTH"
+    )
+    base_model = values.get("base_model") or settings.TRAINING_BASE_MODEL
+    if not isinstance(base_model, str):
+        raise ApplicationError("base_model must be a model name", field="base_model")
+    base_model = ALIASES.get(base_model, base_model)
+    window = _context_window(_base_folder(base_model))
+    if window is not None and clean["max_length"] > window:
+        raise ApplicationError(
+            f"max_length must be at most {window}, the context window of {base_model}; got {clean['max_length']}",
+            field="max_length",
+        )
+    clean["base_model"] = base_model
+    device = values.get("device") or settings.TRAINING_DEVICE
+    if device not in DEVICES:
+        raise ApplicationError(f"device must be one of {', '.join(DEVICES)}; got {device!r}", field="device")
+    if device in ("cuda", "mps"):
+        from training.trainer import resolve_device
+
+        try:
+            resolve_device(device)
+        except TrainingError as exc:
+            raise ApplicationError(str(exc), field="device") from exc
+    clean["device"] = device
+    clean["name"] = _validate_name(values.get("name") or _default_name(base_model))
+    clean["serve"] = bool(values.get("serve", False))
+    return clean
+
+
+# --- creating, starting, cancelling -----------------------------------------------------------------
+def worker_id() -> str:
+    """host:pid of this process: who holds a running run."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_create(*, user: Any = None, source: str = "api", claim: bool = False, **fields: Any) -> TrainingRun:
+    """A validated run, queued (or, with `claim`, already running in this process); raises ApplicationError.
+
+    Fields: name, base_model, datasets, epochs, max_steps, batch_size, grad_accum_steps,
+    learning_rate, warmup_ratio, weight_decay, max_length, eval_fraction, seed, device, serve;
+    each may be None for its default. Dataset paths are accepted from the command line only.
+    """
+    unknown = set(fields) - {*DEFAULTS, "name", "base_model", "device", "serve"}
+    if unknown:
+        raise ApplicationError(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
+    clean = _validated(fields, allow_paths=source == "cli")
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            active = TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE).count()
+            if active >= settings.TRAINING_MAX_ACTIVE_RUNS:
+                raise Conflict(
+                    f"{active} runs are queued or running; the limit is {settings.TRAINING_MAX_ACTIVE_RUNS} "
+                    "(TRAINING_MAX_ACTIVE_RUNS): wait for one to finish or cancel one"
+                )
+            run = TrainingRun(
+                **clean,
+                created_by=user if user is not None and user.is_authenticated else None,
+                source=source,
+            )
+            if claim:
+                run.status, run.worker, run.started_at, run.heartbeat_at = Status.RUNNING, worker_id(), now, now
+            run.save()
+    except IntegrityError as exc:
+        raise Conflict(f"a run named {clean['name']!r} is already queued or running", field="name") from exc
+    return run
+
+
+def run_start(*, user: Any = None, source: str = "api", **fields: Any) -> TrainingRun:
+    """Queue a run and hand it to the executor; returns at once with the queued run."""
+    run = run_create(user=user, source=source, **fields)
+    if settings.TRAINING_EXECUTOR == "thread":
+        transaction.on_commit(worker_kick)
+    return run
+
+
+def run_cancel(*, run_id: int) -> TrainingRun:
+    """Cancel a queued run now, or ask a running one to stop between two steps; 409 when already finished."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            raise ApplicationError(f"no training run {run_id}", code="not_found", status=404)
+        if run.status == Status.QUEUED:
+            run.status, run.finished_at, run.cancel_requested = Status.CANCELLED, now, True
+            run.save(update_fields=["status", "finished_at", "cancel_requested"])
+        elif run.status == Status.RUNNING:
+            run.cancel_requested = True
+            run.save(update_fields=["cancel_requested"])
+        else:
+            raise Conflict(f"run {run_id} has already finished ({run.status})")
+    event = _cancel_events.get(run.pk)
+    if event is not None:  # running in this process: stop without waiting for the heartbeat
+        event.set()
+    return run
+
+
+def run_claim() -> TrainingRun | None:
+    """Take the oldest queued run for this process; None when there is none to take."""
+    queued = TrainingRun.objects.filter(status=Status.QUEUED).order_by("created_at", "id")
+    for pk in queued.values_list("pk", flat=True)[:10]:
+        now = timezone.now()
+        taken = TrainingRun.objects.filter(pk=pk, status=Status.QUEUED).update(
+            status=Status.RUNNING, worker=worker_id(), started_at=now, heartbeat_at=now
+        )
+        if taken:
+            return TrainingRun.objects.get(pk=pk)
+    return None
+
+
+# --- reaping runs whose worker died -------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def runs_reap(*, startup: bool = False) -> int:
+    """Mark failed the running runs whose worker is gone; returns how many.
+
+    Gone means: no heartbeat for TRAINING_STALE_SECONDS (any host), or a worker on this host
+    whose process no longer exists, or, at start-up, a run held under this very host:pid
+    (a restarted container often gets the same pid).
+    """
+    now = timezone.now()
+    stale = now - dt.timedelta(seconds=settings.TRAINING_STALE_SECONDS)
+    reaped = 0
+    running = TrainingRun.objects.filter(status=Status.RUNNING)
+    for run in running.filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)):
+        seen = timezone.localtime(run.heartbeat_at).isoformat(timespec="seconds") if run.heartbeat_at else "never"
+        reaped += _fail_dead(run, f"its worker {run.worker or '?'} stopped sending heartbeats (last: {seen})")
+    host = socket.gethostname()
+    me = worker_id()
+    for run in running.filter(worker__startswith=f"{host}:"):
+        pid = run.worker.rsplit(":", 1)[1]
+        if startup and run.worker == me:
+            reaped += _fail_dead(run, f"its worker {run.worker} was restarted while the run was running")
+        elif pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            reaped += _fail_dead(run, f"its worker process {run.worker} ended while the run was running")
+    return reaped
+
+
+def _fail_dead(run: TrainingRun, why: str) -> int:
+    updated = TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING, worker=run.worker).update(
+        status=Status.FAILED, finished_at=timezone.now(), error=f"the run was interrupted: {why}"
+    )
+    if updated:
+        logger.warning("training run %s marked failed: %s", run.pk, why)
+    return updated
+
+
+# --- executing ------------------------------------------------------------------------------------------
+_cancel_events: dict[int, threading.Event] = {}
+
+
+class _Heartbeat:
+    """Writes the run's heartbeat and relays a cancel request from the database, from its own thread."""
+
+    def __init__(self, run: TrainingRun, cancel: threading.Event):
+        self.run_id = run.pk
+        self.worker = run.worker
+        self.cancel = cancel
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"training-heartbeat-{run.pk}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=2)  # a beat stuck on a busy database ends by itself; it owns nothing
+
+    def _loop(self) -> None:
+        try:
+            while not self.stopped.wait(settings.TRAINING_HEARTBEAT_SECONDS):
+                self.beat()
+        finally:
+            connection.close()
+
+    def beat(self) -> None:
+        try:
+            runs = TrainingRun.objects.filter(pk=self.run_id, status=Status.RUNNING, worker=self.worker)
+            if not runs.update(heartbeat_at=timezone.now()):
+                self.cancel.set()  # reaped or changed elsewhere: this worker no longer owns the run
+            elif runs.filter(cancel_requested=True).exists():
+                self.cancel.set()
+        except Exception:  # a busy database must not kill the heartbeat; the next beat retries
+            logger.exception("training heartbeat for run %s failed", self.run_id)
+
+
+def _examples(run: TrainingRun) -> list[Example]:
+    examples: list[Example] = []
+    for name in run.datasets:
+        if os.path.isabs(name):
+            examples += ds.load_file(
+                Path(name),
+                max_examples=settings.TRAINING_MAX_EXAMPLES,
+                max_bytes=settings.TRAINING_MAX_DATASET_BYTES,
+            )
+        else:
+            examples += ds.load(
+                name,
+                data_dir=settings.TRAINING_DATASETS_DIR,
+                max_examples=settings.TRAINING_MAX_EXAMPLES,
+                max_bytes=settings.TRAINING_MAX_DATASET_BYTES,
+            )
+    return examples
+
+
+def _recorder(run: TrainingRun, then: Callable[[Event], None] | None) -> Callable[[Event], None]:
+    """The trainer's callback: progress and per-epoch metrics into the database, then `then`."""
+    rows = TrainingRun.objects.filter(pk=run.pk)
+
+    def record(event: Event) -> None:
+        if isinstance(event, Prepared):
+            rows.update(
+                total_steps=event.total_steps,
+                train_examples=event.train_examples,
+                eval_examples=event.eval_examples,
+                device_used=event.device,
+            )
+        elif isinstance(event, Evaluated) and event.stage == "before":
+            rows.update(eval_loss_before=event.loss)
+        elif isinstance(event, StepDone):
+            rows.update(step=event.step)
+        elif isinstance(event, EpochDone):
+            EpochMetric.objects.update_or_create(
+                run_id=run.pk,
+                epoch=event.epoch,
+                defaults={
+                    "step": event.step,
+                    "train_loss": event.train_loss,
+                    "eval_loss": event.eval_loss,
+                    "learning_rate": event.learning_rate,
+                    "tokens_per_second": event.tokens_per_second,
+                    "seconds": event.elapsed,
+                },
+            )
+            rows.update(step=event.step, eval_loss_after=event.eval_loss)
+        if then is not None:
+            then(event)
+
+    return record
+
+
+def _finish(run: TrainingRun, status: str, **fields: Any) -> None:
+    updated = TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
+        status=status, finished_at=timezone.now(), **fields
+    )
+    if not updated:
+        logger.warning("training run %s changed state while it ran; its outcome (%s) was not recorded", run.pk, status)
+
+
+def run_execute(
+    run: TrainingRun,
+    *,
+    on_event: Callable[[Event], None] | None = None,
+    threads: int | None = None,
+) -> TrainingRun:
+    """Train a run this process has claimed, to its end; the outcome is recorded on the row, never raised.
+
+    KeyboardInterrupt and SystemExit are recorded (cancelled / failed) and raised again.
+    """
+    cancel = _cancel_events.setdefault(run.pk, threading.Event())
+    output = settings.MODELS_DIR / run.name
+    config = TrainingConfig(
+        base_folder=settings.MODELS_DIR,  # replaced below, once the base model resolves
+        output_folder=output,
+        epochs=run.epochs,
+        max_steps=run.max_steps,
+        batch_size=run.batch_size,
+        grad_accum_steps=run.grad_accum_steps,
+        learning_rate=run.learning_rate,
+        warmup_ratio=run.warmup_ratio,
+        weight_decay=run.weight_decay,
+        max_length=run.max_length,
+        eval_fraction=run.eval_fraction,
+        seed=run.seed,
+        device=run.device,
+        threads=threads,
+        manifest={"run": run.pk, "name": run.name, "base_model_name": run.base_model, "datasets": run.datasets},
+    )
+    try:
+        with _Heartbeat(run, cancel):
+            if run.cancel_requested:
+                raise TrainingCancelled(0)
+            base = resolve_llm_folder(run.base_model, settings.MODELS_DIR)
+            examples = _examples(run)
+            config = dataclasses.replace(config, base_folder=base)
+            result = train(config, examples, on_event=_recorder(run, on_event), should_stop=cancel.is_set)
+    except TrainingCancelled as exc:
+        _finish(run, Status.CANCELLED, error=f"cancelled after {exc.step} steps")
+    except (ds.DatasetError, TrainingError, ModelNotFound) as exc:
+        _finish(run, Status.FAILED, error=str(exc))
+    except KeyboardInterrupt:
+        _finish(run, Status.CANCELLED, error="interrupted (Ctrl-C or SIGTERM)")
+        raise
+    except BaseException as exc:
+        logger.exception("training run %s failed", run.pk)
+        _finish(run, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        metrics = result.metrics()
+        _finish(
+            run,
+            Status.SUCCEEDED,
+            output_dir=str(output),
+            step=result.steps,
+            eval_loss_before=result.eval_loss_before,
+            eval_loss_after=result.eval_loss_after,
+            final_metrics=metrics,
+        )
+        if run.serve:
+            _serve(run)
+    finally:
+        _cancel_events.pop(run.pk, None)
+    run.refresh_from_db()
+    return run
+
+
+def _serve(run: TrainingRun) -> None:
+    """Make the run's model the served one (every server picks it up through the active provider row)."""
+    from inference.services import provider_activate
+
+    try:
+        provider_activate(provider="hf", model=run.name, load_here=False)
+    except ApplicationError as exc:
+        metrics = {**run.final_metrics, "serve_error": exc.message}
+        TrainingRun.objects.filter(pk=run.pk).update(final_metrics=metrics)
+        logger.warning("training run %s succeeded but its model could not be served: %s", run.pk, exc.message)
+
+
+def run_model_serve(*, run_id: int, load_here: bool = True) -> TrainingRun:
+    """Serve a succeeded run's model (the admin's "serve" action); 409 unless it succeeded."""
+    from inference.services import provider_activate
+
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None:
+        raise ApplicationError(f"no training run {run_id}", code="not_found", status=404)
+    if run.status != Status.SUCCEEDED:
+        raise Conflict(f"run {run_id} has no model to serve ({run.status})")
+    provider_activate(provider="hf", model=run.name, load_here=load_here)
+    return run
+
+
+# --- the in-process executor --------------------------------------------------------------------------
+_worker_lock = threading.Lock()
+_worker_thread: threading.Thread | None = None
+_worker_pending = False
+
+
+def worker_kick() -> None:
+    """Make sure this process's training thread is draining the queue (it trains one run at a time)."""
+    global _worker_thread, _worker_pending
+    from inference.providers.hf import preload_imports
+
+    preload_imports()  # transformers' lazy imports are not thread-safe: resolve them here, not in two threads
+    with _worker_lock:
+        _worker_pending = True
+        if _worker_thread is None or not _worker_thread.is_alive():
+            _worker_thread = threading.Thread(target=_drain, name="training-worker", daemon=True)
+            _worker_thread.start()
+
+
+def _drain() -> None:
+    global _worker_thread, _worker_pending
+    try:
+        while True:
+            with _worker_lock:
+                if not _worker_pending:
+                    _worker_thread = None
+                    return
+                _worker_pending = False
+            while (run := run_claim()) is not None:
+                run_execute(run)
+                close_old_connections()
+    except Exception:
+        logger.exception("the training thread stopped")
+        with _worker_lock:
+            _worker_thread = None
+    finally:
+        connection.close()
+
+
+def wait_for_worker(timeout: float | None = None) -> bool:
+    """Block until this process's training thread is idle (tests, shutdown); True when it is."""
+    thread = _worker_thread
+    if thread is None:
+        return True
+    thread.join(timeout)
+    return not thread.is_alive()
