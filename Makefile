@@ -7,14 +7,29 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test setup install install-dev migrate models lint format clean
+.PHONY: run test test-e2e setup install install-dev migrate models lint format clean
 
 run: setup
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/daphne -b $(HOST) -p $(PORT) llmsite.asgi:application
 
 test: setup install-dev
-	./scripts/pytest.sh
+	./scripts/pytest.sh $(PYTEST_ARGS)
+
+# Benchmarks against raw transformers and `transformers serve` (bench/__main__.py): `make bench BENCH_ARGS=--quick`.
+.PHONY: bench
+bench: setup install-dev
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Browser tests (e2e/): Debian's chromium driven by Playwright (never a downloaded browser build).
+# Installs chromium with apt when it is missing (CI runs as root on a clean machine); fails, not skips, without it.
+test-e2e: setup install-dev
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "chromium is missing: sudo apt-get install -y chromium fonts-dejavu-core" >&2; exit 1; fi; \
+	  echo "Installing chromium (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; \
+	fi
+	E2E_REQUIRED=1 ./scripts/pytest.sh -m e2e e2e dashboard/tests/test_browser.py
 
 setup: install migrate models
 

@@ -80,6 +80,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise (static files are not recorded), before everything that can answer early.
+    "dashboard.middleware.MetricsMiddleware",
+    # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below; pages may tighten it).
+    "csp.middleware.CSPMiddleware",
     "llmsite.errors.JsonErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -174,6 +178,24 @@ CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# A strict Content-Security-Policy (django-csp) for every page, the admin and the API docs included:
+# scripts and styles only from this site's own files (no inline script, no CDN), fetch and WebSocket
+# only to this origin ('self' covers ws:/wss: to the same host). The chat pages add Trusted Types
+# (llmsite/views.py); the Swagger UI page allows its inline style block (llmsite/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     # Probes (Docker HEALTHCHECK, load balancers) speak plain HTTP to the container.
@@ -265,6 +287,16 @@ LLM_MAX_PROMPT_CHARS = env.int("LLM_MAX_PROMPT_CHARS", default=100_000)
 LLM_DTYPE = env.str("LLM_DTYPE", default="auto")
 # inference: worker threads of the local provider for streamed generations.
 LLM_WORKERS = env.int("LLM_WORKERS", default=4)
+# inference: continuous batching of concurrent requests on the local model (one scheduler thread
+# owns it); off generates one request at a time per worker thread. See inference/providers/batching.py.
+LLM_BATCHING = env.bool("LLM_BATCHING", default=True)
+# inference: requests decoding together; tokens one forward pass may take (joining prompts + running
+# rows); requests waiting for a place before new ones get 503.
+LLM_MAX_BATCH_SIZE = env.int("LLM_MAX_BATCH_SIZE", default=16)
+LLM_MAX_BATCHED_TOKENS = env.int("LLM_MAX_BATCHED_TOKENS", default=2048)
+LLM_MAX_QUEUE = env.int("LLM_MAX_QUEUE", default=64)
+if LLM_MAX_BATCH_SIZE < 1 or LLM_MAX_BATCHED_TOKENS < 1 or LLM_MAX_QUEUE < 0:
+    raise ImproperlyConfigured("LLM_MAX_BATCH_SIZE, LLM_MAX_BATCHED_TOKENS must be >= 1; LLM_MAX_QUEUE >= 0")
 # inference: auto loads the model in server processes only (daphne, uvicorn, runserver); always/never.
 LLM_LOAD_AT_START = env.str("LLM_LOAD_AT_START", default="auto")
 # inference: how long a starting server waits for the model before it serves anyway (/readyz 503 meanwhile).
@@ -352,6 +384,22 @@ TRAINING_MAX_ACTIVE_RUNS = env.int("TRAINING_MAX_ACTIVE_RUNS", default=4)
 # TRAINING_STALE_SECONDS (its worker died) is marked failed.
 TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=5.0)
 TRAINING_STALE_SECONDS = env.float("TRAINING_STALE_SECONDS", default=120.0)
+
+# --- Dashboard and metrics ------------------------------------------------------------------
+# dashboard: record every request (route, method, status, latency, user) for /dashboard/ and /metrics.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+# dashboard: a bearer token a Prometheus scraper may present at /metrics (empty: staff only); 32+ characters.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# dashboard: server processes write request metrics in batches from a background thread every
+# METRICS_FLUSH_SECONDS, or as soon as METRICS_FLUSH_BATCH wait; at most METRICS_BUFFER_MAX wait in memory
+# (beyond that, new ones are dropped and counted in llmsite_request_metrics_dropped_total).
+METRICS_FLUSH_SECONDS = env.float("METRICS_FLUSH_SECONDS", default=5.0)
+METRICS_FLUSH_BATCH = env.int("METRICS_FLUSH_BATCH", default=500)
+METRICS_BUFFER_MAX = env.int("METRICS_BUFFER_MAX", default=50_000)
+# dashboard: request metrics older than this many days are deleted, by each server about every
+# METRICS_PRUNE_SECONDS and by `manage.py prune_metrics`.
+METRICS_RETENTION_DAYS = env.int("METRICS_RETENTION_DAYS", default=30)
+METRICS_PRUNE_SECONDS = env.float("METRICS_PRUNE_SECONDS", default=3600.0)
 
 # --- Static files (served by WhiteNoise, with DEBUG off too) ----------------------------------
 STATIC_URL = "/static/"
