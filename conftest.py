@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,3 +58,46 @@ def live_server_factory(tmp_path) -> Iterator:
     yield start
     for server in servers:
         server.stop()
+
+
+# --- browser tests (e2e/, dashboard) ---------------------------------------------------------
+# One Playwright session for the whole run: a second sync_playwright() in the same process fails.
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium (never a downloaded build); skips, or fails under E2E_REQUIRED=1, without it."""
+    missing = None
+    if not CHROMIUM.is_file():
+        missing = f"chromium is not installed at {CHROMIUM}: `make test-e2e` installs it (apt-get install chromium)"
+    else:
+        try:
+            import playwright  # noqa: F401
+        except ImportError:
+            missing = "the playwright package is missing: `make install-dev` installs it"
+    if missing:
+        if os.environ.get("E2E_REQUIRED") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()

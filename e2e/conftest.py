@@ -22,46 +22,6 @@ import pytest
 from e2e.helpers import DESKTOP, PASSWORD, STAFF
 from llmsite.testing import ROOT, LiveServer, start_live_server
 
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Debian's chromium (never a downloaded build); skips, or fails under E2E_REQUIRED=1, without it."""
-    missing = None
-    if not CHROMIUM.is_file():
-        missing = f"chromium is not installed at {CHROMIUM}: `make test-e2e` installs it (apt-get install chromium)"
-    else:
-        try:
-            import playwright  # noqa: F401
-        except ImportError:
-            missing = "the playwright package is missing: `make install-dev` installs it"
-    if missing:
-        if os.environ.get("E2E_REQUIRED") == "1":
-            pytest.fail(missing)
-        pytest.skip(missing)
-    return CHROMIUM
-
-
-@pytest.fixture(scope="session")
-def browser(chromium):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
 
 @dataclass
 class Site:

@@ -24,7 +24,6 @@ from llmsite.testing import ROOT
 
 pytestmark = [pytest.mark.live_server, pytest.mark.e2e]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "correct-horse-battery-staple"
 # Whether each chart's canvas has pixels drawn on it.
 DRAWN = """() => ['endpoints', 'latency', 'statuses', 'timeline'].map((id) => {
@@ -61,68 +60,55 @@ def site(live_server_factory, tmp_path):
     return server
 
 
-def test_staff_see_the_charts_drawn_without_errors(site, tmp_path):
-    missing = None
-    try:
-        from playwright import sync_api as playwright
-    except ImportError:
-        missing = "the playwright package is missing: `pip install -r requirements-dev.txt` installs it"
-    if not Path(CHROMIUM).is_file():
-        missing = f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    if missing:
-        if os.environ.get("E2E_REQUIRED") == "1":
-            pytest.fail(missing)
-        pytest.skip(missing)
-
+def test_staff_see_the_charts_drawn_without_errors(site, browser, tmp_path):
     for path in ("/healthz", "/healthz", "/api/v1/metrics", "/no-such-page"):
         httpx.get(site.url + path, timeout=10)
     time.sleep(1)  # the server's flusher writes every 0.2 s
 
     problems: list[str] = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url} {r.failure}"))
-            page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    context = browser.new_context(viewport={"width": 1280, "height": 1600})
+    try:
+        page = context.new_page()
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: problems.append(f"failed: {r.url} {r.failure}"))
+        page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
 
-            page.goto(site.url + "/accounts/login/?next=/dashboard/")
-            page.fill("input[name=username]", "ops")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("form [type=submit]")
-            page.wait_for_url("**/dashboard/")
-            # (No wait_for_function: its polling evaluates strings, which the site's CSP forbids.)
-            page.wait_for_selector("#dash-status:has-text('updated')", timeout=20_000)
-            assert page.evaluate(DRAWN) == [True, True, True, True]
-            requests_card = page.inner_text("#dash-cards dd[data-field=requests]")
-            assert int(requests_card.replace(",", "")) >= 4
-            assert "/healthz" in page.text_content("[data-chart=endpoints] table")  # in a closed <details>
-            # Empty panels say so instead of drawing an empty chart.
-            assert page.is_visible("[data-chart=training] [data-role=empty]")
+        page.goto(site.url + "/accounts/login/?next=/dashboard/")
+        page.fill("input[name=username]", "ops")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("form [type=submit]")
+        page.wait_for_url("**/dashboard/")
+        # (No wait_for_function: its polling evaluates strings, which the site's CSP forbids.)
+        page.wait_for_selector("#dash-status:has-text('updated')", timeout=20_000)
+        assert page.evaluate(DRAWN) == [True, True, True, True]
+        requests_card = page.inner_text("#dash-cards dd[data-field=requests]")
+        assert int(requests_card.replace(",", "")) >= 4
+        assert "/healthz" in page.text_content("[data-chart=endpoints] table")  # in a closed <details>
+        # Empty panels say so instead of drawing an empty chart.
+        assert page.is_visible("[data-chart=training] [data-role=empty]")
 
-            shot = tmp_path / "dashboard.png"
-            page.screenshot(path=str(shot), full_page=True)
-            page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column, nothing cut off
-            for _ in range(50):  # Chart.js resizes its canvases on the next animation frames
-                overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-                if overflow <= 0:
-                    break
-                page.wait_for_timeout(100)
-            assert overflow <= 0, f"the page is {overflow}px wider than a phone"
-            page.screenshot(path=str(tmp_path / "dashboard-phone.png"), full_page=True)
+        shot = tmp_path / "dashboard.png"
+        page.screenshot(path=str(shot), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column, nothing cut off
+        for _ in range(50):  # Chart.js resizes its canvases on the next animation frames
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            if overflow <= 0:
+                break
+            page.wait_for_timeout(100)
+        assert overflow <= 0, f"the page is {overflow}px wider than a phone"
+        page.screenshot(path=str(tmp_path / "dashboard-phone.png"), full_page=True)
 
-            # Dark mode: the charts are redrawn in the dark palette when the preference changes.
-            page.set_viewport_size({"width": 1280, "height": 1600})
-            page.emulate_media(color_scheme="dark")
-            page.wait_for_timeout(300)
-            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-            assert background == "rgb(24, 24, 27)"
-            assert page.evaluate(DRAWN) == [True, True, True, True]
-            page.screenshot(path=str(tmp_path / "dashboard-dark.png"), full_page=True)
-        finally:
-            browser.close()
+        # Dark mode: the charts are redrawn in the dark palette when the preference changes.
+        page.set_viewport_size({"width": 1280, "height": 1600})
+        page.emulate_media(color_scheme="dark")
+        page.wait_for_timeout(300)
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(24, 24, 27)"
+        assert page.evaluate(DRAWN) == [True, True, True, True]
+        page.screenshot(path=str(tmp_path / "dashboard-dark.png"), full_page=True)
+    finally:
+        context.close()
 
     assert problems == [], "\n".join(problems)
     assert png_distinct_bytes(Path(shot).read_bytes()) > 50
