@@ -241,14 +241,14 @@ def bench_http(n_docs: int, n_queries: int) -> dict:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--encode-texts", type=int, default=1024)
     parser.add_argument("--http-docs", type=int, default=500)
     parser.add_argument("--skip-http", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     encoder = Encoder(resolve_encoder_folder("all-MiniLM-L6-v2"), name="all-MiniLM-L6-v2", device="cpu")
     import torch
@@ -283,6 +283,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
     print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+    return results
 
 
 def print_table(r: dict) -> None:

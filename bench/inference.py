@@ -1,261 +1,221 @@
-"""Single-stream generation speed: raw `model.generate` vs the provider vs the HTTP API, and cache hits.
+"""In-process generation speed: raw `model.generate` (the limit) against the provider, and the dtype question.
 
-    .venv/bin/python bench/inference.py [--runs 5] [--new-tokens 128] [--hits 200]
+Part of the suite (`python -m bench`); runs alone too:
 
-In one run on the default model (SmolLM2-135M-Instruct, prepared under data/models): greedy
-decoding of a fixed prompt, the median of `--runs` timed runs after a warm-up, for
-1. raw `model.generate` on the provider's own weights and input ids (the limit);
-2. `HFProvider.generate` (what the engine calls);
-3. `POST /api/v1/predict` on a live daphne started here (temporary DATA_DIR, the cache
-   cleared before each timed run so every run generates);
-and the p50/p95 latency of cache hits through HTTP. Prints a table and writes
-bench/results/inference.json. Figures are noisy on a small shared machine: compare ratios
-from the same run, not absolute numbers across runs.
+    .venv/bin/python -m bench.inference [--new-tokens 64] [--runs 3] [--dtype]
+
+1. `single`: one greedy stream of a fixed story prompt, `--runs` timed runs after a warm-up,
+   alternating run by run so load from other processes hits all alike: raw `model.generate` on
+   the provider's own weights and input ids; `HFProvider.generate` one by one (LLM_BATCHING=off);
+   `HFProvider.generate` through the batching scheduler (LLM_BATCHING=on).
+2. `batch`: static batched `model.generate` (left padding, every row forced to the full length)
+   at 8 (and 16) rows, the ceiling a scheduler works towards, against the batching provider
+   with the same number of concurrent requests from threads.
+3. `dtype`: float32 against bfloat16 on this CPU: one stream, prefill time (first token),
+   static batch of 8, and the greedy answers to a few fixed prompts compared token by token.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import secrets
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # run as a script, bench/ would shadow the `inference` app
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from bench.common import MODEL, MODEL_DIR, RESULTS, ROOT, load_snapshot, story_prompt
+from inference.providers.base import GenerationRequest
+from inference.providers.hf import HFProvider
 
-import httpx  # noqa: E402
-
-from inference.providers.base import GenerationRequest  # noqa: E402
-from inference.providers.hf import HFProvider  # noqa: E402
-
-MODEL = "SmolLM2-135M-Instruct"
-PROMPT = "Write a long, detailed story about a dragon who learns to cook. Describe every dish."
-RESULTS = ROOT / "bench" / "results" / "inference.json"
-PASSWORD = secrets.token_urlsafe(16)  # a throwaway superuser in a throwaway database
+QUALITY_PROMPTS = [
+    ("What is the capital of France?", "Paris"),
+    ("What is 12 plus 30? Answer with a number.", "42"),
+    ("Name the largest planet in our solar system.", "Jupiter"),
+    ("Translate 'thank you' into Spanish.", "gracias"),
+    ("Who wrote Romeo and Juliet?", "Shakespeare"),
+]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def timed(fn) -> tuple[float, object]:
-    started = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - started, out
-
-
-def bench_local(provider: HFProvider, request: GenerationRequest, runs: int) -> tuple[dict, dict]:
-    """Raw `model.generate` and `HFProvider.generate`, alternating run by run so noise hits both alike."""
-    import torch
-
-    ids = provider.prepare(request)
-    input_ids = torch.tensor([ids])
-    mask = torch.ones_like(input_ids)
-
-    def raw() -> int:
-        with torch.inference_mode():
-            out = provider.hf_model.generate(
-                input_ids=input_ids, attention_mask=mask, max_new_tokens=request.max_new_tokens, do_sample=False
-            )
-        return out.shape[1] - len(ids)
-
-    def via_provider() -> int:
-        return provider.generate(request).usage.completion_tokens
-
-    raw(), via_provider()  # warm-up
-    rates: dict[str, list[float]] = {"raw": [], "provider": []}
-    tokens = {}
-    for _ in range(runs):
-        for name, fn in (("raw", raw), ("provider", via_provider)):
-            seconds, tokens[name] = timed(fn)
-            rates[name].append(tokens[name] / seconds)
-    return tuple(  # type: ignore[return-value]
-        {"tokens_per_s": statistics.median(rates[n]), "runs": rates[n], "tokens": tokens[n]}
-        for n in ("raw", "provider")
-    )
-
-
-def manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
-
-
-def authenticate(http: httpx.Client, username: str, password: str) -> None:
-    """Make `http` an authenticated client: a JWT when accounts' token endpoint exists, else a session."""
-    token = http.post("/api/v1/auth/token", json={"username": username, "password": password})
-    if token.status_code == 200:
-        http.headers["Authorization"] = f"Bearer {token.json()['access']}"
-        return
-    http.get("/admin/login/")
-    login = http.post(
-        "/admin/login/?next=/admin/",
-        data={"username": username, "password": password, "csrfmiddlewaretoken": http.cookies["csrftoken"]},
-    )
-    if "sessionid" not in http.cookies:
-        raise RuntimeError(f"login failed: {login.status_code}")
-    http.headers["X-CSRFToken"] = http.cookies["csrftoken"]  # DRF's session auth checks CSRF
-
-
-def bench_http(runs: int, hits: int, new_tokens: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="llmsite-bench-") as data_dir:
-        env = {
-            **os.environ,
-            "DATA_DIR": data_dir,
-            "MODELS_DIR": str(ROOT / "data" / "models"),
-            "DEBUG": "False",
-            "LLM_MODEL": MODEL,
-            "LOG_LEVEL": "WARNING",
-            # A benchmark is not abuse: lift the per-user limits if the accounts app applies them.
-            "RATELIMIT_PREDICT": "100000/m",
-            "RATELIMIT_LOGIN": "1000/m",
-            "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
-        }
-        manage(env, "migrate", "--noinput", "-v0")
-        manage(env, "createsuperuser", "--noinput", "--username", "bench", "--email", "bench@example.com")
-        log = open(Path(data_dir) / "daphne.log", "w+")  # noqa: SIM115 - read back on failure
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "llmsite.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        try:
-            with httpx.Client(base_url=url, timeout=120) as http:
-                deadline = time.monotonic() + 180
-                while True:
-                    try:
-                        if http.get("/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        log.seek(0)
-                        raise RuntimeError(f"daphne did not become ready:\n{log.read()[-3000:]}")
-                    time.sleep(0.3)
-                authenticate(http, "bench", PASSWORD)
-                body = {"prompt": PROMPT, "max_new_tokens": new_tokens, "temperature": 0}
-
-                http.post("/api/v1/predict", json=body).raise_for_status()  # warm-up
-                rates = []
-                for _ in range(runs):
-                    http.delete("/api/v1/cache")
-                    started = time.perf_counter()
-                    response = http.post("/api/v1/predict", json=body)
-                    seconds = time.perf_counter() - started
-                    response.raise_for_status()
-                    tokens = response.json()["usage"]["completion_tokens"]
-                    rates.append(tokens / seconds)
-
-                http.post("/api/v1/predict", json=body)  # fill the cache
-                latencies = []
-                for _ in range(hits):
-                    started = time.perf_counter()
-                    response = http.post("/api/v1/predict", json=body)
-                    latencies.append((time.perf_counter() - started) * 1000)
-                    assert response.headers["X-Cache"] == "HIT", response.text
-                latencies.sort()
-                floor = []  # the same stack with no auth, no database, no model: what a cache hit cannot beat
-                for _ in range(hits):
-                    started = time.perf_counter()
-                    http.get("/healthz")
-                    floor.append((time.perf_counter() - started) * 1000)
-        finally:
-            server.terminate()
-            server.wait(10)
-    return {
-        "tokens_per_s": statistics.median(rates),
-        "runs": rates,
-        "tokens": tokens,
-        "cache_hit_ms": {
-            "p50": statistics.median(latencies),
-            "p95": latencies[int(len(latencies) * 0.95) - 1],
-            "n": len(latencies),
-        },
-        "healthz_ms": {"p50": statistics.median(floor), "n": len(floor)},
-    }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--hits", type=int, default=200)
-    args = parser.parse_args()
-
-    import torch
-
-    provider = HFProvider(MODEL, ROOT / "data" / "models" / MODEL, device="cpu")
+def _provider(batching: bool, dtype: str = "float32") -> HFProvider:
+    provider = HFProvider(MODEL, MODEL_DIR, device="cpu", dtype=dtype, batching=batching)
     provider.load()
-    request = GenerationRequest(prompt=PROMPT, max_new_tokens=args.new_tokens)
-    raw, via_provider = bench_local(provider, request, args.runs)
-    provider.close()
-    del provider  # free the cores' caches and memory for the server
-    http = bench_http(args.runs, args.hits, args.new_tokens)
+    return provider
 
-    result = {
-        "model": MODEL,
-        "device": "cpu",
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "new_tokens": args.new_tokens,
-        "runs": args.runs,
-        "raw_generate": raw,
-        "provider": via_provider,
-        "http": {k: v for k, v in http.items() if k not in ("cache_hit_ms", "healthz_ms")},
-        "ratios": {
-            "provider_vs_raw": via_provider["tokens_per_s"] / raw["tokens_per_s"],
-            "http_vs_raw": http["tokens_per_s"] / raw["tokens_per_s"],
-        },
-        "cache_hit_ms": http["cache_hit_ms"],
-        "healthz_ms": http["healthz_ms"],
-        "targets": {"provider_vs_raw": 0.97, "http_vs_raw": 0.95, "cache_hit_p50_ms": 5.0},
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+
+def _raw(provider: HFProvider, ids: list[int], new_tokens: int, *, force: bool = False) -> int:
+    import torch
+
+    input_ids = torch.tensor([ids])
+    extra = {"min_new_tokens": new_tokens} if force else {}
+    with torch.inference_mode():
+        out = provider.hf_model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            **extra,
+        )
+    return out.shape[1] - len(ids)
+
+
+def static_batch(provider: HFProvider, rows: int, new_tokens: int) -> float:
+    """Aggregate output tokens/s of one left-padded `model.generate` call over `rows` prompts."""
+    import torch
+
+    prompts = [provider.prepare(GenerationRequest(prompt=story_prompt(i))) for i in range(rows)]
+    width = max(map(len, prompts))
+    pad = provider.generation_config.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = provider.hf_model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False
+        )
+    return rows * (out.shape[1] - width) / (time.perf_counter() - started)
+
+
+def concurrent_provider(provider: HFProvider, clients: int, new_tokens: int) -> float:
+    """Aggregate output tokens/s of `clients` simultaneous `generate` calls on the provider."""
+    requests = [GenerationRequest(prompt=story_prompt(i), max_new_tokens=new_tokens) for i in range(clients)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        done = list(pool.map(provider.generate, requests))
+    return sum(c.usage.completion_tokens for c in done) / (time.perf_counter() - started)
+
+
+def _rates(calls: dict, runs: int) -> dict:
+    """Median output tokens/s of each call over `runs` runs after a warm-up, alternating run by run."""
+    for call in calls.values():
+        call()  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(runs):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            tokens = call()
+            rates[name].append(tokens / (time.perf_counter() - started))
+    out: dict = {name: round(statistics.median(values), 2) for name, values in rates.items()}
+    out["runs"] = {name: [round(v, 2) for v in values] for name, values in rates.items()}
+    return out
+
+
+def part(name: str, new_tokens: int, runs: int, batch_rows: list[int], dtype: str) -> dict:
+    """One isolated measurement (run in a process of its own, see `single`)."""
+    request = GenerationRequest(prompt=story_prompt(0), max_new_tokens=new_tokens)
+    provider = _provider(name == "batched", dtype)
+    try:
+        if name == "raw":
+            ids = provider.prepare(request)
+            out = _rates({"raw_generate": lambda: _raw(provider, ids, new_tokens)}, runs)
+            out["static_batch_generate"] = {
+                rows: round(static_batch(provider, rows, new_tokens), 1) for rows in batch_rows
+            }
+        elif name == "unbatched":
+            out = _rates({"provider_unbatched": lambda: provider.generate(request).usage.completion_tokens}, runs)
+        else:
+            out = _rates({"provider_batched": lambda: provider.generate(request).usage.completion_tokens}, runs)
+            out["provider_batched_concurrent"] = {
+                rows: round(concurrent_provider(provider, rows, new_tokens), 1) for rows in batch_rows
+            }
+        return out
+    finally:
+        provider.close()
+
+
+def single(new_tokens: int, runs: int, batch_rows: list[int], dtype: str = "float32") -> dict:
+    """Raw generate, the provider one by one, the provider batched: each in a fresh process.
+
+    Isolated because torch's OpenMP pool belongs to the thread that first runs an operator: once
+    one thread (say the main thread, for raw `generate`) has a pool, operators run from another
+    live thread (the scheduler's) were measured here at ~15 instead of ~26 tokens/s, and the main
+    thread slowed as well. The server has one such thread (the scheduler), so each part here does too.
+    """
+    out: dict = {"runs": {}}
+    for name in ("raw", "unbatched", "batched"):
+        command = [sys.executable, "-m", "bench.inference", "--part", name, "--new-tokens", str(new_tokens)]
+        command += ["--runs", str(runs), "--rows", ",".join(map(str, batch_rows)), "--dtype-name", dtype]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"bench.inference --part {name} failed:\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        out["runs"].update(result.pop("runs"))
+        out.update(
+            {k: ({int(r): v for r, v in val.items()} if isinstance(val, dict) else val) for k, val in result.items()}
+        )
+    out["dtype"] = dtype
+    return out
+
+
+def dtype_comparison(new_tokens: int, runs: int) -> dict:
+    """float32 against bfloat16: speed alone and batched, prefill, and greedy answers token by token."""
+    out: dict = {}
+    answers: dict[str, list[list[int]]] = {}
+    for dtype in ("float32", "bfloat16"):
+        provider = _provider(False, dtype)
+        try:
+            ids = provider.prepare(GenerationRequest(prompt=story_prompt(0)))
+            _raw(provider, ids, 4)
+            speeds, prefill = [], []
+            for _ in range(runs):
+                started = time.perf_counter()
+                speeds.append(_raw(provider, ids, new_tokens, force=True) / (time.perf_counter() - started))
+                started = time.perf_counter()
+                _raw(provider, ids, 1)
+                prefill.append((time.perf_counter() - started) * 1000)
+            answers[dtype] = []
+            correct = 0
+            for prompt, expected in QUALITY_PROMPTS:
+                completion = provider.generate(GenerationRequest(prompt=prompt, max_new_tokens=32))
+                answers[dtype].append(provider.tokenizer(completion.text, add_special_tokens=False)["input_ids"])
+                correct += expected.lower() in completion.text.lower()
+            out[dtype] = {
+                "single_tokens_per_s": round(statistics.median(speeds), 2),
+                "first_token_ms": round(statistics.median(prefill), 1),
+                "static_batch_8_tokens_per_s": round(static_batch(provider, 8, new_tokens), 1),
+                "quality_correct": f"{correct}/{len(QUALITY_PROMPTS)}",
+            }
+        finally:
+            provider.close()
+    same, prefix = 0, []
+    for a, b in zip(answers["float32"], answers["bfloat16"], strict=True):
+        same += a == b
+        common = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        prefix.append(common)
+    out["bfloat16_vs_float32"] = {
+        "identical_answers": f"{same}/{len(QUALITY_PROMPTS)}",
+        "mean_common_prefix_tokens": round(statistics.fmean(prefix), 1),
+        "speedup_single": round(out["bfloat16"]["single_tokens_per_s"] / out["float32"]["single_tokens_per_s"], 2),
+        "speedup_batch_8": round(
+            out["bfloat16"]["static_batch_8_tokens_per_s"] / out["float32"]["static_batch_8_tokens_per_s"], 2
+        ),
+        "first_token_ratio": round(out["bfloat16"]["first_token_ms"] / out["float32"]["first_token_ms"], 2),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    return out
 
-    rows = [
-        ("raw model.generate", f"{raw['tokens_per_s']:.1f} tok/s", "1.00x", f"{raw['tokens']} tokens"),
-        (
-            "HFProvider.generate",
-            f"{via_provider['tokens_per_s']:.1f} tok/s",
-            f"{result['ratios']['provider_vs_raw']:.3f}x",
-            "target >= 0.97x",
-        ),
-        (
-            "HTTP POST /api/v1/predict",
-            f"{http['tokens_per_s']:.1f} tok/s",
-            f"{result['ratios']['http_vs_raw']:.3f}x",
-            "target >= 0.95x",
-        ),
-        (
-            "HTTP cache hit",
-            f"p50 {http['cache_hit_ms']['p50']:.2f} ms",
-            f"p95 {http['cache_hit_ms']['p95']:.2f} ms",
-            "target p50 <= 5 ms",
-        ),
-        ("HTTP GET /healthz (floor)", f"p50 {http['healthz_ms']['p50']:.2f} ms", "", "same stack, no auth/db/model"),
-    ]
-    print(f"\n{MODEL}, cpu, {torch.get_num_threads()} threads, {args.new_tokens} new tokens, median of {args.runs}")
-    for row in rows:
-        print(f"  {row[0]:<28}{row[1]:>18}{row[2]:>14}   {row[3]}")
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dtype", action="store_true", help="also compare float32 with bfloat16")
+    parser.add_argument("--dtype-name", default="float32", help="the dtype of the single-stream parts")
+    parser.add_argument("--rows", default="8", help="batch sizes of the batched parts, e.g. 8,16")
+    parser.add_argument("--part", choices=("raw", "unbatched", "batched"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    rows = [int(n) for n in args.rows.split(",")]
+    if args.part:  # a child of `single`: one JSON line on stdout
+        print(json.dumps(part(args.part, args.new_tokens, args.runs, rows, args.dtype_name)))
+        return {}
+    result = {"load_before": load_snapshot(), "single": single(args.new_tokens, args.runs, rows, args.dtype_name)}
+    if args.dtype:
+        result["dtype"] = dtype_comparison(args.new_tokens, args.runs)
+    result["load_after"] = load_snapshot()
+    print(json.dumps(result, indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "inference.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":

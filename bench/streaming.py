@@ -172,12 +172,12 @@ async def run(site: LiveSite, raw, runs: int, new_tokens: int, concurrent: int) 
     return summary
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--concurrent", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=48)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import torch
 
@@ -206,6 +206,8 @@ def main() -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+
+    return result
 
 
 if __name__ == "__main__":

@@ -146,10 +146,19 @@ def build_provider(spec: ProviderSpec) -> Provider:
     check_spec(spec)
     if spec.provider in REMOTE_PROVIDERS:
         return _remote_provider(spec.provider, spec.model)
+    from inference.providers.batching import BatchLimits
     from inference.providers.hf import HFProvider
 
     folder = resolve_llm_folder(spec.model, settings.MODELS_DIR)
-    return HFProvider(spec.model, folder, device=spec.device, dtype=settings.LLM_DTYPE, workers=settings.LLM_WORKERS)
+    return HFProvider(
+        spec.model,
+        folder,
+        device=spec.device,
+        dtype=settings.LLM_DTYPE,
+        workers=settings.LLM_WORKERS,
+        batching=settings.LLM_BATCHING,
+        limits=BatchLimits(settings.LLM_MAX_BATCH_SIZE, settings.LLM_MAX_BATCHED_TOKENS, settings.LLM_MAX_QUEUE),
+    )
 
 
 def local_models() -> list[ModelInfo]:

@@ -8,6 +8,12 @@ decode — so the provider runs at the speed of raw `generate`.
 
 Sampling uses a per-request `torch.Generator` inside a logits processor (and greedy picks
 the sampled token), so a seed repeats exactly without locking the global RNG.
+
+With `batching=True` (LLM_BATCHING) one scheduler thread owns the model and concurrent requests
+share its forward passes (continuous batching, `batching.py`); the same _Sampler, _Detokenizer
+and token counting run per request there, so outputs, stop strings, seeds and cancellation
+behave as in the one-by-one path, which stays available (and is used for models the scheduler
+cannot drive).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from inference.providers.base import (
     TextDelta,
     Usage,
 )
+from inference.providers.batching import BatchJob, BatchLimits, BatchScheduler, EndReason, supports_batching
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +89,10 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     import torch
 
     if dtype == "auto":
-        # float32 on CPU: bf16 there slows time-to-first-token ~4x (PITFALLS.md).
+        # float32 on CPU. Without native bf16 (AVX2 only) bf16 slows time-to-first-token ~4x
+        # (PITFALLS.md). With it (AMX, AVX512-BF16) bf16 batches faster, but batched greedy answers
+        # then drift from unbatched ones after a few dozen tokens (batch-shape rounding), which
+        # float32 does not do: LLM_DTYPE=bfloat16 trades that exactness for speed (README, Performance).
         if device == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float16 if device == "mps" else torch.float32
@@ -123,14 +133,19 @@ class _Control:
         self._no = torch.zeros(1, dtype=torch.bool)
         self._yes = torch.ones(1, dtype=torch.bool)
 
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+    def count(self) -> None:
+        """One more token produced (the provider's counter too)."""
         if self.produced == 0:
             self.first_token_at = time.perf_counter()
-            self._no = self._no.to(input_ids.device)
-            self._yes = self._yes.to(input_ids.device)
         self.produced += 1
         with self.provider._count_lock:
             self.provider._produced += 1
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        if self.produced == 0:
+            self._no = self._no.to(input_ids.device)
+            self._yes = self._yes.to(input_ids.device)
+        self.count()
         if self.stop_hit or (self.cancel is not None and self.cancel.is_set()):
             return self._yes
         return self._no
@@ -153,6 +168,14 @@ class _Sampler:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
+        chosen = torch.tensor([[self.pick(scores)]], device=scores.device)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(-1, chosen, 0.0)
+
+    def pick(self, scores: Any) -> int:
+        """The sampled token id from one row of scores ([1, vocab])."""
+        import torch
+
         logits = scores.float() / self.temperature
         if self.top_p < 1.0:
             sorted_logits, order = torch.sort(logits, descending=True)
@@ -161,9 +184,7 @@ class _Sampler:
             drop[..., 1:] = drop[..., :-1].clone()  # keep the token that crosses top_p
             drop[..., 0] = False
             logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
-        chosen = torch.multinomial(logits.softmax(dim=-1), 1, generator=self.generator)
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(-1, chosen, 0.0)
+        return int(torch.multinomial(logits.softmax(dim=-1), 1, generator=self.generator))
 
 
 class _Detokenizer:
@@ -194,9 +215,13 @@ class _Detokenizer:
         if not self.skipped_prompt:  # generate() hands the prompt to the streamer first
             self.skipped_prompt = True
             return
+        self.add(value.reshape(-1).tolist())
+
+    def add(self, ids: list[int]) -> None:
+        """New token ids, in order (the prompt excluded)."""
         if self.stopped:
             return
-        self.ids.extend(value.reshape(-1).tolist())
+        self.ids.extend(ids)
         before = self._decode(self.ids[self.prefix : self.read])
         after = self._decode(self.ids[self.prefix :])
         if len(after) <= len(before) or after.endswith("\ufffd"):
@@ -238,6 +263,8 @@ class HFProvider(Provider):
         device: str = "auto",
         dtype: str = "auto",
         workers: int = 4,
+        batching: bool = False,
+        limits: BatchLimits | None = None,
     ):
         super().__init__(model)
         self.folder = Path(folder)
@@ -252,6 +279,10 @@ class HFProvider(Provider):
         self._produced = 0
         self._count_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self.batching = batching
+        self.limits = limits or BatchLimits()
+        self.scheduler: BatchScheduler | None = None
+        self.batching_off_reason = "" if batching else "LLM_BATCHING is off"
 
     # --- lifecycle ----------------------------------------------------------------------
     def load(self) -> None:
@@ -290,16 +321,32 @@ class HFProvider(Provider):
         model.generation_config = self.generation_config
         self._identity = f"{self.folder.resolve()}@{folder_identity(self.folder)}"
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"hf-{self.model}")
+        if self.batching:
+            self.batching_off_reason = supports_batching(model)
+            if self.batching_off_reason:
+                logger.warning("%s: generating one request at a time: %s", self.model, self.batching_off_reason)
+            else:
+                self.scheduler = BatchScheduler(
+                    model,
+                    eos_token_ids=self._eos_ids(),
+                    pad_token_id=self.generation_config.pad_token_id or 0,  # masked out: any id will do
+                    limits=self.limits,
+                    name=self.model,
+                )
         logger.info(
-            "loaded %s from %s on %s (%s) in %.1f s",
+            "loaded %s from %s on %s (%s, %s) in %.1f s",
             self.model,
             self.folder,
             self.device,
             str(dtype).removeprefix("torch."),
+            f"batching up to {self.limits.max_batch_size}" if self.scheduler else "one request at a time",
             time.perf_counter() - started,
         )
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+            self.scheduler = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -365,9 +412,29 @@ class HFProvider(Provider):
             raise PromptTooLong(len(ids), self._context_window)
         return ids
 
+    def _eos_ids(self) -> set[int]:
+        eos = self.generation_config.eos_token_id
+        return set(eos) if isinstance(eos, list) else {eos}
+
     # --- generation ---------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> Completion:
-        return self._run(request, emit=None, cancel=None)
+        scheduler = self.scheduler
+        if scheduler is None:
+            return self._run(request, emit=None, cancel=None)
+        started = time.perf_counter()
+        ids = self.prepare(request)
+        finished = threading.Event()
+        outcome: list[Completion | BaseException] = []
+
+        def done(result: Completion | BaseException) -> None:
+            outcome.append(result)
+            finished.set()
+
+        scheduler.submit(self._job(request, ids, started=started, emit=None, cancel=None, done=done))
+        finished.wait()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         """Text deltas as they are produced, then a StreamEnd; closing the iterator cancels generation."""
@@ -383,15 +450,32 @@ class HFProvider(Provider):
             except RuntimeError:  # the loop is gone: nobody listens any more
                 cancel.set()
 
-        def work() -> None:
-            try:
-                completion = self._run(request, emit=lambda text: put(TextDelta(text)), cancel=cancel)
-            except BaseException as exc:  # hand every failure to the consumer
-                put(exc)
-            else:
-                put(StreamEnd(completion.usage, completion.finish_reason, completion.text, completion.ttft))
+        def emit(text: str) -> None:
+            put(TextDelta(text))
 
-        loop.run_in_executor(self._executor, work)
+        def done(result: Completion | BaseException) -> None:
+            if isinstance(result, Completion):
+                result = StreamEnd(result.usage, result.finish_reason, result.text, result.ttft)
+            put(result)
+
+        scheduler = self.scheduler
+        if scheduler is None:
+
+            def work() -> None:
+                try:
+                    completion = self._run(request, emit=emit, cancel=cancel)
+                except BaseException as exc:  # hand every failure to the consumer
+                    put(exc)
+                else:
+                    done(completion)
+
+            loop.run_in_executor(self._executor, work)
+        else:
+            # Tokenising off the event loop; the scheduler thread then does the rest. No worker
+            # thread waits per stream, so LLM_WORKERS does not cap the number of streams.
+            started = time.perf_counter()
+            ids = await loop.run_in_executor(self._executor, self.prepare, request)
+            scheduler.submit(self._job(request, ids, started=started, emit=emit, cancel=cancel, done=done))
         try:
             while True:
                 item = await queue.get()
@@ -402,6 +486,53 @@ class HFProvider(Provider):
                     return
         finally:
             cancel.set()  # a consumer that leaves early stops the worker within one token
+
+    def _job(
+        self,
+        request: GenerationRequest,
+        ids: list[int],
+        *,
+        started: float,
+        emit: Callable[[str], None] | None,
+        cancel: threading.Event | None,
+        done: Callable[[Completion | BaseException], None],
+    ) -> BatchJob:
+        """`request` as a scheduler job: the same sampler, detokenizer and counting as `_run`."""
+        tokenizer = self.tokenizer
+        control = _Control(self, cancel)
+        detok = _Detokenizer(tokenizer, request.stop, emit, control) if emit is not None or request.stop else None
+        pick = None
+        if request.temperature > 0:
+            pick = _Sampler(request.temperature, request.top_p, request.seed, self.device).pick
+
+        def on_token(token: int) -> bool:
+            control.count()
+            if detok is None:
+                return False
+            detok.add([token])
+            return control.stop_hit
+
+        def on_end(tokens: list[int], end: EndReason, error: BaseException | None) -> None:
+            if error is not None:
+                done(error if isinstance(error, ProviderError) else ProviderError(f"generation failed: {error}"))
+                return
+            if detok is not None:
+                detok.end()
+                text = detok.text
+            else:
+                text = tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            reason: FinishReason = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "cancelled"}[end]
+            ttft = control.first_token_at - started if control.first_token_at is not None else None
+            done(Completion(text, Usage(len(ids), len(tokens)), reason, ttft))
+
+        return BatchJob(
+            prompt_ids=ids,
+            max_new_tokens=min(request.max_new_tokens, self._context_window - len(ids)),
+            on_token=on_token,
+            on_end=on_end,
+            pick=pick,
+            cancel=cancel if cancel is not None else threading.Event(),
+        )
 
     def _run(
         self, request: GenerationRequest, *, emit: Callable[[str], None] | None, cancel: threading.Event | None
@@ -445,8 +576,7 @@ class HFProvider(Provider):
             text = detok.text
         else:
             text = tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        eos = self.generation_config.eos_token_id
-        eos_ids = set(eos) if isinstance(eos, list) else {eos}
+        eos_ids = self._eos_ids()
         reason: FinishReason
         if cancel is not None and cancel.is_set() and not control.stop_hit:
             reason = "cancelled"

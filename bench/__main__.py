@@ -1,0 +1,275 @@
+"""The benchmark suite: llmsite against raw transformers and a peer server, in one run.
+
+    .venv/bin/python -m bench [--quick] [--only SECTION,...]      (or: make bench, make bench-quick)
+
+Sections, in order (each on the default model, SmolLM2-135M-Instruct, CPU, float32):
+- `local`    raw `model.generate` single stream (the limit), the provider one by one and batched,
+             static batched `generate` (the ceiling for batching) — in this process;
+- `llmsite`  a live daphne with LLM_BATCHING=on: N concurrent streaming clients on
+             `/v1/chat/completions` (N = 1, 4, 8, 16), then cache-hit latency and throughput
+             against `/healthz` (a trivial JSON view on the same stack); peak server memory;
+- `unbatched` the same sweep with LLM_BATCHING=off;
+- `peer`     the same sweep against `transformers serve --continuous-batching` on the same weights;
+- `dtype`    float32 against bfloat16 (speed alone and batched, prefill, answers) — full run only;
+- `streaming`, `embeddings` the older focused benchmarks (SSE/WebSocket first-token overhead;
+             encoder, FAISS and search) — full run only.
+Writes bench/results/suite.json and bench/results/suite.md (the table the README shows);
+a run with --only writes suite-<sections>.json/.md instead.
+`--quick` (under 2 minutes on an idle 2-core machine) uses 32 new tokens, one request per client,
+and fewer levels for the unbatched and peer servers. Timings on a shared machine move with other
+load: every section records the load average; compare ratios from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+
+from bench import inference, serving
+from bench.common import MODEL, RESULTS, load_snapshot, machine
+
+QUICK = {"new_tokens": 32, "runs": 2, "rounds": 1, "levels": [1, 4, 8, 16], "few": [1, 8], "hits": 100}
+FULL = {"new_tokens": 64, "runs": 3, "rounds": 3, "levels": [1, 4, 8, 16], "few": [1, 4, 8, 16], "hits": 300}
+SECTIONS = ("local", "llmsite", "unbatched", "peer", "dtype", "streaming", "embeddings")
+QUICK_SECTIONS = ("local", "llmsite", "unbatched", "peer")
+
+
+def run(sections: list[str], plan: dict) -> dict:
+    result: dict = {"model": MODEL, "machine": machine(), "plan": plan, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    timings: dict[str, float] = {}
+    for name in sections:
+        started = time.perf_counter()
+        before = load_snapshot()
+        print(f"[bench] {name} (load {before['loadavg']})", flush=True)
+        if name == "local":
+            out = inference.single(plan["new_tokens"], plan["runs"], [8] if plan["quick"] else [8, 16])
+        elif name == "llmsite":
+            out = serving.llmsite(True, plan["levels"], plan["rounds"], plan["new_tokens"], cache_hits=plan["hits"])
+        elif name == "unbatched":
+            out = serving.llmsite(False, plan["few"], plan["rounds"], plan["new_tokens"])
+        elif name == "peer":
+            out = serving.peer(plan["few"], plan["rounds"], plan["new_tokens"])
+        elif name == "dtype":
+            out = inference.dtype_comparison(plan["new_tokens"], plan["runs"])
+        elif name == "streaming":
+            from bench import streaming
+
+            out = streaming.main(["--runs", "10"])
+        elif name == "embeddings":
+            from bench import embeddings
+
+            out = embeddings.main([])
+        out["load_before"], out["load_after"] = before, load_snapshot()
+        result[name] = out
+        timings[name] = round(time.perf_counter() - started, 1)
+        gc.collect()
+    result["seconds"] = timings
+    result["targets"] = targets(result)
+    return result
+
+
+def _level(section: dict | None, clients: int) -> dict | None:
+    for level in (section or {}).get("levels", ()):
+        if level["clients"] == clients:
+            return level
+    return None
+
+
+def targets(result: dict) -> list[dict]:
+    """The issue's targets, each as {name, measured, goal, met}; None where a section did not run."""
+    local, site = result.get("local"), result.get("llmsite")
+    off, peer = result.get("unbatched"), result.get("peer")
+    one, eight = _level(site, 1), _level(site, 8)
+    rows = []
+
+    def add(name: str, measured: float | None, goal: float, higher: bool = True) -> None:
+        met = None if measured is None else (measured >= goal if higher else measured <= goal)
+        rows.append(
+            {"name": name, "measured": None if measured is None else round(measured, 3), "goal": goal, "met": met}
+        )
+
+    raw = local["raw_generate"] if local else None
+    add("HTTP single stream / raw generate", one["output_token_throughput"] / raw if one and raw else None, 0.95)
+    add(
+        "8 clients aggregate / 1 client (batching on)",
+        eight["output_token_throughput"] / one["output_token_throughput"] if one and eight else None,
+        3.5,
+    )
+    static8 = (local or {}).get("static_batch_generate", {}).get(8)
+    add(
+        "8 clients aggregate / static generate batch 8",
+        eight["output_token_throughput"] / static8 if eight and static8 else None,
+        0.75,
+    )
+    peer8 = _level(peer, 8)
+    add(
+        "8 clients aggregate / peer server at 8",
+        eight["output_token_throughput"] / peer8["output_token_throughput"] if eight and peer8 else None,
+        1.5,
+    )
+    add(
+        "TTFT p50 at 8 clients / at 1 client",
+        eight["ttft_ms"]["p50"] / one["ttft_ms"]["p50"] if one and eight else None,
+        2.0,
+        higher=False,
+    )
+    add(
+        "provider single stream, batching on / off",
+        local["provider_batched"] / local["provider_unbatched"] if local else None,
+        0.95,
+    )
+    off1 = _level(off, 1)
+    add(
+        "HTTP single stream, batching on / off",
+        one["output_token_throughput"] / off1["output_token_throughput"] if one and off1 else None,
+        0.95,
+    )
+    same = total = 0
+    for clients in sorted({level["clients"] for level in (site or {}).get("levels", ())}):
+        on_level, off_level = _level(site, clients), _level(off, clients)
+        if on_level and off_level:
+            for prompt, text in on_level["texts"].items():
+                if prompt in off_level["texts"]:
+                    total += 1
+                    same += text == off_level["texts"][prompt]
+    add("greedy answers identical with and without batching", same / total if total else None, 1.0)
+    return rows
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(result: dict) -> str:
+    """The tables the README shows."""
+    lines = [
+        f"Model {result['model']}, {result['machine']['cpu']}, {result['machine']['cores']} cores, "
+        f"torch {result['machine']['torch']} with {result['machine']['torch_threads']} threads, float32; "
+        f"{result['plan']['new_tokens']} new tokens per request, greedy; run {result['started']}.",
+        "",
+    ]
+    local = result.get("local")
+    one = {name: _level(result.get(name), 1) for name in ("llmsite", "unbatched", "peer")}
+    if local or any(one.values()):
+        raw = local["raw_generate"] if local else None
+        lines += ["| single stream | output tokens/s | vs raw generate |", "|---|---:|---:|"]
+        rows = []
+        if local:
+            rows += [
+                ("raw `model.generate`", local["raw_generate"]),
+                ("`HFProvider.generate`, one by one", local["provider_unbatched"]),
+                ("`HFProvider.generate`, batching scheduler", local["provider_batched"]),
+            ]
+        labels = {
+            "llmsite": "HTTP, llmsite (batching on)",
+            "unbatched": "HTTP, llmsite (batching off)",
+            "peer": "HTTP, transformers serve",
+        }
+        for name, level in one.items():
+            if level:
+                rows.append((labels[name], level["output_token_throughput"]))
+        for label, value in rows:
+            ratio = f"{value / raw:.2f}x" if raw else "-"
+            lines.append(f"| {label} | {_fmt(value)} | {ratio} |")
+        lines.append("")
+    if local:
+        static = local.get("static_batch_generate", {})
+        scheduled = local.get("provider_batched_concurrent", {})
+        cells = ", ".join(
+            f"batch {rows}: static `generate` {_fmt(static[rows])} tok/s, scheduler {_fmt(scheduled.get(rows))} tok/s"
+            for rows in static
+        )
+        lines += [f"In process, {cells}.", ""]
+    header = (
+        "| server | clients | request throughput (req/s) | output token throughput (tok/s) | "
+        "TTFT p50 / p95 (ms) | TPOT mean / p50 (ms) | peak RSS (MiB) |"
+    )
+    lines += [header, "|---|---:|---:|---:|---:|---:|---:|"]
+    names = {"llmsite": "llmsite, batching on", "unbatched": "llmsite, batching off", "peer": "transformers serve (CB)"}
+    for name, label in names.items():
+        section = result.get(name)
+        for level in (section or {}).get("levels", ()):
+            lines.append(
+                f"| {label} | {level['clients']} | {_fmt(level['request_throughput'], 2)} | "
+                f"{_fmt(level['output_token_throughput'])} | {_fmt(level['ttft_ms']['p50'], 0)} / "
+                f"{_fmt(level['ttft_ms']['p95'], 0)} | {_fmt(level['tpot_ms']['mean'], 0)} / "
+                f"{_fmt(level['tpot_ms']['p50'], 0)} | {_fmt(section.get('peak_rss_mib'), 0)} |"
+            )
+    lines.append("")
+    cache = (result.get("llmsite") or {}).get("cache")
+    if cache:
+        lines += [
+            "| same stack, 1 client | p50 (ms) | p95 (ms) | 8 clients (req/s) |",
+            "|---|---:|---:|---:|",
+            f"| cache hit, `POST /api/v1/predict` | {_fmt(cache['cache_hit_ms']['p50'], 2)} | "
+            f"{_fmt(cache['cache_hit_ms']['p95'], 2)} | {_fmt(cache['cache_hit_rps_8_clients'])} |",
+            f"| trivial JSON view, `GET /healthz` | {_fmt(cache['healthz_ms']['p50'], 2)} | "
+            f"{_fmt(cache['healthz_ms']['p95'], 2)} | {_fmt(cache['healthz_rps_8_clients'])} |",
+            "",
+        ]
+    dtype = result.get("dtype")
+    if dtype:
+        lines += [
+            "| dtype | one stream (tok/s) | first token (ms) | static batch 8 (tok/s) | fixed questions right |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name in ("float32", "bfloat16"):
+            d = dtype[name]
+            lines.append(
+                f"| {name} | {_fmt(d['single_tokens_per_s'])} | {_fmt(d['first_token_ms'], 0)} | "
+                f"{_fmt(d['static_batch_8_tokens_per_s'])} | {d['quality_correct']} |"
+            )
+        cmp = dtype["bfloat16_vs_float32"]
+        lines += [
+            "",
+            f"bfloat16 answers identical to float32: {cmp['identical_answers']} "
+            f"(mean common prefix {cmp['mean_common_prefix_tokens']} tokens).",
+            "",
+        ]
+    measured = [row for row in result["targets"] if row["measured"] is not None]
+    if measured:
+        lines += ["| target | measured | goal | met |", "|---|---:|---:|:---:|"]
+    for row in measured:
+        goal = ("≤ " if "TTFT" in row["name"] else "≥ ") + f"{row['goal']}"
+        met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
+        lines.append(f"| {row['name']} | {_fmt(row['measured'], 2)} | {goal} | {met} |")
+    loads = [
+        f"{name} {result[name]['load_before']['loadavg'][0]}"
+        for name in SECTIONS
+        if isinstance(result.get(name), dict) and "load_before" in result[name]
+    ]
+    lines += ["", f"Load average (1 min) at the start of each section: {', '.join(loads)}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run, under 2 minutes")
+    parser.add_argument("--only", help=f"comma-separated sections of {', '.join(SECTIONS)}")
+    parser.add_argument("--new-tokens", type=int, help="override the plan's new tokens per request")
+    parser.add_argument("--levels", help="override the concurrency levels, e.g. 1,8")
+    args = parser.parse_args(argv)
+    plan = dict(QUICK if args.quick else FULL, quick=args.quick)
+    if args.new_tokens:
+        plan["new_tokens"] = args.new_tokens
+    if args.levels:
+        plan["levels"] = plan["few"] = [int(n) for n in args.levels.split(",")]
+    sections = args.only.split(",") if args.only else list(QUICK_SECTIONS if args.quick else SECTIONS)
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    result = run(sections, plan)
+    table = markdown(result)
+    # A partial run (--only) keeps the last whole run's files, which the README quotes.
+    name = "suite-" + "-".join(sections) if args.only else "suite"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (RESULTS / f"{name}.md").write_text(table)
+    print("\n" + table)
+    print(f"wrote {RESULTS / name}.json and .md in {sum(result['seconds'].values()):.0f} s")
+
+
+if __name__ == "__main__":
+    main()
