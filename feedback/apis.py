@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from accounts.ratelimits import ratelimit_api
 from feedback import selectors, services
 from feedback.models import Feedback
-from llmsite.serializers import PageQuerySerializer, StrictCharField, StrictSerializer, page
+from llmsite.serializers import PageQuerySerializer, StrictCharField, StrictSerializer, page, page_serializer
 
 TAGS = ["feedback"]
 RATING_CHOICES = [(1, "good"), (-1, "bad")]
@@ -95,14 +95,7 @@ class FeedbackApi(APIView):
         since = DateOrDateTimeField(required=False, help_text="From this date or date-time (inclusive).")
         until = DateOrDateTimeField(required=False, help_text="Up to this date or date-time (inclusive).")
 
-    class OutputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "FeedbackPage"
-
-        count = serializers.IntegerField()
-        limit = serializers.IntegerField()
-        offset = serializers.IntegerField()
-        results = FeedbackOutputSerializer(many=True)
+    OutputSerializer = page_serializer(FeedbackOutputSerializer, ref_name="FeedbackPage")
 
     @extend_schema(
         operation_id="feedback_list",

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from inference import conversations
 from inference.models import Conversation, Message
-from llmsite.serializers import PageQuerySerializer, StrictCharField, StrictSerializer, page
+from llmsite.serializers import PageQuerySerializer, StrictCharField, StrictSerializer, page, page_serializer
 
 TAGS = ["conversations"]
 NOT_FOUND = OpenApiResponse(description="no conversation of yours has that id")
@@ -84,14 +84,7 @@ class ConversationListCreateApi(APIView):
             many=True, required=False, help_text="Turns to start with, e.g. a system prompt; usually none."
         )
 
-    class OutputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "ConversationPage"
-
-        count = serializers.IntegerField()
-        limit = serializers.IntegerField()
-        offset = serializers.IntegerField()
-        results = ConversationSummarySerializer(many=True)
+    OutputSerializer = page_serializer(ConversationSummarySerializer, ref_name="ConversationPage")
 
     @extend_schema(
         operation_id="conversations_list",

@@ -48,3 +48,16 @@ def page(queryset: QuerySet, *, limit: int, offset: int) -> dict[str, Any]:
         "offset": offset,
         "results": list(queryset[offset : offset + limit]),
     }
+
+
+def page_serializer(item: type[serializers.Serializer], *, ref_name: str) -> type[serializers.Serializer]:
+    """The output serializer of `page()`: {count, limit, offset, results: [item...]}, named for the schema."""
+    meta = type("Meta", (), {"ref_name": ref_name})
+    fields = {
+        "Meta": meta,
+        "count": serializers.IntegerField(),
+        "limit": serializers.IntegerField(),
+        "offset": serializers.IntegerField(),
+        "results": item(many=True),  # made last: DRF orders fields by creation
+    }
+    return type(ref_name, (serializers.Serializer,), fields)

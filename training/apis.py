@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsStaff
-from llmsite.serializers import PageQuerySerializer, StrictCharField, StrictSerializer, page
+from llmsite.serializers import PageQuerySerializer, StrictCharField, StrictSerializer, page, page_serializer
 from training import selectors, services
 from training.models import TrainingRun
 from training.trainer import DEVICES
@@ -155,14 +155,7 @@ class RunListStartApi(APIView):
         device = serializers.ChoiceField(choices=DEVICES, required=False, help_text="Default: TRAINING_DEVICE.")
         serve = serializers.BooleanField(required=False, help_text="Serve the model when the run succeeds.")
 
-    class OutputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "TrainingRunPage"
-
-        count = serializers.IntegerField()
-        limit = serializers.IntegerField()
-        offset = serializers.IntegerField()
-        results = RunSerializer(many=True)
+    OutputSerializer = page_serializer(RunSerializer, ref_name="TrainingRunPage")
 
     @extend_schema(
         operation_id="training_runs_list",
