@@ -491,21 +491,19 @@ class RetrievedChunk:
     snippet: str
 
 
-def encode(*, texts: Sequence[Any]) -> tuple[str, int, np.ndarray]:
-    """(model name, dimension, unit vectors) for validated texts."""
-    texts = validate_texts(texts)
+def encode(*, texts: Sequence[Any], field: str = "texts") -> tuple[str, int, np.ndarray]:
+    """(model name, dimension, unit vectors) for validated texts (errors name `field`)."""
+    texts = validate_texts(texts, field=field)
     store = get_store()
     return store.model_name, store.dim, store.encode(texts)
 
 
 def encode_with_usage(*, texts: Sequence[Any], field: str = "texts") -> tuple[str, np.ndarray, int]:
-    """(model name, unit vectors, tokens read) for validated texts: OpenAI's /v1/embeddings."""
-    texts = validate_texts(texts, field=field)
-    store = get_store()
-    vectors = store.encode(texts)
-    encoder = store.encoder
-    tokens = encoder.count_tokens(texts) if encoder is not None else 0
-    return store.model_name, vectors, tokens
+    """`encode` plus the tokens the encoder read: OpenAI's /v1/embeddings reports them as usage."""
+    model, _dim, vectors = encode(texts=texts, field=field)
+    encoder = get_store().encoder
+    tokens = encoder.count_tokens(list(texts)) if encoder is not None else 0
+    return model, vectors, tokens
 
 
 def search(*, user: Any, query: Any, top_k: Any = 5, collection: str | None = None) -> list[SearchResult]:
