@@ -22,13 +22,12 @@ from rest_framework.views import APIView
 
 from accounts.ratelimits import ratelimit_api
 from inference import selectors, services, sse
+from inference.apis import MAX_MESSAGES, MAX_STOP  # the same bounds as predict
 from inference.providers.base import TextDelta
 from llmsite.errors import ApplicationError, error_response
 from llmsite.serializers import StrictCharField
 
 OPENAI_ROLES = ("system", "developer", "user", "assistant")
-MAX_MESSAGES = 500
-MAX_STOP = 4
 # Parameters OpenAI clients send by default or commonly: accepted when they ask for nothing we
 # would have to ignore (their neutral value), refused otherwise rather than silently dropped.
 NEUTRAL = {
