@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.common import MODEL, MODEL_DIR, RESULTS, ROOT, load_snapshot, story_prompt
-from inference.providers.base import GenerationRequest
+from inference.providers.base import GenerationRequest, SamplingParams
 from inference.providers.hf import HFProvider
 
 QUALITY_PROMPTS = [
@@ -79,7 +79,10 @@ def static_batch(provider: HFProvider, rows: int, new_tokens: int) -> float:
 
 def concurrent_provider(provider: HFProvider, clients: int, new_tokens: int) -> float:
     """Aggregate output tokens/s of `clients` simultaneous `generate` calls on the provider."""
-    requests = [GenerationRequest(prompt=story_prompt(i), max_new_tokens=new_tokens) for i in range(clients)]
+    requests = [
+        GenerationRequest(prompt=story_prompt(i), sampling=SamplingParams(max_new_tokens=new_tokens))
+        for i in range(clients)
+    ]
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         done = list(pool.map(provider.generate, requests))
@@ -103,7 +106,7 @@ def _rates(calls: dict, runs: int) -> dict:
 
 def part(name: str, new_tokens: int, runs: int, batch_rows: list[int], dtype: str) -> dict:
     """One isolated measurement (run in a process of its own, see `single`)."""
-    request = GenerationRequest(prompt=story_prompt(0), max_new_tokens=new_tokens)
+    request = GenerationRequest(prompt=story_prompt(0), sampling=SamplingParams(max_new_tokens=new_tokens))
     provider = _provider(name == "batched", dtype)
     try:
         if name == "raw":
@@ -167,7 +170,9 @@ def dtype_comparison(new_tokens: int, runs: int) -> dict:
             answers[dtype] = []
             correct = 0
             for prompt, expected in QUALITY_PROMPTS:
-                completion = provider.generate(GenerationRequest(prompt=prompt, max_new_tokens=32))
+                completion = provider.generate(
+                    GenerationRequest(prompt=prompt, sampling=SamplingParams(max_new_tokens=32))
+                )
                 answers[dtype].append(provider.tokenizer(completion.text, add_special_tokens=False)["input_ids"])
                 correct += expected.lower() in completion.text.lower()
             out[dtype] = {

@@ -57,3 +57,21 @@ def collection_documents(*, collections: list[Collection]) -> QuerySet[Document]
 def searchable_ids(*, collections: list[Collection] | QuerySet[Collection]) -> list[int]:
     """Ids of the documents that carry vectors in these collections."""
     return list(Document.objects.filter(collection__in=collections, indexed=True).values_list("id", flat=True))
+
+
+def indexed_documents() -> QuerySet[Document]:
+    """Every row that carries a vector in the index (short documents and chunks, not chunked sources)."""
+    return Document.objects.filter(indexed=True)
+
+
+def document_counts(*, user: Any) -> dict[str, Any]:
+    """Documents (not chunks) and collections site-wide, the collections `user` can see, and their own under `yours`."""
+    return {
+        "documents": Document.objects.filter(source__isnull=True).count(),
+        "collections": Collection.objects.count(),
+        "visible_collections": collections_visible(user=user).count(),
+        "yours": {
+            "documents": Document.objects.filter(owner=user, source__isnull=True).count(),
+            "collections": Collection.objects.filter(owner=user).count(),
+        },
+    }

@@ -25,7 +25,7 @@ class Feedback(models.Model):
     # comment (empty or whitespace-only ones included): the API shows null, and "has a comment" is one filter.
     comment = models.TextField(null=True, blank=True)  # noqa: DJ001
     message = models.ForeignKey(
-        "inference.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+        "conversations.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
     )
     # The turns the model answered, [{role, content}], oldest first; the answer itself is `response`.
     context = models.JSONField(default=list, blank=True)

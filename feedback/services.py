@@ -23,15 +23,16 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from conversations.models import Message
+from conversations.selectors import conversation_history
 from feedback.models import Feedback
 from feedback.sanitize import to_plain_text
 from feedback.selectors import feedback_filter
-from inference import conversations
-from inference.models import InferenceRecord, Message
+from inference.models import InferenceRecord
+from llmsite.chat import ROLES
 from llmsite.errors import ApplicationError
 
 RATINGS = (1, -1)
-CHAT_ROLES = ("system", "user", "assistant")
 
 
 def clean_comment(comment: str | None) -> str | None:
@@ -117,7 +118,7 @@ def feedback_create(
                 field="message",
             )
         rated = _rated_message(user, message)
-        context = conversations.history_messages(conversation=rated.conversation, before=rated.pk)
+        context = conversation_history(conversation=rated.conversation, new_turns=[], before=rated.pk)
         feedback, created = Feedback.objects.update_or_create(
             user=user,
             message=rated,
@@ -161,7 +162,7 @@ def _chat(feedback: Feedback) -> list[dict[str, str]] | None:
     turns = [
         {"role": m["role"], "content": m["content"]}
         for m in feedback.context or []
-        if isinstance(m, dict) and m.get("role") in CHAT_ROLES and isinstance(m.get("content"), str)
+        if isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)
     ]
     first_user = next((i for i, m in enumerate(turns) if m["role"] == "user"), None)
     if first_user is None or not feedback.response.strip():

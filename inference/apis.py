@@ -1,10 +1,9 @@
-"""Inference REST API: thin views that parse, call a service, render (API.md, Inference)."""
+"""Inference REST API: thin views that parse, call a service, render (docs/api.md, Inference)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -15,13 +14,26 @@ from rest_framework.views import APIView
 
 from accounts.ratelimits import ratelimit_api
 from inference import selectors, services, sse
-from inference.providers.base import ROLES
+from inference.protocol import MAX_COLLECTION_CHARS, MAX_MESSAGES, MAX_TOP_K, CompletionRequest
+from inference.providers.base import (
+    FINISH_REASONS,
+    MAX_STOP,
+    ROLES,
+    SEED_MAX,
+    TEMPERATURE_MAX,
+    InvalidParameter,
+)
 from inference.registry import DEVICES, PROVIDER_NAMES
 from llmsite.errors import ApplicationError, error_response
 from llmsite.serializers import StrictCharField, StrictSerializer
 
-MAX_MESSAGES = 500
-MAX_STOP = 4
+
+def completion_request(fields: dict[str, Any]) -> CompletionRequest:
+    """The one request type from a parser's fields; a broken bound is the serializer error naming its field."""
+    try:
+        return CompletionRequest.from_fields(fields)
+    except InvalidParameter as exc:
+        raise serializers.ValidationError({exc.field: exc.message}) from exc
 
 
 class MessageSerializer(StrictSerializer):
@@ -53,44 +65,30 @@ class PredictApi(APIView):
 
         prompt = StrictCharField(required=False, trim_whitespace=False)
         messages = MessageSerializer(many=True, required=False, allow_empty=False, max_length=MAX_MESSAGES)
+        # Types and the bounds the schema documents; CompletionRequest checks every rule (validate()).
         max_new_tokens = serializers.IntegerField(required=False, min_value=1)
-        temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
+        temperature = serializers.FloatField(required=False, min_value=0, max_value=TEMPERATURE_MAX)
         top_p = serializers.FloatField(required=False, max_value=1)
         stop = serializers.ListField(
             child=StrictCharField(trim_whitespace=False), required=False, max_length=MAX_STOP, allow_empty=True
         )
-        seed = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
+        seed = serializers.IntegerField(required=False, min_value=0, max_value=SEED_MAX)
         stream = serializers.BooleanField(required=False, default=False)
         collection = StrictCharField(
-            required=False, max_length=200, help_text="answer from this document collection (sources are returned)"
+            required=False,
+            max_length=MAX_COLLECTION_CHARS,
+            help_text="answer from this document collection (sources are returned)",
         )
         top_k = serializers.IntegerField(
-            required=False, min_value=1, max_value=50, help_text="passages to retrieve (default RAG_TOP_K)"
+            required=False, min_value=1, max_value=MAX_TOP_K, help_text="passages to retrieve (default RAG_TOP_K)"
         )
         conversation = serializers.IntegerField(
             required=False, min_value=1, help_text="append to this conversation of yours; its history goes first"
         )
 
-        def validate_max_new_tokens(self, value: int) -> int:
-            if value > settings.LLM_MAX_NEW_TOKENS:
-                raise serializers.ValidationError(f"Ensure this value is at most {settings.LLM_MAX_NEW_TOKENS}.")
-            return value
-
-        def validate_top_p(self, value: float) -> float:
-            if value <= 0:
-                raise serializers.ValidationError("Ensure this value is greater than 0 (top_p is in (0, 1]).")
-            return value
-
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            if ("prompt" in attrs) == ("messages" in attrs):
-                raise serializers.ValidationError({"prompt": "give exactly one of prompt or messages"})
-            chars = len(attrs.get("prompt", "")) + sum(len(m["content"]) for m in attrs.get("messages", []))
-            if chars > settings.LLM_MAX_PROMPT_CHARS:
-                field = "prompt" if "prompt" in attrs else "messages"
-                raise serializers.ValidationError(
-                    {field: f"the input has {chars} characters; the limit is {settings.LLM_MAX_PROMPT_CHARS}"}
-                )
-            return attrs
+            stream = attrs.pop("stream", False)
+            return {"request": completion_request(attrs), "stream": stream}
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -103,7 +101,7 @@ class PredictApi(APIView):
         usage = UsageSerializer()
         cached = serializers.BooleanField()
         latency_ms = serializers.FloatField()
-        finish_reason = serializers.ChoiceField(choices=["stop", "length", "cancelled"])
+        finish_reason = serializers.ChoiceField(choices=FINISH_REASONS)
         sources = SourceSerializer(many=True, required=False, help_text="present when a collection was given")
         conversation = serializers.IntegerField(required=False, help_text="present when a conversation was given")
         message = serializers.IntegerField(required=False, help_text="the stored answer's id: rate it with feedback")
@@ -130,17 +128,17 @@ class PredictApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        if data.pop("stream", False):
-            return sse.StreamRequested(request.user, data)
-        result = services.complete(user=request.user, source="api", **data)
+        asked = serializer.validated_data["request"]
+        if serializer.validated_data["stream"]:
+            return sse.StreamRequested(request.user, asked)
+        result = services.complete(asked, user=request.user, source="api")
         return Response(result.as_dict(), headers={"X-Cache": "HIT" if result.cached else "MISS"})
 
 
 async def _predict_stream(request: HttpRequest, asked: sse.StreamRequested) -> HttpResponseBase:
     # The first event is awaited before the response starts, so a prompt that does not fit or a
     # missing model is a real 4xx/5xx, not a 200 stream.
-    events = services.complete_stream(user=asked.user, source="sse", **asked.fields)
+    events = services.complete_stream(asked.request, user=asked.user, source="sse")
     try:
         first = await anext(events)
     except ApplicationError as exc:

@@ -5,18 +5,17 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
+from llmsite.devices import ACCELERATORS, DeviceUnavailable, resolve_device
+
 
 @register()
 def device_check(app_configs, **kwargs) -> list[Error]:
     errors: list[Error] = []
-    if settings.DEVICE in ("cuda", "mps"):
+    if settings.DEVICE in ACCELERATORS:
         # Only an explicit accelerator is worth importing torch for here.
-        from inference.providers.base import ProviderUnavailable
-        from inference.registry import check_device
-
         try:
-            check_device(settings.DEVICE)
-        except ProviderUnavailable as exc:
+            resolve_device(settings.DEVICE)
+        except DeviceUnavailable as exc:
             errors.append(Error(exc.message, hint="set DEVICE=auto or cpu", id="inference.E001"))
     if settings.LLM_LOAD_AT_START not in ("auto", "always", "never"):
         errors.append(Error("LLM_LOAD_AT_START must be auto, always or never", id="inference.E002"))

@@ -1,4 +1,4 @@
-"""The chat WebSocket, `/ws/v1/chat/` (API.md): stream completions token by token, cancel them.
+"""The chat WebSocket, `/ws/v1/chat/` (docs/api.md): stream completions token by token, cancel them.
 
 Protocol (JSON text frames):
 - The browser is authenticated by its session. Other clients send
@@ -26,6 +26,7 @@ from rest_framework import serializers
 from accounts.ratelimits import RateLimited, acheck_rate_limit
 from accounts.services import auser_for_bearer_token
 from inference import services
+from inference.protocol import CompletionRequest
 from inference.providers.base import TextDelta
 from llmsite.errors import ApplicationError, error_body, from_validation_error
 
@@ -128,14 +129,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except RateLimited as exc:
             await self._error(ApplicationError(f"{exc.detail} Retry in {exc.wait} s.", code="rate_limited", status=429))
             return
-        data = dict(serializer.validated_data)
-        data.pop("stream", None)
-        self.generation = asyncio.create_task(self._generate(data))
+        self.generation = asyncio.create_task(self._generate(serializer.validated_data["request"]))
 
-    async def _generate(self, fields: dict[str, Any]) -> None:
+    async def _generate(self, asked: CompletionRequest) -> None:
         produced = 0
         try:
-            async for event in services.complete_stream(user=self.user, source="ws", **fields):
+            async for event in services.complete_stream(asked, user=self.user, source="ws"):
                 if isinstance(event, TextDelta):
                     produced += 1
                     await self.send_json({"type": "token", "text": event.text})

@@ -20,6 +20,7 @@ processes — so no message bus is needed and a restarted server comes up with t
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ from django.dispatch import receiver
 from inference.providers.base import Provider, ProviderUnavailable
 from inference.registry import ProviderSpec, build_provider, spec_from_settings
 from llmsite.errors import ServiceUnavailable
+from llmsite.processes import run_logged, start_in_background
 
 logger = logging.getLogger(__name__)
 
@@ -341,10 +343,7 @@ def start_for_server() -> None:
 
         preload_imports()  # here, before any loader thread of any app starts
 
-    def run() -> None:
-        from django.apps import apps
-
-        apps.ready_event.wait()  # ready() runs before the app registry is complete
+    def load_then_follow() -> None:
         engine = get_engine()
         try:
             engine.load()
@@ -353,16 +352,12 @@ def start_for_server() -> None:
         finally:
             done.set()
             close_old_connections()
+        check = functools.partial(engine.sync_with_config, force=True, background=False)
         while True:
             time.sleep(settings.LLM_CONFIG_CHECK_SECONDS)
-            try:
-                engine.sync_with_config(force=True, background=False)
-            except Exception:
-                logger.exception("checking the provider configuration failed")
-            finally:
-                close_old_connections()
+            run_logged(check, failure="checking the provider configuration failed", logger=logger)
 
-    threading.Thread(target=run, name="engine-startup", daemon=True).start()
+    start_in_background("engine-startup", load_then_follow, failure="loading the model at start failed", logger=logger)
 
 
 def wait_for_startup(timeout: float | None = None) -> bool:

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from llmsite.devices import DEVICES
+
 
 class ProviderConfig(models.Model):
     """A provider/model/device choice; the active row is what every server process serves.
@@ -22,11 +24,7 @@ class ProviderConfig(models.Model):
         ANTHROPIC = "anthropic", "Anthropic"
         OPENAI = "openai", "OpenAI-compatible"
 
-    class Device(models.TextChoices):
-        AUTO = "auto"
-        CPU = "cpu"
-        CUDA = "cuda"
-        MPS = "mps"
+    Device = models.TextChoices("Device", [(name.upper(), name) for name in DEVICES])
 
     provider = models.CharField(max_length=32, choices=Provider.choices, default=Provider.HF)
     model = models.CharField(max_length=500, help_text="a folder name under MODELS_DIR, a packaged model or a path")
@@ -90,53 +88,3 @@ class InferenceRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
-
-
-class Conversation(models.Model):
-    """A user's chat: its messages, oldest first, are the history sent with the next turn.
-
-    Write through `inference.conversations` (create, rename, record_exchange), which keeps
-    `updated` and the title in step with the messages.
-    """
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
-    title = models.CharField(max_length=200, blank=True)
-    created = models.DateTimeField(auto_now_add=True)
-    updated = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["-updated", "-id"]
-        indexes = [models.Index(fields=["user", "-updated"])]
-
-    def __str__(self) -> str:
-        return self.title or f"conversation {self.pk}"
-
-
-class Message(models.Model):
-    """One turn of a conversation; assistant turns say which provider and model wrote them, and at what cost."""
-
-    class Role(models.TextChoices):
-        SYSTEM = "system"
-        USER = "user"
-        ASSISTANT = "assistant"
-
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
-    role = models.CharField(max_length=16, choices=Role.choices)
-    content = models.TextField(blank=True)
-    provider = models.CharField(max_length=32, blank=True)
-    model = models.CharField(max_length=500, blank=True)
-    # Token counts of the request that produced an assistant turn (null on the turns people wrote).
-    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
-    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
-    finish_reason = models.CharField(max_length=16, blank=True)
-    # The `id` predict answered with (cmpl-<InferenceRecord.request_id hex>), to find its usage record.
-    completion_id = models.CharField(max_length=64, blank=True)
-    created = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        # Ids, not timestamps, give the order: the turns of one exchange are written together.
-        ordering = ["id"]
-        indexes = [models.Index(fields=["conversation", "id"])]
-
-    def __str__(self) -> str:
-        return f"{self.role}: {self.content[:60]}"

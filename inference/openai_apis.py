@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,8 @@ from rest_framework.views import APIView
 
 from accounts.ratelimits import ratelimit_api
 from inference import selectors, services, sse
-from inference.apis import MAX_MESSAGES, MAX_STOP  # the same bounds as predict
-from inference.providers.base import TextDelta
+from inference.protocol import MAX_MESSAGES, CompletionRequest
+from inference.providers.base import MAX_STOP, SEED_MAX, TEMPERATURE_MAX, InvalidParameter, TextDelta
 from llmsite.errors import ApplicationError, error_response
 from llmsite.serializers import StrictCharField
 
@@ -150,10 +151,10 @@ class ChatCompletionsApi(APIView):
         messages = ChatMessageSerializer(many=True, allow_empty=False, max_length=MAX_MESSAGES)
         max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
         max_completion_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-        temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
+        temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=TEMPERATURE_MAX)
         top_p = serializers.FloatField(required=False, allow_null=True, max_value=1)
         stop = StopField(required=False, allow_null=True)
-        seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**63 - 1)
+        seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=SEED_MAX)
         n = serializers.IntegerField(required=False, allow_null=True)
         user = serializers.CharField(required=False, max_length=256)
         stream = serializers.BooleanField(required=False, default=False, allow_null=True)
@@ -163,23 +164,15 @@ class ChatCompletionsApi(APIView):
             _refuse_unknown(self, data)
             return super().to_internal_value(data)
 
-        def validate_top_p(self, value: float | None) -> float | None:
-            if value is not None and value <= 0:
-                raise serializers.ValidationError("top_p must be greater than 0")
-            return value
-
         def validate_n(self, value: int | None) -> int | None:
             if value not in (None, 1):
                 raise serializers.ValidationError("only n=1 is supported")
             return value
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            limit = settings.LLM_MAX_NEW_TOKENS
-            for name in ("max_tokens", "max_completion_tokens"):
-                if (attrs.get(name) or 0) > limit:
-                    raise serializers.ValidationError({name: f"{name} is at most {limit} on this server"})
             if attrs.get("stream_options") and not attrs.get("stream"):
                 raise serializers.ValidationError({"stream_options": "stream_options is only allowed with stream"})
+            attrs["request"] = _completion_request(attrs)
             return attrs
 
     @extend_schema(
@@ -201,23 +194,15 @@ class ChatCompletionsApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         served = services.check_model_served(data["model"])
-        fields = {
-            "messages": [{"role": m["role"], "content": m["content"]} for m in data["messages"]],
-            "max_new_tokens": data.get("max_completion_tokens") or data.get("max_tokens"),
-            "temperature": data.get("temperature"),
-            "top_p": data.get("top_p"),
-            "stop": data.get("stop") or None,
-            "seed": data.get("seed"),
-        }
         if data.get("stream"):
             options = data.get("stream_options") or {}
             return sse.StreamRequested(
-                request.user, {"fields": fields, "model": served, "include_usage": options.get("include_usage", False)}
+                request.user, data["request"], model=served, include_usage=options.get("include_usage", False)
             )
-        result = services.complete(user=request.user, source="openai", **fields)
+        result = services.complete(data["request"], user=request.user, source="openai")
         return Response(
             {
-                "id": f"chatcmpl-{result.id.removeprefix('cmpl-')}",
+                "id": _chat_completion_id(result.id),
                 "object": "chat.completion",
                 "created": _created(),
                 "model": served,
@@ -237,27 +222,64 @@ class ChatCompletionsApi(APIView):
         )
 
 
+def _completion_request(data: dict[str, Any]) -> CompletionRequest:
+    """/v1's fields as the one request type; a broken bound names the field the client sent."""
+    tokens_field = "max_completion_tokens" if data.get("max_completion_tokens") else "max_tokens"
+    try:
+        return CompletionRequest.from_fields(
+            {
+                "messages": [{"role": m["role"], "content": m["content"]} for m in data["messages"]],
+                "max_new_tokens": data.get("max_completion_tokens") or data.get("max_tokens"),
+                "temperature": data.get("temperature"),
+                "top_p": data.get("top_p"),
+                "stop": data.get("stop") or None,
+                "seed": data.get("seed"),
+            }
+        )
+    except InvalidParameter as exc:
+        field, message = exc.field, exc.message
+        if field == "max_new_tokens":
+            field, message = tokens_field, message.replace("max_new_tokens", tokens_field)
+        raise serializers.ValidationError({field: message}) from exc
+
+
+# OpenAI's finish reasons: why our providers stop, in the words OpenAI clients switch on. Anthropic's
+# "refusal" (withheld for safety) is what OpenAI calls content_filter.
+OPENAI_FINISH_REASONS = {"length": "length", "content_filter": "content_filter", "refusal": "content_filter"}
+
+
 def _finish_reason(reason: str) -> str:
-    return "length" if reason == "length" else "stop"
+    return OPENAI_FINISH_REASONS.get(reason, "stop")
+
+
+def _chat_completion_id(completion_id: str) -> str:
+    """The /v1 id of a completion: the same hex as its usage record and predict's `cmpl-` id."""
+    return f"chatcmpl-{completion_id.removeprefix('cmpl-')}"
 
 
 async def _chat_stream(request: HttpRequest, asked: sse.StreamRequested) -> HttpResponseBase:
-    events = services.complete_stream(user=asked.user, source="openai", **asked.fields["fields"])
+    # The id is chosen before the first frame, so every chunk carries the one the usage record gets.
+    request_id = uuid.uuid4()
+    events = services.complete_stream(asked.request, user=asked.user, source="openai", request_id=request_id)
     try:
         first = await anext(events)
     except ApplicationError as exc:
         return error_response(request, exc)
     return sse.event_stream_response(
-        _chunks(first, events, model=asked.fields["model"], include_usage=asked.fields["include_usage"])
+        _chunks(
+            first,
+            events,
+            completion_id=services.completion_id(request_id),
+            model=asked.options["model"],
+            include_usage=asked.options["include_usage"],
+        )
     )
 
 
-async def _chunks(first: Any, events: Any, *, model: str, include_usage: bool):
+async def _chunks(first: Any, events: Any, *, completion_id: str, model: str, include_usage: bool):
     """`chat.completion.chunk` frames: role first, content deltas, the finish reason, usage, `[DONE]`."""
-    import uuid
-
     head = {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "id": _chat_completion_id(completion_id),
         "object": "chat.completion.chunk",
         "created": _created(),
         "model": model,

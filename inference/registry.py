@@ -15,10 +15,10 @@ from django.conf import settings
 
 from inference.providers.base import ModelInfo, Provider, ProviderError, ProviderUnavailable
 from inference.providers.remote import HttpOptions, RemoteProvider
+from llmsite.devices import DEVICES, DeviceUnavailable, resolve_device
 from llmsite.model_store import PACKAGED_LLMS, ModelNotFound, is_prepared, resolve_llm_folder
 
 PROVIDER_NAMES = ("hf", "anthropic", "openai")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class ProviderSpec:
 
     def label(self) -> str:
         return f"{self.provider}:{self.model} ({self.device})"
+
+
+def default_model(provider: str) -> str:
+    """The model a provider serves when none is named (LLM_MODEL, ANTHROPIC_MODEL, OPENAI_MODEL); '' if unknown."""
+    setting = {"hf": "LLM_MODEL", "anthropic": "ANTHROPIC_MODEL", "openai": "OPENAI_MODEL"}.get(provider)
+    return getattr(settings, setting) if setting else ""
 
 
 def spec_from_settings() -> ProviderSpec:
@@ -93,7 +99,7 @@ def remote_reason(name: str) -> str:
 
 def remote_models(name: str) -> list[ModelInfo]:
     """The configured default model first, then what the upstream lists (cached for MODEL_LIST_TTL seconds)."""
-    default = {"anthropic": settings.ANTHROPIC_MODEL, "openai": settings.OPENAI_MODEL}[name]
+    default = default_model(name)
     provider = _remote_provider(name, default)
     # Any change of server, key or API type lists afresh (the key is hashed in memory only).
     key = (name, provider.identity, settings.OPENAI_API_TYPE, hash(getattr(settings, f"{name.upper()}_API_KEY")))
@@ -135,10 +141,11 @@ def check_spec(spec: ProviderSpec) -> None:
 
 
 def check_device(device: str) -> str:
-    """The concrete device `device` resolves to here; raises ProviderUnavailable when it is absent."""
-    from inference.providers.hf import resolve_device
-
-    return resolve_device(device)
+    """The concrete device `device` resolves to here; raises ProviderUnavailable when it is unknown or absent."""
+    try:
+        return resolve_device(device)
+    except DeviceUnavailable as exc:
+        raise ProviderUnavailable(exc.message) from exc
 
 
 def build_provider(spec: ProviderSpec) -> Provider:
@@ -187,7 +194,6 @@ def availability(name: str) -> tuple[bool, str, list[ModelInfo]]:
     if name in REMOTE_PROVIDERS:
         reason = remote_reason(name)
         if reason:
-            model = {"anthropic": settings.ANTHROPIC_MODEL, "openai": settings.OPENAI_MODEL}[name]
-            return False, reason, [ModelInfo(model, "default")]
+            return False, reason, [ModelInfo(default_model(name), "default")]
         return True, "", remote_models(name)
     return False, "unknown provider", []

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,16 +25,18 @@ from inference import cache
 from inference.engine import Lease, get_engine
 from inference.grounding import Source, ground
 from inference.models import InferenceRecord, ProviderConfig
+from inference.protocol import CompletionRequest
 from inference.providers.base import (
     Completion,
     GenerationRequest,
-    Message,
+    InvalidParameter,
     PromptTooLong,
     ProviderError,
     ProviderUnavailable,
     StreamEnd,
     TextDelta,
     Usage,
+    as_messages,
 )
 from inference.providers.remote import UpstreamError
 from inference.registry import ProviderSpec, check_device, check_spec
@@ -77,11 +79,10 @@ class CompletionResult:
         return body
 
 
-def _error_for(exc: ProviderError, request: GenerationRequest) -> ApplicationError:
+def _error_for(exc: ProviderError, request: CompletionRequest) -> ApplicationError:
     """The one mapping from provider errors to HTTP-facing errors."""
     if isinstance(exc, PromptTooLong):
-        field = "prompt" if request.prompt is not None else "messages"
-        return ApplicationError(exc.message, code="prompt_too_long", field=field)
+        return ApplicationError(exc.message, code="prompt_too_long", field=request.input_field)
     if isinstance(exc, ProviderUnavailable):
         return ServiceUnavailable(exc.message)
     if isinstance(exc, UpstreamError):  # a remote API failed: it says which status fits (502, 503, 504, 400)
@@ -91,83 +92,59 @@ def _error_for(exc: ProviderError, request: GenerationRequest) -> ApplicationErr
     return ServiceUnavailable(exc.message, code="provider_busy")
 
 
-def _build_request(
-    lease: Lease,
-    *,
-    prompt: str | None,
-    messages: Sequence[dict[str, str] | Message] | None,
-    max_new_tokens: int | None,
-    temperature: float | None,
-    top_p: float | None,
-    stop: Sequence[str] | None,
-    seed: int | None,
-    user: Any = None,
-    collection: str | None = None,
-    top_k: int | None = None,
-) -> tuple[GenerationRequest, tuple[Source, ...] | None]:
-    defaults = lease.spec.params  # the active ProviderConfig's default parameters
-    converted = None
-    if messages is not None:
-        converted = tuple(m if isinstance(m, Message) else Message(m["role"], m["content"]) for m in messages)
-    if (prompt is None) == (converted is None):
-        raise ApplicationError("give exactly one of prompt or messages", field="prompt")
-    chars = len(prompt or "") + sum(len(m.content) for m in converted or ())
-    if chars > settings.LLM_MAX_PROMPT_CHARS:
-        raise ApplicationError(
-            f"the input has {chars} characters; the limit is {settings.LLM_MAX_PROMPT_CHARS}",
-            code="prompt_too_long",
-            field="prompt" if prompt is not None else "messages",
-        )
-    sources = None
-    if collection is not None:
-        converted, sources = ground(user=user, collection=collection, top_k=top_k, prompt=prompt, messages=converted)
-        prompt = None
-    elif top_k is not None:
-        raise ApplicationError("top_k needs a collection to retrieve from", field="top_k")
-    request = GenerationRequest(
-        prompt=prompt,
-        messages=converted,
-        max_new_tokens=min(
-            max_new_tokens or int(defaults.get("max_new_tokens", settings.LLM_DEFAULT_MAX_NEW_TOKENS)),
-            settings.LLM_MAX_NEW_TOKENS,
-        ),
-        temperature=float(temperature if temperature is not None else defaults.get("temperature", 0.0)),
-        top_p=float(top_p if top_p is not None else defaults.get("top_p", 1.0)),
-        stop=tuple(stop or ()),
-        seed=seed,
-    )
-    return request, sources
+def invalid(exc: InvalidParameter) -> ApplicationError:
+    """A request that broke a bound, as the 400 that names the field."""
+    return ApplicationError(exc.message, code=exc.code, field=exc.field)
 
 
 @dataclass
 class _Call:
-    """One request on its way: the lease, the request, and its cache key (None: not cacheable)."""
+    """One request on its way: what the client asked, what the provider runs, its cache key (None: not cached)."""
 
     lease: Lease
+    asked: CompletionRequest
     request: GenerationRequest
     key: str | None
     started: float
     request_id: uuid.UUID
     sources: tuple[Source, ...] | None = None
-    # With a conversation: the row, and the new turns as the client sent them (stored after the answer).
-    conversation: Any = None
-    new_turns: dict[str, Any] | None = None
+    conversation: Any = None  # the Conversation row the exchange is appended to, if any
+
+    @property
+    def id(self) -> str:
+        """The completion's id: the usage record, the response and every stream frame carry it."""
+        return completion_id(self.request_id)
 
 
-def _begin(*, started: float, conversation: Any = None, **fields: Any) -> tuple[_Call, dict[str, Any] | None]:
-    thread, new_turns = None, None
-    if conversation is not None:
-        from inference import conversations
+def completion_id(request_id: uuid.UUID) -> str:
+    return f"cmpl-{request_id.hex}"
 
-        thread = conversations.conversation_get(user=fields["user"], conversation_id=conversation)
-        new_turns = {"prompt": fields["prompt"], "messages": fields["messages"]}
-        fields["messages"] = conversations.conversation_input(conversation=thread, **new_turns)
-        fields["prompt"] = None
+
+def _begin(asked: CompletionRequest, *, user: Any, started: float, request_id: uuid.UUID | None):
+    """Resolve the request (history, passages, defaults) on a leased provider, and look up the cache."""
+    thread, messages = None, None
+    if asked.conversation is not None:
+        from conversations import selectors as conversation_selectors
+
+        thread = conversation_selectors.conversation_get(user=user, conversation_id=asked.conversation)
+        messages = conversation_selectors.conversation_history(conversation=thread, new_turns=asked.new_turns())
     engine = get_engine()
     engine.sync_with_config()
     lease = engine.lease()
     try:
-        request, sources = _build_request(lease, **fields)
+        sources = None
+        if asked.collection is not None:
+            messages, sources = ground(
+                user=user,
+                collection=asked.collection,
+                top_k=asked.top_k,
+                prompt=asked.prompt if messages is None else None,
+                messages=as_messages(messages if messages is not None else asked.messages),
+            )
+        try:
+            request = asked.generation_request(messages=messages, model_defaults=lease.spec.params)
+        except InvalidParameter as exc:  # the model's defaults are out of bounds: staff must fix them
+            raise ServiceUnavailable(f"the active model's default parameters are invalid: {exc.message}") from exc
         provider = lease.provider
         key = None
         hit = None
@@ -175,28 +152,38 @@ def _begin(*, started: float, conversation: Any = None, **fields: Any) -> tuple[
             try:
                 rendered = provider.render(request)
             except ProviderError as exc:
-                raise _error_for(exc, request) from exc
+                raise _error_for(exc, asked) from exc
             key = cache.response_key(
                 provider=provider.name,
                 model=provider.model,
                 identity=provider.identity,
                 rendered=rendered,
-                params=request.sampling_params(),
+                params=request.sampling.cache_params(),
             )
             hit = cache.get(key)
     except BaseException:
         lease.release()
         raise
-    return _Call(lease, request, key, started, uuid.uuid4(), sources, thread, new_turns), hit
+    return _Call(lease, asked, request, key, started, request_id or uuid.uuid4(), sources, thread), hit
 
 
 def _remember(call: _Call, result: CompletionResult) -> CompletionResult:
     """Append the exchange to the call's conversation (if any); the result then names both."""
     if call.conversation is None:
         return result
-    from inference import conversations
+    from conversations import services as conversation_services
 
-    answer = conversations.record_exchange(conversation=call.conversation, result=result, **call.new_turns)
+    answer = conversation_services.exchange_append(
+        conversation=call.conversation,
+        turns=call.asked.new_turns(),
+        answer=result.text,
+        provider=result.provider,
+        model=result.model,
+        prompt_tokens=result.usage.prompt_tokens,
+        completion_tokens=result.usage.completion_tokens,
+        finish_reason=result.finish_reason or "",
+        completion_id=result.id,
+    )
     return dataclasses.replace(result, conversation=call.conversation.pk, message=answer.pk)
 
 
@@ -237,7 +224,7 @@ def _ms(seconds: float) -> float:
 def _result(call: _Call, text: str, usage: Usage, *, cached: bool, ttft_ms: float | None, reason: str):
     latency_ms = _ms(time.perf_counter() - call.started)
     return CompletionResult(
-        id=f"cmpl-{call.request_id.hex}",
+        id=call.id,
         text=text,
         provider=call.lease.provider.name,
         model=call.lease.provider.model,
@@ -288,42 +275,18 @@ def _store(call: _Call, completion: Completion) -> None:
 
 
 def complete(
-    *,
-    user: Any = None,
-    prompt: str | None = None,
-    messages: Sequence[dict[str, str] | Message] | None = None,
-    max_new_tokens: int | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
-    stop: Sequence[str] | None = None,
-    seed: int | None = None,
-    collection: str | None = None,
-    top_k: int | None = None,
-    conversation: int | None = None,
-    source: str = "api",
+    request: CompletionRequest, *, user: Any = None, source: str = "api", request_id: uuid.UUID | None = None
 ) -> CompletionResult:
     """One completion on the active provider, from the response cache when deterministic and seen before.
 
-    Unset parameters take the active ProviderConfig's defaults, then settings. Raises
-    ApplicationError (400 bad input or prompt too long, 502 provider failure) or
-    ServiceUnavailable (503: no model loaded, with the reason). Blocking: async callers use
-    `complete_stream` or wrap this in `sync_to_async`. Writes one InferenceRecord.
+    Unset sampling values take the active ProviderConfig's defaults, then settings. Raises
+    ApplicationError (400 bad input or prompt too long, 404 unknown conversation or collection,
+    502 provider failure) or ServiceUnavailable (503: no model loaded, with the reason).
+    Blocking: async callers use `complete_stream`. Writes one InferenceRecord whose id is
+    `request_id` (a new one when not given); the result's `id` is `cmpl-<its hex>`.
     """
     started = time.perf_counter()
-    call, hit = _begin(
-        started=started,
-        prompt=prompt,
-        messages=messages,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        stop=stop,
-        seed=seed,
-        user=user,
-        collection=collection,
-        top_k=top_k,
-        conversation=conversation,
-    )
+    call, hit = _begin(request, user=user, started=started, request_id=request_id)
     with call.lease:
         if hit is not None:
             return _answer_from_cache(call, hit, user=user, source=source)
@@ -341,7 +304,7 @@ def complete(
                 status=InferenceRecord.Status.ERROR,
                 error=exc.message,
             )
-            raise _error_for(exc, call.request) from exc
+            raise _error_for(exc, request) from exc
         _store(call, completion)
         ttft_ms = _ms(completion.ttft) if completion.ttft is not None else None
         result = _result(
@@ -362,41 +325,17 @@ def complete(
 
 
 async def complete_stream(
-    *,
-    user: Any = None,
-    prompt: str | None = None,
-    messages: Sequence[dict[str, str] | Message] | None = None,
-    max_new_tokens: int | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
-    stop: Sequence[str] | None = None,
-    seed: int | None = None,
-    collection: str | None = None,
-    top_k: int | None = None,
-    conversation: int | None = None,
-    source: str = "sse",
+    request: CompletionRequest, *, user: Any = None, source: str = "sse", request_id: uuid.UUID | None = None
 ) -> AsyncIterator[TextDelta | CompletionResult]:
     """`complete`, streaming: TextDelta events as tokens are produced, then one CompletionResult.
 
     Errors before the first delta raise (so callers can answer with a real HTTP status).
     Closing the iterator early cancels the generation within one token and records the
     request as cancelled with the tokens produced so far. A cached answer arrives as one delta.
+    A caller that must name the completion before it ends (a stream's frames) passes `request_id`.
     """
     started = time.perf_counter()
-    call, hit = await sync_to_async(_begin)(
-        started=started,
-        prompt=prompt,
-        messages=messages,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        stop=stop,
-        seed=seed,
-        user=user,
-        collection=collection,
-        top_k=top_k,
-        conversation=conversation,
-    )
+    call, hit = await sync_to_async(_begin)(request, user=user, started=started, request_id=request_id)
     record = sync_to_async(_record)
     with call.lease:
         if hit is not None:
@@ -458,7 +397,7 @@ async def complete_stream(
                 status=InferenceRecord.Status.ERROR,
                 error=exc.message,
             )
-            raise _error_for(exc, call.request) from exc
+            raise _error_for(exc, request) from exc
         finally:
             if not finished:  # the consumer left early (closed or cancelled)
                 produced = len(parts)  # deltas are at least tokens' worth; the provider counted exactly

@@ -1,4 +1,4 @@
-"""Server-Sent Events framing for streamed completions (API.md: predict with `stream: true`)."""
+"""Server-Sent Events framing for streamed completions (docs/api.md: predict with `stream: true`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
 
+from inference.protocol import CompletionRequest
 from inference.providers.base import TextDelta
 from llmsite.errors import ApplicationError, error_body
 
@@ -74,10 +75,11 @@ class StreamRequested(HttpResponse):
     JSON request; only the generation moves to the event loop.
     """
 
-    def __init__(self, user: Any, fields: dict[str, Any]):
+    def __init__(self, user: Any, request: CompletionRequest, **options: Any):
         super().__init__(status=200)
         self.user = user
-        self.fields = fields
+        self.request = request
+        self.options = options  # what the endpoint's own frames need (e.g. /v1's model name)
 
 
 StartStream = Callable[[HttpRequest, StreamRequested], Awaitable[HttpResponseBase]]

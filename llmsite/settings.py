@@ -10,6 +10,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from llmsite.devices import DEVICES
+
 # Must be set before anything imports transformers / huggingface_hub: weights never download.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -70,6 +72,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "accounts",
+    "conversations",
     "inference",
     "embeddings",
     "feedback",
@@ -267,14 +270,14 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "OpenAIRoleEnum": "inference.openai_apis.OPENAI_ROLES",
         "ChatRoleEnum": "inference.providers.base.ROLES",
-        "StoredMessageRoleEnum": "inference.models.Message.Role",
+        "StoredMessageRoleEnum": "conversations.models.Message.Role",
     },
 }
 
 # --- Inference and embeddings ---------------------------------------------------------------
 DEVICE = env.str("DEVICE", default="auto")
-if DEVICE not in ("auto", "cpu", "cuda", "mps"):
-    raise ImproperlyConfigured(f"DEVICE must be auto, cpu, cuda or mps, not {DEVICE!r}")
+if DEVICE not in DEVICES:
+    raise ImproperlyConfigured(f"DEVICE must be {', '.join(DEVICES[:-1])} or {DEVICES[-1]}, not {DEVICE!r}")
 LLM_PROVIDER = env.str("LLM_PROVIDER", default="hf")
 LLM_MODEL = env.str("LLM_MODEL", default="SmolLM2-135M-Instruct")
 LLM_MAX_NEW_TOKENS = env.int("LLM_MAX_NEW_TOKENS", default=512)
@@ -349,7 +352,7 @@ LLM_REMOTE_MAX_RETRIES = env.int("LLM_REMOTE_MAX_RETRIES", default=2)
 LLM_REMOTE_RETRY_MAX_WAIT = env.float("LLM_REMOTE_RETRY_MAX_WAIT", default=20.0)
 
 # --- Conversations and feedback --------------------------------------------------------------
-# inference: at most this many earlier turns (besides system messages) go with each new one.
+# conversations: at most this many earlier turns (besides system messages) go with each new one.
 CONVERSATION_HISTORY_MAX_MESSAGES = env.int("CONVERSATION_HISTORY_MAX_MESSAGES", default=50)
 # feedback: longer comments are refused (400), never cut.
 FEEDBACK_COMMENT_MAX_CHARS = env.int("FEEDBACK_COMMENT_MAX_CHARS", default=5000)

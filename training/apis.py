@@ -19,10 +19,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsStaff
+from llmsite.devices import DEVICES
 from llmsite.serializers import PageQuerySerializer, StrictCharField, StrictSerializer, page, page_serializer
 from training import selectors, services
 from training.models import TrainingRun
-from training.trainer import DEVICES
 
 TAGS = ["training"]
 NOT_FOUND = OpenApiResponse(description="no training run has that id")

@@ -1,5 +1,4 @@
 import logging
-import threading
 
 from django.apps import AppConfig
 
@@ -11,31 +10,25 @@ class TrainingConfig(AppConfig):
     name = "training"
 
     def ready(self) -> None:
-        from llmsite.processes import is_server_process
+        from llmsite.processes import is_server_process, start_in_background
 
         # A server that starts marks failed the runs its previous life left `running` (training
         # threads die with their process), then resumes the queued ones when it trains in-process.
         # In the background: the database is not for ready() itself.
         if is_server_process():
-            threading.Thread(target=_recover_at_start, name="training-startup", daemon=True).start()
+            start_in_background(
+                "training-startup", _recover_at_start, failure="recovering training runs at start failed", logger=logger
+            )
 
 
 def _recover_at_start() -> None:
-    from django.apps import apps
     from django.conf import settings
-    from django.db import close_old_connections
 
-    apps.ready_event.wait()
     from training import services
     from training.models import TrainingRun
 
-    try:
-        reaped = services.runs_reap(startup=True)
-        if reaped:
-            logger.warning("marked %d interrupted training run(s) failed", reaped)
-        if settings.TRAINING_EXECUTOR == "thread" and TrainingRun.objects.filter(status="queued").exists():
-            services.worker_kick()
-    except Exception:
-        logger.exception("recovering training runs at start failed")
-    finally:
-        close_old_connections()
+    reaped = services.runs_reap(startup=True)
+    if reaped:
+        logger.warning("marked %d interrupted training run(s) failed", reaped)
+    if settings.TRAINING_EXECUTOR == "thread" and TrainingRun.objects.filter(status="queued").exists():
+        services.worker_kick()

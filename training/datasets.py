@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from llmsite.chat import ROLES
 from training.trainer import Example
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "data"
 CHAT_SUFFIXES = (".jsonl",)
 TEXT_SUFFIXES = (".txt", ".md")
 FEEDBACK = "feedback"
-ROLES = ("system", "user", "assistant")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

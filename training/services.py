@@ -33,12 +33,12 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import Q
 from django.utils import timezone
 
+from llmsite.devices import ACCELERATORS, DEVICES
 from llmsite.errors import ApplicationError
 from llmsite.model_store import ALIASES, PACKAGED_LLMS, ModelNotFound, resolve_llm_folder
 from training import datasets as ds
 from training.models import EpochMetric, TrainingRun
 from training.trainer import (
-    DEVICES,
     EpochDone,
     Evaluated,
     Event,
@@ -48,6 +48,7 @@ from training.trainer import (
     TrainingCancelled,
     TrainingConfig,
     TrainingError,
+    resolve_device,
     train,
 )
 
@@ -203,9 +204,7 @@ def _validated(fields: dict[str, Any], *, allow_paths: bool) -> dict[str, Any]:
     device = values.get("device") or settings.TRAINING_DEVICE
     if device not in DEVICES:
         raise ApplicationError(f"device must be one of {', '.join(DEVICES)}; got {device!r}", field="device")
-    if device in ("cuda", "mps"):
-        from training.trainer import resolve_device
-
+    if device in ACCELERATORS:
         try:
             resolve_device(device)
         except TrainingError as exc:

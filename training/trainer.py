@@ -38,7 +38,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from inference.providers.hf import DEVICES as DEVICES  # re-exported: the device names serving uses
+from llmsite.devices import DeviceUnavailable
+from llmsite.devices import resolve_device as _resolve_device
 
 IGNORE = -100
 MANIFEST = "llmsite-training.json"
@@ -255,17 +256,14 @@ def split(examples: Sequence[Example], eval_fraction: float, seed: int) -> tuple
 
 
 def resolve_device(device: str) -> str:
-    """The concrete device for `device`, as the HF provider resolves it, except that `auto` never picks mps."""
-    import torch
+    """The concrete device for `device` (llmsite.devices), except that `auto` never picks mps.
 
-    from inference.providers.base import ProviderUnavailable
-    from inference.providers.hf import resolve_device as provider_device
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"  # mps only when asked: its training kernels lag
+    Raises TrainingError for an unknown device or one this machine lacks.
+    """
     try:
-        return provider_device(device)
-    except ProviderUnavailable as exc:
+        # mps only when asked: its training kernels lag.
+        return _resolve_device(device, auto_picks_mps=False)
+    except DeviceUnavailable as exc:
         raise TrainingError(exc.message) from exc
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from inference import conversations
-from inference.providers.base import Usage
-from inference.services import CompletionResult
+from conversations.models import Conversation, Message
+from conversations.services import conversation_create, exchange_append
 
 
 @pytest.fixture(autouse=True)
@@ -37,17 +36,20 @@ def staff_client(staff):
     return client_for(staff)
 
 
-def result(text: str, *, model: str = "tiny-a", provider: str = "hf") -> CompletionResult:
-    return CompletionResult(
-        id="cmpl-feedc0de",
-        text=text,
+def answer_to(
+    conversation: Conversation, prompt: str, text: str, *, model: str = "tiny-a", provider: str = "hf"
+) -> Message:
+    """Append `prompt` and the model's answer `text` to the conversation; the assistant Message."""
+    return exchange_append(
+        conversation=conversation,
+        turns=[{"role": "user", "content": prompt}],
+        answer=text,
         provider=provider,
         model=model,
-        usage=Usage(prompt_tokens=10, completion_tokens=4),
-        cached=False,
-        latency_ms=3.0,
-        ttft_ms=1.0,
+        prompt_tokens=10,
+        completion_tokens=4,
         finish_reason="stop",
+        completion_id="cmpl-feedc0de",
     )
 
 
@@ -57,7 +59,6 @@ def chat_answer():
 
     def make(user, prompt: str = "What is 2+2?", text: str = "4", *, system: str | None = None, model: str = "tiny-a"):
         seed = [{"role": "system", "content": system}] if system else None
-        chat = conversations.conversation_create(user=user, messages=seed)
-        return conversations.record_exchange(conversation=chat, prompt=prompt, result=result(text, model=model))
+        return answer_to(conversation_create(user=user, messages=seed), prompt, text, model=model)
 
     return make

@@ -9,10 +9,10 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
+from conversations.models import Conversation, Message
 from feedback import services
 from feedback.models import Feedback
 from feedback.tests.test_feedback_api import markup_in
-from inference.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
 
@@ -89,9 +89,9 @@ def test_markup_that_reached_the_database_shows_as_inert_text_in_the_admin(admin
     pages = [
         "/admin/feedback/feedback/",
         f"/admin/feedback/feedback/{feedback.pk}/change/",
-        "/admin/inference/message/",
-        f"/admin/inference/message/{answer.pk}/change/",
-        f"/admin/inference/conversation/{answer.conversation_id}/change/",
+        "/admin/conversations/message/",
+        f"/admin/conversations/message/{answer.pk}/change/",
+        f"/admin/conversations/conversation/{answer.conversation_id}/change/",
     ]
     for url in pages:
         html = admin_client.get(url).content.decode()
@@ -130,14 +130,14 @@ def test_staff_with_view_permission_can_list_and_export(client, staff, rated):
 @pytest.mark.parametrize(
     "url",
     [
-        "/admin/inference/conversation/",
-        "/admin/inference/conversation/?q=alice",
-        "/admin/inference/conversation/?messages__model=tiny-a",
-        f"/admin/inference/conversation/?created__gte=2000-01-01{AWARE}",
-        "/admin/inference/message/",
-        "/admin/inference/message/?role__exact=assistant",
-        "/admin/inference/message/?model=tiny-b",
-        "/admin/inference/message/?q=Hello",
+        "/admin/conversations/conversation/",
+        "/admin/conversations/conversation/?q=alice",
+        "/admin/conversations/conversation/?messages__model=tiny-a",
+        f"/admin/conversations/conversation/?created__gte=2000-01-01{AWARE}",
+        "/admin/conversations/message/",
+        "/admin/conversations/message/?role__exact=assistant",
+        "/admin/conversations/message/?model=tiny-b",
+        "/admin/conversations/message/?q=Hello",
     ],
 )
 def test_the_conversation_and_message_changelists_load(admin_client, rated, url):
@@ -148,11 +148,11 @@ def test_the_conversation_and_message_changelists_load(admin_client, rated, url)
 
 def test_conversations_and_messages_export_as_csv(admin_client, rated):
     chats = list(Conversation.objects.order_by("id"))
-    rows = download(admin_client, "/admin/inference/conversation/", [c.pk for c in chats])
+    rows = download(admin_client, "/admin/conversations/conversation/", [c.pk for c in chats])
     assert sorted((r["user"], r["messages"]) for r in rows) == [("alice", "2"), ("bob", "2")]
 
     messages = list(Message.objects.order_by("id"))
-    rows = download(admin_client, "/admin/inference/message/", [m.pk for m in messages])
+    rows = download(admin_client, "/admin/conversations/message/", [m.pk for m in messages])
     assert {(r["user"], r["role"], r["content"], r["model"]) for r in rows} == {
         ("alice", "user", "Hi", ""),
         ("alice", "assistant", "Hello", "tiny-a"),

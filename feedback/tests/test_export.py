@@ -10,10 +10,10 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from conversations.services import conversation_create, conversation_delete
 from feedback import services
 from feedback.models import Feedback
-from feedback.tests.conftest import result
-from inference import conversations
+from feedback.tests.conftest import answer_to
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ def read_jsonl(path) -> list[dict]:
 
 def test_good_answers_export_as_chat_examples_with_their_history(alice, chat_answer):
     first = chat_answer(alice, "What is 2+2?", "4", system="Be brief.")
-    follow_up = conversations.record_exchange(conversation=first.conversation, prompt="And 3+3?", result=result("6"))
+    follow_up = answer_to(first.conversation, "And 3+3?", "6")
     rate(alice, first, 1)
     rate(alice, follow_up, 1, comment="right")
 
@@ -70,7 +70,7 @@ def test_bad_answers_and_unusable_ones_are_not_training_examples(alice, bob, cha
 def test_feedback_outlives_its_conversation_in_the_export(alice, chat_answer):
     answer = chat_answer(alice, "Keep me", "Kept")
     rate(alice, answer, 1)
-    conversations.conversation_delete(conversation=answer.conversation)
+    conversation_delete(conversation=answer.conversation)
 
     assert Feedback.objects.get().message is None
     assert list(services.export_training_examples()) == [
@@ -165,12 +165,10 @@ def test_exported_examples_load_into_the_chat_template_of_the_served_model(alice
 def test_every_example_passes_the_training_apps_dataset_loader(alice, chat_answer):
     datasets = pytest.importorskip("training.datasets")
     # Awkward histories: a greeting before any question, an earlier empty answer, a plain pair.
-    greeted = conversations.conversation_create(
-        user=alice, messages=[{"role": "assistant", "content": "Hello! Ask me anything."}]
-    )
-    rate(alice, conversations.record_exchange(conversation=greeted, prompt="Hi", result=result("Hey")), 1)
+    greeted = conversation_create(user=alice, messages=[{"role": "assistant", "content": "Hello! Ask me anything."}])
+    rate(alice, answer_to(greeted, "Hi", "Hey"), 1)
     empty = chat_answer(alice, "First", "")
-    rate(alice, conversations.record_exchange(conversation=empty.conversation, prompt="Again", result=result("Ok")), 1)
+    rate(alice, answer_to(empty.conversation, "Again", "Ok"), 1)
     rate(alice, chat_answer(alice, "2+2?", "4", system="Be brief."), 1)
 
     examples = datasets.load_feedback(max_examples=100)

@@ -122,21 +122,22 @@ class AnthropicProvider(RemoteProvider):
         return AnthropicStream(self)
 
     def _request_body(self, request: GenerationRequest) -> dict[str, Any]:
+        sampling = request.sampling
         messages = message_text(request.messages, request.prompt)
         # System prompts are not messages in this API: they go in the top-level `system` field.
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         body: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": request.max_new_tokens,  # required by this API
+            "max_tokens": sampling.max_new_tokens,  # required by this API
             "messages": [m for m in messages if m["role"] != "system"],
             # Anthropic's range is 0..1 where ours (OpenAI's) is 0..2.
-            "temperature": min(request.temperature, 1.0),
+            "temperature": min(sampling.temperature, 1.0),
             "stream": True,
         }
         if system:
             body["system"] = system
-        if request.temperature > 0 and request.top_p < 1:
-            body["top_p"] = request.top_p
-        if request.stop:
-            body["stop_sequences"] = list(request.stop)
+        if sampling.temperature > 0 and sampling.top_p < 1:
+            body["top_p"] = sampling.top_p
+        if sampling.stop:
+            body["stop_sequences"] = list(sampling.stop)
         return body

@@ -8,7 +8,10 @@ Methods that child classes must implement
 ------------------------------------------
 - `load()` / `close()`: acquire and release weights, clients, threads. `load()` raises
   `ProviderUnavailable` with a reason a person can act on.
-- `count_tokens(text)`, `context_window`: so callers can reject prompts that cannot fit.
+- `count_tokens(text)`: the text's length in this model's tokens; exact where the provider
+  has the tokenizer, an estimate where only the upstream has it (remote APIs).
+- `context_window`: the model's window in tokens, or None where only the upstream knows it
+  (it then refuses a prompt that does not fit, and that refusal comes back as an error).
 - `generate(request) -> Completion`: blocking; call it from a worker thread, never the loop.
 - `stream(request)`: an async iterator of `TextDelta` events, then exactly one `StreamEnd`
   carrying the usage and `finish_reason`. Closing the iterator (`aclose()`, task
@@ -21,14 +24,29 @@ Optional: `render(request)` (the exact text the model sees, used for cache keys)
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar, Literal, get_args
 
-Role = Literal["system", "user", "assistant"]
+from llmsite.chat import ROLES, Role
+
 # Remote providers pass on why the upstream withheld an answer: "content_filter" (OpenAI), "refusal" (Anthropic).
 FinishReason = Literal["stop", "length", "cancelled", "content_filter", "refusal"]
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
+FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
+
+MAX_STOP = 4  # stop sequences one request may give
+SEED_MAX = 2**63 - 1  # seeds are 64-bit on every engine
+TEMPERATURE_MAX = 2.0
+
+
+class InvalidParameter(ValueError):
+    """A request field is out of bounds; `field` names it (dotted for nested fields)."""
+
+    def __init__(self, field: str, message: str, *, code: str = "invalid"):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.code = code
 
 
 class ProviderError(Exception):
@@ -63,50 +81,148 @@ class Message:
 
 
 @dataclass(frozen=True)
-class GenerationRequest:
-    """One generation: a plain `prompt` or chat `messages` (exactly one), and sampling parameters.
+class SamplingParams:
+    """How to sample, defined once for every entry point, service and engine.
 
-    `temperature == 0` is greedy decoding; a `seed` makes sampling repeatable.
+    `None` means "not set": `resolved(*layers)` fills each unset value from the first layer that
+    sets it (the model's defaults, then the site's), then from `FALLBACKS`. A new sampling
+    parameter is one field here (plus its check in `__post_init__` and its fallback), then the
+    entry points' parsers and the engines that honour it.
     """
 
-    prompt: str | None = None
-    messages: tuple[Message, ...] | None = None
-    max_new_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
+    max_new_tokens: int | None = None
+    temperature: float | None = None  # 0 is greedy decoding
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None  # makes sampling repeatable
+
+    FALLBACKS: ClassVar[dict[str, Any]] = {
+        "max_new_tokens": 128,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "stop": (),
+        "seed": None,
+    }
 
     def __post_init__(self) -> None:
-        if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give exactly one of prompt or messages")
-        if self.messages is not None and not isinstance(self.messages, tuple):
-            object.__setattr__(self, "messages", tuple(self.messages))
-        if not isinstance(self.stop, tuple):
+        if self.stop is not None and not isinstance(self.stop, tuple):
             object.__setattr__(self, "stop", tuple(self.stop))
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
+        if self.temperature is not None:
+            object.__setattr__(self, "temperature", float(self.temperature))
+        if self.top_p is not None:
+            object.__setattr__(self, "top_p", float(self.top_p))
+        if self.max_new_tokens is not None and (not _is_int(self.max_new_tokens) or self.max_new_tokens < 1):
+            raise InvalidParameter("max_new_tokens", "max_new_tokens must be an integer of at least 1")
+        if self.temperature is not None and not 0 <= self.temperature <= TEMPERATURE_MAX:
+            raise InvalidParameter("temperature", f"temperature must be between 0 and {TEMPERATURE_MAX:g}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise InvalidParameter("top_p", "top_p must be greater than 0 and at most 1")
+        if self.stop is not None:
+            if len(self.stop) > MAX_STOP:
+                raise InvalidParameter("stop", f"at most {MAX_STOP} stop sequences")
+            if not all(isinstance(s, str) and s for s in self.stop):
+                raise InvalidParameter("stop", "stop sequences must be non-empty strings")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= SEED_MAX):
+            raise InvalidParameter("seed", f"seed must be an integer from 0 to {SEED_MAX}")
 
     @classmethod
-    def from_messages(cls, messages: Sequence[dict[str, str] | Message], **params: Any) -> GenerationRequest:
-        converted = tuple(m if isinstance(m, Message) else Message(m["role"], m["content"]) for m in messages)
-        return cls(messages=converted, **params)
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> SamplingParams:
+        """The sampling values among `values` (other keys are ignored; None stays unset)."""
+        return cls(**{name: values[name] for name in cls.names() if values.get(name) is not None})
+
+    def resolved(self, *layers: Mapping[str, Any], max_new_tokens_cap: int | None = None) -> SamplingParams:
+        """Every value set: this request's, else the first layer's that has it, else FALLBACKS.
+
+        `max_new_tokens_cap` bounds the result (the site's limit holds whatever a default says).
+        """
+        values = {}
+        for name in self.names():
+            value = getattr(self, name)
+            for layer in layers:
+                if value is not None:
+                    break
+                value = layer.get(name)
+            values[name] = value if value is not None else self.FALLBACKS[name]
+        if max_new_tokens_cap is not None:
+            values["max_new_tokens"] = min(int(values["max_new_tokens"]), max_new_tokens_cap)
+        return SamplingParams(**values)
+
+    def merged(self, **overrides: Any) -> SamplingParams:
+        """A copy with some values replaced."""
+        return replace(self, **overrides)
+
+    @property
+    def greedy(self) -> bool:
+        return not self.temperature
 
     @property
     def deterministic(self) -> bool:
         """Whether the same request always yields the same text (greedy, or seeded sampling)."""
-        return self.temperature == 0 or self.seed is not None
+        return self.greedy or self.seed is not None
 
-    def sampling_params(self) -> dict[str, Any]:
-        """The parameters that shape the output; the cache key hashes them by name."""
+    def cache_params(self) -> dict[str, Any]:
+        """The values that shape the output; the cache key hashes them by name."""
         return {
             "max_new_tokens": self.max_new_tokens,
             # Greedy ignores temperature/top_p/seed: drop them, so equal outputs share one key.
-            "temperature": self.temperature,
-            "top_p": self.top_p if self.temperature > 0 else None,
-            "seed": self.seed if self.temperature > 0 else None,
-            "stop": list(self.stop),
+            "temperature": self.temperature or 0.0,
+            "top_p": self.top_p if not self.greedy else None,
+            "seed": self.seed if not self.greedy else None,
+            "stop": list(self.stop or ()),
         }
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_input(prompt: str | None, messages: Sequence[Any] | None) -> None:
+    """The one rule on a request's input: exactly one of a plain prompt or chat messages, with known roles."""
+    if (prompt is None) == (messages is None):
+        raise InvalidParameter("prompt", "give exactly one of prompt or messages")
+    if messages is not None:
+        if not messages:
+            raise InvalidParameter("messages", "messages must not be empty")
+        for index, message in enumerate(messages):
+            if message.role not in ROLES:
+                raise InvalidParameter(f"messages.{index}.role", f"role must be one of {', '.join(ROLES)}")
+
+
+def as_messages(messages: Sequence[Mapping[str, str] | Message] | None) -> tuple[Message, ...] | None:
+    """Chat turns as Message values, from dicts (parsers) or Messages."""
+    if messages is None:
+        return None
+    return tuple(m if isinstance(m, Message) else Message(m["role"], m["content"]) for m in messages)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What a provider generates from: the full input the model sees, and every sampling value set.
+
+    Built by the inference services from a client's `inference.protocol.CompletionRequest`
+    (history, retrieved passages and defaults applied); tests and benchmarks build it directly.
+    """
+
+    prompt: str | None = None
+    messages: tuple[Message, ...] | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "messages", as_messages(self.messages))
+        check_input(self.prompt, self.messages)
+        object.__setattr__(self, "sampling", self.sampling.resolved())
+
+    @classmethod
+    def from_messages(cls, messages: Sequence[Mapping[str, str] | Message], **sampling: Any) -> GenerationRequest:
+        return cls(messages=as_messages(messages), sampling=SamplingParams(**sampling))
+
+    @property
+    def deterministic(self) -> bool:
+        return self.sampling.deterministic
 
 
 @dataclass(frozen=True)
@@ -161,13 +277,6 @@ class ModelInfo:
     detail: str = ""
 
 
-@dataclass
-class Availability:
-    available: bool
-    reason: str = ""
-    models: list[ModelInfo] = field(default_factory=list)
-
-
 class Provider:
     """Base class of model backends; see the module docstring for the contract."""
 
@@ -185,7 +294,7 @@ class Provider:
 
     # --- tokens -------------------------------------------------------------------------
     @property
-    def context_window(self) -> int:
+    def context_window(self) -> int | None:
         raise NotImplementedError
 
     def count_tokens(self, text: str) -> int:

@@ -21,16 +21,20 @@ Jobs wait in a bounded queue while the batch is full; `submit` raises `QueueFull
 `ProviderError`, which the site answers with 503) when the queue is full too. A job whose
 `cancel` event is set leaves before the next step. Callbacks run on the scheduler thread: keep
 them short (the provider detokenizes there and hands text to an event loop).
+
+Tests drive the loop step by step instead of racing it: inside `with scheduler.paused():` the
+loop starts no step, so jobs submitted there are all waiting when it resumes; `advance(n)` runs
+exactly n steps and returns once they are done. Unpaused, the loop never waits on either.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import inspect
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -78,7 +82,6 @@ class BatchJob:
     pick: Callable[[Any], int] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     tokens: list[int] = field(default_factory=list)
-    queued_at: float = field(default_factory=time.perf_counter)
     _ended: bool = False
 
     def end(self, reason: EndReason, error: BaseException | None = None) -> None:
@@ -179,11 +182,15 @@ class BatchScheduler:
         self.pad = pad_token_id
         self.limits = limits or BatchLimits()
         self._waiting: collections.deque[BatchJob] = collections.deque()
-        self._wake = threading.Condition()
+        lock = threading.Lock()
+        self._wake = threading.Condition(lock)  # the loop waits here for work, or for a pause to end
+        self._between_steps = threading.Condition(lock)  # paused() and advance() wait here for a step to end
         self._closing = False
         self._batch: _Batch | None = None
+        self._stepping = False  # the loop is inside a step (and does not hold the lock)
+        self._pauses = 0  # open paused() blocks: while any is open, the loop only runs the steps advance() grants
+        self._granted = 0
         self.steps = 0  # forward passes so far (prefills and decoding steps)
-        self.peak_batch = 0
         self._thread = threading.Thread(target=self._loop, name=f"batch-{name}", daemon=True)
         self._thread.start()
 
@@ -213,8 +220,52 @@ class BatchScheduler:
         with self._wake:
             self._closing = True
             self._wake.notify()
+            self._between_steps.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+
+    # --- stepping by hand (tests) --------------------------------------------------------
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the loop between two steps for the block: it starts no step there but those `advance` grants.
+
+        Entering waits for the step in progress to end, so the block sees settled state (`running`,
+        each job's tokens); jobs submitted in it join together at the first step after it.
+        """
+        with self._wake:
+            self._pauses += 1
+            while self._stepping:
+                self._between_steps.wait()
+        try:
+            yield
+        finally:
+            with self._wake:
+                self._pauses -= 1
+                if not self._pauses:
+                    self._granted = 0  # a step granted but never started (advance timed out) is not owed
+                self._wake.notify()
+
+    def advance(self, steps: int = 1, timeout: float = 30.0) -> None:
+        """Inside `paused()`: run `steps` loop steps (admit, prefill newcomers, one decoding step) and wait for them.
+
+        Raises RuntimeError when no job waits or runs (the step would never start), TimeoutError
+        when a step takes longer than `timeout` seconds (a stuck model, not a slow machine).
+        """
+        with self._wake:
+            if not self._pauses:
+                raise RuntimeError("advance() steps a paused scheduler: call it inside `with scheduler.paused():`")
+            for _ in range(steps):
+                if not self._waiting and self._batch is None:
+                    raise RuntimeError("nothing to step: no job waits or runs")
+                self._granted = 1
+                self._wake.notify()
+                done = self._between_steps.wait_for(
+                    lambda: self._closing or not (self._granted or self._stepping), timeout
+                )
+                if not done:
+                    raise TimeoutError(f"a scheduler step took longer than {timeout} s")
+                if self._closing:
+                    raise ProviderUnavailable("the local model is shutting down", permanent=False)
 
     # --- the scheduler thread -----------------------------------------------------------
     def _loop(self) -> None:
@@ -223,10 +274,16 @@ class BatchScheduler:
         with torch.inference_mode():
             while True:
                 with self._wake:
-                    while not self._closing and not self._waiting and self._batch is None:
+                    self._stepping = False
+                    if self._pauses:
+                        self._between_steps.notify_all()
+                    while not self._closing and (self._held() or (not self._waiting and self._batch is None)):
                         self._wake.wait()
                     if self._closing:
                         break
+                    if self._pauses:
+                        self._granted -= 1
+                    self._stepping = True
                     newcomers = self._admit()
                 try:
                     if newcomers:
@@ -244,6 +301,10 @@ class BatchScheduler:
             job.end("cancelled", failure)
         self._waiting.clear()
         self._batch = None
+
+    def _held(self) -> bool:
+        """Whether a pause keeps the loop from starting its next step (called with the lock held)."""
+        return self._pauses > 0 and self._granted == 0
 
     def _admit(self) -> list[BatchJob]:
         """Waiting jobs that join at this step (called with the lock held)."""
@@ -305,7 +366,6 @@ class BatchScheduler:
             self._batch = batch
         else:
             self._batch.merge(batch)
-        self.peak_batch = max(self.peak_batch, len(self._batch))
 
     def _decode(self) -> None:
         import torch

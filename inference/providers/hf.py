@@ -38,16 +38,17 @@ from inference.providers.base import (
     Provider,
     ProviderError,
     ProviderUnavailable,
+    SamplingParams,
     StreamEnd,
     StreamEvent,
     TextDelta,
     Usage,
 )
 from inference.providers.batching import BatchJob, BatchLimits, BatchScheduler, EndReason, supports_batching
+from llmsite.devices import DeviceUnavailable
+from llmsite.devices import resolve_device as _resolve_device
 
 logger = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def preload_imports() -> None:
@@ -69,20 +70,11 @@ def preload_imports() -> None:
 
 
 def resolve_device(device: str) -> str:
-    """`auto` → cuda, then mps, then cpu; an explicit device that is absent raises ProviderUnavailable."""
-    import torch
-
-    if device not in DEVICES:
-        raise ProviderUnavailable(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
-    cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if device == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
-    if device == "cuda" and not cuda:
-        raise ProviderUnavailable("DEVICE=cuda but no CUDA device is available (torch sees none)")
-    if device == "mps" and not mps:
-        raise ProviderUnavailable("DEVICE=mps but the MPS backend is not available on this machine")
-    return device
+    """`auto` → cuda, then mps, then cpu (llmsite.devices); an unknown or absent device raises ProviderUnavailable."""
+    try:
+        return _resolve_device(device)
+    except DeviceUnavailable as exc:
+        raise ProviderUnavailable(exc.message) from exc
 
 
 def resolve_dtype(dtype: str, device: str) -> Any:
@@ -157,12 +149,13 @@ class _Sampler:
     It returns scores that are -inf except at the sampled token, so greedy decoding picks it.
     """
 
-    def __init__(self, temperature: float, top_p: float, seed: int | None, device: str):
+    def __init__(self, sampling: SamplingParams, device: str):
         import torch
 
-        self.temperature = temperature
-        self.top_p = top_p
+        self.temperature = sampling.temperature
+        self.top_p = sampling.top_p
         self.generator = torch.Generator(device=device)
+        seed = sampling.seed
         self.generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
@@ -358,10 +351,6 @@ class HFProvider(Provider):
 
             torch.cuda.empty_cache()
 
-    @property
-    def loaded(self) -> bool:
-        return self.hf_model is not None
-
     # --- tokens -------------------------------------------------------------------------
     @property
     def context_window(self) -> int:
@@ -500,10 +489,9 @@ class HFProvider(Provider):
         """`request` as a scheduler job: the same sampler, detokenizer and counting as `_run`."""
         tokenizer = self.tokenizer
         control = _Control(self, cancel)
-        detok = _Detokenizer(tokenizer, request.stop, emit, control) if emit is not None or request.stop else None
-        pick = None
-        if request.temperature > 0:
-            pick = _Sampler(request.temperature, request.top_p, request.seed, self.device).pick
+        sampling = request.sampling
+        detok = _Detokenizer(tokenizer, sampling.stop, emit, control) if emit is not None or sampling.stop else None
+        pick = _Sampler(sampling, self.device).pick if not sampling.greedy else None
 
         def on_token(token: int) -> bool:
             control.count()
@@ -527,7 +515,7 @@ class HFProvider(Provider):
 
         return BatchJob(
             prompt_ids=ids,
-            max_new_tokens=min(request.max_new_tokens, self._context_window - len(ids)),
+            max_new_tokens=min(request.sampling.max_new_tokens, self._context_window - len(ids)),
             on_token=on_token,
             on_end=on_end,
             pick=pick,
@@ -546,19 +534,17 @@ class HFProvider(Provider):
             raise ProviderUnavailable(f"{self.model} is not loaded")
         started = time.perf_counter()
         ids = self.prepare(request)
-        max_new = min(request.max_new_tokens, self._context_window - len(ids))
+        max_new = min(request.sampling.max_new_tokens, self._context_window - len(ids))
         control = _Control(self, cancel)
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_new,
             "stopping_criteria": StoppingCriteriaList([control]),
         }
-        if request.temperature > 0:
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [_Sampler(request.temperature, request.top_p, request.seed, self.device)]
-            )
+        if not request.sampling.greedy:
+            kwargs["logits_processor"] = LogitsProcessorList([_Sampler(request.sampling, self.device)])
         detok: _Detokenizer | None = None
-        if emit is not None or request.stop:
-            detok = _Detokenizer(tokenizer, request.stop, emit, control)
+        if emit is not None or request.sampling.stop:
+            detok = _Detokenizer(tokenizer, request.sampling.stop, emit, control)
 
             class _Streamer(BaseStreamer):
                 put = staticmethod(detok.put)

@@ -154,19 +154,20 @@ class OpenAIProvider(RemoteProvider):
         return OpenAIStream(self)
 
     def _request_body(self, request: GenerationRequest) -> dict[str, Any]:
+        sampling = request.sampling
         body: dict[str, Any] = {
             "model": self.model,
             "messages": message_text(request.messages, request.prompt),
             # max_tokens rather than max_completion_tokens: every compatible server knows it.
-            "max_tokens": request.max_new_tokens,
-            "temperature": request.temperature,
+            "max_tokens": sampling.max_new_tokens,
+            "temperature": sampling.temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if request.temperature > 0 and request.top_p < 1:
-            body["top_p"] = request.top_p
-        if request.stop:
-            body["stop"] = list(request.stop)
-        if request.seed is not None:
-            body["seed"] = request.seed
+        if sampling.temperature > 0 and sampling.top_p < 1:
+            body["top_p"] = sampling.top_p
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
         return body

@@ -168,6 +168,10 @@ def parse_json(event: ServerSentEvent, source: str) -> dict[str, Any]:
     return data
 
 
+# What remote providers assume a token is worth when they must estimate (their tokenizer is upstream).
+CHARS_PER_TOKEN_ESTIMATE = 4
+
+
 class RemoteProvider(Provider):
     """Base of providers behind an HTTP API; see the module docstring.
 
@@ -199,6 +203,15 @@ class RemoteProvider(Provider):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}:{self.model} at {self.host}>"
+
+    # --- tokens: the upstream has the tokenizer and the window --------------------------
+    @property
+    def context_window(self) -> int | None:
+        return None  # unknown here; the upstream refuses a prompt that does not fit (a 400 that says so)
+
+    def count_tokens(self, text: str) -> int:
+        """An estimate (about four characters a token for English), never zero for non-empty text."""
+        return -(-len(text) // CHARS_PER_TOKEN_ESTIMATE)
 
     # --- what a subclass says -------------------------------------------------------------
     def _stream_path(self) -> str:

@@ -4,12 +4,19 @@ import asyncio
 
 import pytest
 
-from inference.providers.base import GenerationRequest, PromptTooLong, ProviderUnavailable, StreamEnd, TextDelta
+from inference.providers.base import (
+    GenerationRequest,
+    PromptTooLong,
+    ProviderUnavailable,
+    SamplingParams,
+    StreamEnd,
+    TextDelta,
+)
 from inference.providers.hf import HFProvider, resolve_device
 
 
 def test_it_is_greedy_and_repeatable_at_temperature_zero(tiny_provider):
-    request = GenerationRequest(prompt="Hello there", max_new_tokens=12)
+    request = GenerationRequest(prompt="Hello there", sampling=SamplingParams(max_new_tokens=12))
     first, second = tiny_provider.generate(request), tiny_provider.generate(request)
     assert first.text == second.text
     assert first.usage.completion_tokens == 12
@@ -19,7 +26,9 @@ def test_it_is_greedy_and_repeatable_at_temperature_zero(tiny_provider):
 def test_it_repeats_sampling_with_a_seed(tiny_provider):
     def sample(seed):
         return tiny_provider.generate(
-            GenerationRequest(prompt="Once", max_new_tokens=16, temperature=1.0, top_p=0.95, seed=seed)
+            GenerationRequest(
+                prompt="Once", sampling=SamplingParams(max_new_tokens=16, temperature=1.0, top_p=0.95, seed=seed)
+            )
         ).text
 
     assert sample(7) == sample(7)
@@ -27,10 +36,12 @@ def test_it_repeats_sampling_with_a_seed(tiny_provider):
 
 
 def test_it_cuts_the_text_at_a_stop_string(tiny_provider):
-    full = tiny_provider.generate(GenerationRequest(prompt="Hi", max_new_tokens=24)).text
+    full = tiny_provider.generate(GenerationRequest(prompt="Hi", sampling=SamplingParams(max_new_tokens=24))).text
     assert len(full) > 6
     stop = full[4:6]
-    cut = tiny_provider.generate(GenerationRequest(prompt="Hi", max_new_tokens=24, stop=(stop,)))
+    cut = tiny_provider.generate(
+        GenerationRequest(prompt="Hi", sampling=SamplingParams(max_new_tokens=24, stop=(stop,)))
+    )
     assert cut.text == full[: full.index(stop)]
     assert cut.finish_reason == "stop"
     assert cut.usage.completion_tokens < 24
@@ -47,13 +58,13 @@ def test_it_uses_the_chat_template_for_messages(tiny_provider):
 
 def test_it_refuses_a_prompt_longer_than_the_context_window(tiny_provider):
     with pytest.raises(PromptTooLong) as caught:
-        tiny_provider.generate(GenerationRequest(prompt="word " * 400, max_new_tokens=2))
+        tiny_provider.generate(GenerationRequest(prompt="word " * 400, sampling=SamplingParams(max_new_tokens=2)))
     assert caught.value.limit == 256
     assert caught.value.tokens > 256
 
 
 async def test_it_streams_deltas_that_concatenate_to_the_generated_text(tiny_provider):
-    request = GenerationRequest(prompt="Stream me", max_new_tokens=20)
+    request = GenerationRequest(prompt="Stream me", sampling=SamplingParams(max_new_tokens=20))
     events = [event async for event in tiny_provider.stream(request)]
     deltas = [e.text for e in events if isinstance(e, TextDelta)]
     assert len(deltas) > 1
@@ -64,7 +75,7 @@ async def test_it_streams_deltas_that_concatenate_to_the_generated_text(tiny_pro
 
 async def test_it_stops_generating_when_the_stream_consumer_leaves(tiny_provider):
     before = tiny_provider.produced_tokens
-    stream = tiny_provider.stream(GenerationRequest(prompt="Go on", max_new_tokens=250))
+    stream = tiny_provider.stream(GenerationRequest(prompt="Go on", sampling=SamplingParams(max_new_tokens=250)))
     async for event in stream:
         assert isinstance(event, TextDelta)
         break
@@ -81,7 +92,9 @@ async def test_a_cancelled_task_stops_its_generation(tiny_provider):
     first = asyncio.Event()
 
     async def consume():
-        async for _ in tiny_provider.stream(GenerationRequest(prompt="Go on", max_new_tokens=250)):
+        async for _ in tiny_provider.stream(
+            GenerationRequest(prompt="Go on", sampling=SamplingParams(max_new_tokens=250))
+        ):
             first.set()
 
     task = asyncio.create_task(consume())

@@ -9,7 +9,7 @@ import numpy as np
 import openai
 import pytest
 
-from inference.providers.base import GenerationRequest, Message
+from inference.providers.base import GenerationRequest, Message, SamplingParams
 from llmsite.testing import start_live_server
 
 pytestmark = [pytest.mark.live_server, pytest.mark.django_db]
@@ -49,7 +49,9 @@ def client(site):
 
 def greedy(tiny_provider, max_new_tokens: int) -> str:
     messages = tuple(Message(m["role"], m["content"]) for m in MESSAGES)
-    return tiny_provider.generate(GenerationRequest(messages=messages, max_new_tokens=max_new_tokens)).text
+    return tiny_provider.generate(
+        GenerationRequest(messages=messages, sampling=SamplingParams(max_new_tokens=max_new_tokens))
+    ).text
 
 
 def test_a_chat_completion_has_openais_shape_and_the_greedy_answer(client, tiny_provider):
@@ -135,11 +137,16 @@ async def test_llmsites_openai_provider_talks_to_another_llmsite(site, tiny_prov
         names = [m.name for m in provider.models()]
         assert "tiny-a" in names
         messages = tuple(Message(m["role"], m["content"]) for m in MESSAGES)
-        request = GenerationRequest(messages=messages, max_new_tokens=7)
+        request = GenerationRequest(messages=messages, sampling=SamplingParams(max_new_tokens=7))
         completion = await asyncio.to_thread(provider.generate, request)
         assert completion.text == greedy(tiny_provider, 7)
         assert (completion.finish_reason, completion.usage.completion_tokens) == ("length", 7)
-        events = [event async for event in provider.stream(GenerationRequest(messages=messages, max_new_tokens=5))]
+        events = [
+            event
+            async for event in provider.stream(
+                GenerationRequest(messages=messages, sampling=SamplingParams(max_new_tokens=5))
+            )
+        ]
         assert "".join(e.text for e in events if isinstance(e, TextDelta)) == greedy(tiny_provider, 5)
         assert isinstance(events[-1], StreamEnd) and events[-1].usage.completion_tokens == 5
     finally:

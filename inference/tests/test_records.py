@@ -4,7 +4,8 @@ import pytest
 
 from inference import services
 from inference.models import InferenceRecord
-from inference.providers.base import TextDelta
+from inference.protocol import CompletionRequest
+from inference.providers.base import SamplingParams, TextDelta
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +33,9 @@ def test_it_records_a_refused_prompt_as_an_error(alice_client, serving):
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_stream_left_early_is_recorded_as_cancelled(serving):
-    stream = services.complete_stream(prompt="Go", max_new_tokens=200, source="sse")
+    stream = services.complete_stream(
+        CompletionRequest(prompt="Go", sampling=SamplingParams(max_new_tokens=200)), source="sse"
+    )
     async for event in stream:
         assert isinstance(event, TextDelta)
         break
@@ -44,7 +47,12 @@ async def test_a_stream_left_early_is_recorded_as_cancelled(serving):
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_stream_ends_with_the_result_and_its_record(serving):
-    events = [e async for e in services.complete_stream(prompt="Go", max_new_tokens=6)]
+    events = [
+        e
+        async for e in services.complete_stream(
+            CompletionRequest(prompt="Go", sampling=SamplingParams(max_new_tokens=6))
+        )
+    ]
     result = events[-1]
     assert isinstance(result, services.CompletionResult)
     assert "".join(e.text for e in events[:-1]) == result.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inference.providers.anthropic import API_VERSION, AnthropicProvider
-from inference.providers.base import GenerationRequest, Message, StreamEnd, TextDelta, Usage
+from inference.providers.base import GenerationRequest, Message, SamplingParams, StreamEnd, TextDelta, Usage
 from inference.providers.remote import HttpOptions, UpstreamError
 from inference.tests.fake_upstream import anthropic_sse, fixture, json_reply, sse_reply
 
@@ -65,7 +65,7 @@ async def test_it_sends_the_messages_request_with_the_system_prompt_apart(claude
 
 async def test_a_plain_prompt_is_one_user_message_and_greedy_sends_temperature_zero(claude, upstream):
     upstream.script("POST", PATH, sse_reply(anthropic_sse(["Hi"])))
-    await collect(claude, GenerationRequest(prompt="Hello?", max_new_tokens=5))
+    await collect(claude, GenerationRequest(prompt="Hello?", sampling=SamplingParams(max_new_tokens=5)))
     body = upstream.seen[0].body
     assert body["messages"] == [{"role": "user", "content": "Hello?"}]
     assert body["temperature"] == 0

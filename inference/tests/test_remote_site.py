@@ -9,6 +9,7 @@ import pytest
 from inference import registry, services
 from inference.engine import get_engine
 from inference.models import InferenceRecord, ProviderConfig
+from inference.protocol import CompletionRequest
 from inference.providers.base import TextDelta
 from inference.registry import ProviderSpec, build_provider
 from inference.tests.fake_upstream import Reply, anthropic_sse, closed_port_url, json_reply, openai_sse, sse_reply
@@ -198,7 +199,7 @@ async def test_a_stream_cut_midway_ends_in_an_error_after_the_text_and_is_record
     received = []
     try:
         with pytest.raises(ApplicationError) as caught:
-            async for event in services.complete_stream(prompt="hello"):
+            async for event in services.complete_stream(CompletionRequest(prompt="hello")):
                 received.append(event)
     finally:
         provider.close()

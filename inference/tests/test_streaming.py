@@ -15,7 +15,7 @@ from channels.testing import ApplicationCommunicator, WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 
 from inference.models import InferenceRecord
-from inference.providers.base import GenerationRequest
+from inference.providers.base import GenerationRequest, SamplingParams
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -115,7 +115,7 @@ async def test_sse_sends_tokens_as_they_are_produced_and_they_match_the_json_ans
     assert done["usage"]["completion_tokens"] == 12
     assert done["cached"] is False
     assert "text" not in done
-    expected = serving.generate(GenerationRequest(prompt=PROMPT, max_new_tokens=12)).text
+    expected = serving.generate(GenerationRequest(prompt=PROMPT, sampling=SamplingParams(max_new_tokens=12))).text
     assert "".join(deltas) == expected
 
 
@@ -220,7 +220,10 @@ async def test_an_api_client_authenticates_then_receives_tokens_in_order(applica
     assert last["type"] == "done", last
     assert len(tokens) > 1
     assert last["usage"]["completion_tokens"] == 10
-    assert "".join(tokens) == serving.generate(GenerationRequest(prompt=PROMPT, max_new_tokens=10)).text
+    assert (
+        "".join(tokens)
+        == serving.generate(GenerationRequest(prompt=PROMPT, sampling=SamplingParams(max_new_tokens=10))).text
+    )
     await communicator.disconnect()
     assert (await InferenceRecord.objects.aget()).source == "ws"
 

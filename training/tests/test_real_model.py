@@ -23,7 +23,7 @@ def smollm2():
 
 
 def test_three_steps_lower_the_eval_loss_and_the_result_serves(smollm2, tmp_path):
-    from inference.providers.base import GenerationRequest
+    from inference.providers.base import GenerationRequest, SamplingParams
     from inference.providers.hf import HFProvider
 
     examples = ds.load("dialogue", max_examples=1000, max_bytes=10_000_000)
@@ -48,7 +48,9 @@ def test_three_steps_lower_the_eval_loss_and_the_result_serves(smollm2, tmp_path
     provider = HFProvider("smollm2-tuned", folder, device="cpu")
     provider.load()
     try:
-        completion = provider.generate(GenerationRequest(prompt="What is llmsite?", max_new_tokens=16))
+        completion = provider.generate(
+            GenerationRequest(prompt="What is llmsite?", sampling=SamplingParams(max_new_tokens=16))
+        )
     finally:
         provider.close()
     assert completion.usage.completion_tokens > 0 and completion.text.strip()

@@ -142,7 +142,7 @@ def test_it_refuses_to_overwrite_a_folder(tiny_base, tmp_path, small_examples):
 
 
 def test_the_checkpoint_loads_through_the_hf_provider_and_generates(tiny_base, tmp_path, small_examples):
-    from inference.providers.base import GenerationRequest
+    from inference.providers.base import GenerationRequest, SamplingParams
     from inference.providers.hf import HFProvider
 
     folder = tmp_path / "tuned"
@@ -153,7 +153,9 @@ def test_the_checkpoint_loads_through_the_hf_provider_and_generates(tiny_base, t
     provider = HFProvider("tuned", folder, device="cpu")
     provider.load()
     try:
-        completion = provider.generate(GenerationRequest(prompt="What is llmsite?", max_new_tokens=5))
+        completion = provider.generate(
+            GenerationRequest(prompt="What is llmsite?", sampling=SamplingParams(max_new_tokens=5))
+        )
     finally:
         provider.close()
     assert completion.usage.completion_tokens >= 1

@@ -9,8 +9,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from inference import services
 from inference.engine import configured_spec, get_engine
+from inference.management.sampling import add_sampling_arguments, completion_request
+from inference.protocol import CompletionRequest
 from inference.providers.base import ProviderUnavailable, TextDelta
-from inference.registry import PROVIDER_NAMES, ProviderSpec, build_provider
+from inference.registry import PROVIDER_NAMES, ProviderSpec, build_provider, default_model
 from llmsite.errors import ApplicationError
 
 HELP = """Commands:
@@ -25,16 +27,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--system", default="", help="a system prompt for the whole conversation")
-        parser.add_argument("--max-new-tokens", type=int, default=None)
-        parser.add_argument("--temperature", type=float, default=None)
-        parser.add_argument("--seed", type=int, default=None)
+        add_sampling_arguments(parser)
 
-    def handle(self, *args, system, max_new_tokens, temperature, seed, **options):
-        if max_new_tokens is not None and not 1 <= max_new_tokens <= settings.LLM_MAX_NEW_TOKENS:
-            raise CommandError(f"--max-new-tokens must be 1 to {settings.LLM_MAX_NEW_TOKENS}")
-        if temperature is not None and not 0 <= temperature <= 2:
-            raise CommandError("--temperature must be 0 to 2")
-        self.sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+    def handle(self, *args, system, **options):
+        completion_request(options, prompt="")  # refuses bad sampling options before the chat starts
+        self.options = options
         self.system = system
         self.history: list[dict[str, str]] = []
         spec = configured_spec()
@@ -73,9 +70,7 @@ class Command(BaseCommand):
         if provider not in PROVIDER_NAMES:
             self.stderr.write(f"unknown provider {provider!r}; known: {', '.join(PROVIDER_NAMES)}")
             return
-        model = model or {"hf": settings.LLM_MODEL, "anthropic": settings.ANTHROPIC_MODEL}.get(
-            provider, settings.OPENAI_MODEL
-        )
+        model = model or default_model(provider)
         try:
             chosen = build_provider(ProviderSpec(provider, model, settings.DEVICE))
             chosen.load()
@@ -91,7 +86,10 @@ class Command(BaseCommand):
             {"role": "user", "content": text},
         ]
         try:
-            answer = asyncio.run(self._stream(messages))
+            answer = asyncio.run(self._stream(completion_request(self.options, messages=messages)))
+        except CommandError as exc:  # the conversation outgrew a limit
+            self.stderr.write(f"error: {exc} (/reset starts a shorter conversation)")
+            return
         except KeyboardInterrupt:
             self.stderr.write("\n(stopped)")
             return
@@ -101,10 +99,10 @@ class Command(BaseCommand):
             return
         self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
 
-    async def _stream(self, messages: list[dict[str, str]]) -> str:
+    async def _stream(self, asked: CompletionRequest) -> str:
         parts: list[str] = []
         self.stdout.write("bot> ", ending="")
-        async for event in services.complete_stream(messages=messages, source="cli", **self.sampling):
+        async for event in services.complete_stream(asked, source="cli"):
             if isinstance(event, TextDelta):
                 parts.append(event.text)
                 self.stdout.write(event.text, ending="")

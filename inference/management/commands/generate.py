@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from inference import services
+from inference.management.sampling import add_sampling_arguments, completion_request
 from inference.providers.base import TextDelta
 from llmsite.errors import ApplicationError
 
@@ -17,17 +17,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("prompt")
-        parser.add_argument("--max-new-tokens", type=int, default=None)
-        parser.add_argument("--temperature", type=float, default=None)
-        parser.add_argument("--seed", type=int, default=None)
+        add_sampling_arguments(parser)
 
-    def handle(self, *args, prompt, max_new_tokens, temperature, seed, **options):
-        if max_new_tokens is not None and not 1 <= max_new_tokens <= settings.LLM_MAX_NEW_TOKENS:
-            raise CommandError(f"--max-new-tokens must be 1 to {settings.LLM_MAX_NEW_TOKENS}")
-        if temperature is not None and not 0 <= temperature <= 2:
-            raise CommandError("--temperature must be 0 to 2")
+    def handle(self, *args, prompt, **options):
+        asked = completion_request(options, prompt=prompt)
         try:
-            result = asyncio.run(self._stream(prompt, max_new_tokens, temperature, seed))
+            result = asyncio.run(self._stream(asked))
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         self.stderr.write(
@@ -35,11 +30,9 @@ class Command(BaseCommand):
             f"in {result.latency_ms:.0f} ms, {result.finish_reason}{', cached' if result.cached else ''}]"
         )
 
-    async def _stream(self, prompt, max_new_tokens, temperature, seed):
+    async def _stream(self, asked):
         result = None
-        async for event in services.complete_stream(
-            prompt=prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, source="cli"
-        ):
+        async for event in services.complete_stream(asked, source="cli"):
             if isinstance(event, TextDelta):
                 self.stdout.write(event.text, ending="")
                 self.stdout.flush()

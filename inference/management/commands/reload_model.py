@@ -14,7 +14,8 @@ from django.core.management.base import BaseCommand, CommandError
 from inference import services
 from inference.engine import configured_spec
 from inference.models import ProviderConfig
-from inference.registry import DEVICES, PROVIDER_NAMES
+from inference.registry import PROVIDER_NAMES
+from llmsite.devices import DEVICES
 from llmsite.errors import ApplicationError
 
 

@@ -8,10 +8,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from llmsite.devices import DEVICES
 from llmsite.errors import ApplicationError
 from training import services
 from training.models import TrainingRun
-from training.trainer import DEVICES, EpochDone, Evaluated, Event, Prepared, Saved, StepDone
+from training.trainer import EpochDone, Evaluated, Event, Prepared, Saved, StepDone
 
 
 class Command(BaseCommand):

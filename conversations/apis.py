@@ -1,6 +1,6 @@
-"""Conversations REST API (API.md, Inference): thin views over `inference.conversations`.
+"""Conversations REST API (docs/api.md, Conversations): thin views over the services and selectors.
 
-Every lookup goes through `conversations.conversation_get`, so another user's conversation is a
+Every lookup goes through `selectors.conversation_get`, so another user's conversation is a
 404 exactly like a missing one.
 """
 
@@ -12,8 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference import conversations
-from inference.models import Conversation, Message
+from conversations import selectors, services
+from conversations.models import Conversation, Message
 from llmsite.serializers import PageQuerySerializer, StrictCharField, StrictSerializer, page, page_serializer
 
 TAGS = ["conversations"]
@@ -66,7 +66,7 @@ class ConversationDetailSerializer(serializers.Serializer):
 
     @extend_schema_field(MessageOutputSerializer(many=True))
     def get_messages(self, obj: Conversation) -> list[dict]:
-        rows = conversations.conversation_messages(conversation=obj)
+        rows = selectors.conversation_messages(conversation=obj)
         return MessageOutputSerializer(rows, many=True).data
 
 
@@ -96,7 +96,7 @@ class ConversationListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        body = page(conversations.conversation_list(user=request.user), **query.validated_data)
+        body = page(selectors.conversation_list(user=request.user), **query.validated_data)
         return Response(self.OutputSerializer(body).data)
 
     @extend_schema(
@@ -109,7 +109,7 @@ class ConversationListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        conversation = conversations.conversation_create(user=request.user, **data.validated_data)
+        conversation = services.conversation_create(user=request.user, **data.validated_data)
         return Response(ConversationDetailSerializer(conversation).data, status=status.HTTP_201_CREATED)
 
 
@@ -127,7 +127,7 @@ class ConversationDetailApi(APIView):
         tags=TAGS,
     )
     def get(self, request: Request, conversation_id: int) -> Response:
-        conversation = conversations.conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
         return Response(ConversationDetailSerializer(conversation).data)
 
     @extend_schema(
@@ -142,10 +142,10 @@ class ConversationDetailApi(APIView):
         tags=TAGS,
     )
     def patch(self, request: Request, conversation_id: int) -> Response:
-        conversation = conversations.conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
         data = self.RenameSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        conversations.conversation_rename(conversation=conversation, title=data.validated_data["title"])
+        services.conversation_rename(conversation=conversation, title=data.validated_data["title"])
         return Response(ConversationDetailSerializer(conversation).data)
 
     @extend_schema(
@@ -155,6 +155,6 @@ class ConversationDetailApi(APIView):
         tags=TAGS,
     )
     def delete(self, request: Request, conversation_id: int) -> Response:
-        conversation = conversations.conversation_get(user=request.user, conversation_id=conversation_id)
-        conversations.conversation_delete(conversation=conversation)
+        conversation = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
+        services.conversation_delete(conversation=conversation)
         return Response(status=status.HTTP_204_NO_CONTENT)

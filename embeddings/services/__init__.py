@@ -1,0 +1,84 @@
+"""Embedding use cases, one module each; import them from here (`from embeddings.services import search`).
+
+- `index`: the process-wide store (encoder + FAISS index), built lazily from settings, and keeping
+  its index in step with the database (load, verify, reconcile, rebuild, save), stats.
+- `documents`: adding texts to collections (chunked, deduplicated) and deleting them.
+- `search`: search by meaning, and retrieval of passages for grounded answers.
+- `encoding`: texts to vectors for the encode endpoints.
+- `validation`: the limits all of them enforce, with the same messages.
+
+Pure reads (visible collections, counts) live in `embeddings.selectors`.
+"""
+
+from embeddings.services.documents import (
+    DEFAULT_COLLECTION,
+    AddResult,
+    chunk_text,
+    collection_get_or_create,
+    content_hash,
+    document_add,
+    document_delete,
+)
+from embeddings.services.encoding import encode, encode_with_usage
+from embeddings.services.index import (
+    REBUILD_BATCH,
+    build_store,
+    get_encoder,
+    get_store,
+    index_autosave,
+    index_load,
+    index_rebuild,
+    index_rebuild_count,
+    index_reconcile,
+    index_save,
+    reset_store,
+    set_store,
+    stats,
+    store_status,
+)
+from embeddings.services.search import SNIPPET_CHARS, RetrievedChunk, SearchResult, retrieve, search
+from embeddings.services.validation import (
+    MAX_TOP_K,
+    validate_collection_name,
+    validate_metadata,
+    validate_text,
+    validate_texts,
+    validate_top_k,
+)
+
+__all__ = [
+    "DEFAULT_COLLECTION",
+    "MAX_TOP_K",
+    "REBUILD_BATCH",
+    "SNIPPET_CHARS",
+    "AddResult",
+    "RetrievedChunk",
+    "SearchResult",
+    "build_store",
+    "chunk_text",
+    "collection_get_or_create",
+    "content_hash",
+    "document_add",
+    "document_delete",
+    "encode",
+    "encode_with_usage",
+    "get_encoder",
+    "get_store",
+    "index_autosave",
+    "index_load",
+    "index_rebuild",
+    "index_rebuild_count",
+    "index_reconcile",
+    "index_save",
+    "reset_store",
+    "retrieve",
+    "search",
+    "set_store",
+    "stats",
+    "store_status",
+    "validate_collection_name",
+    "validate_metadata",
+    "validate_text",
+    "validate_texts",
+    "validate_top_k",
+]

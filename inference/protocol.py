@@ -1,0 +1,117 @@
+"""The one request type every completion entry point builds and every inference service takes.
+
+REST predict (JSON and SSE), the chat WebSocket, `/v1/chat/completions` and the management
+commands each parse their own wire format, then build a `CompletionRequest`; it validates
+once, here. The services turn it into the provider's `GenerationRequest` with
+`generation_request()`, which fills unset sampling values in one place: the request's value,
+then the model's defaults (the active ProviderConfig's `parameters`), then the site's
+(settings), then `SamplingParams.FALLBACKS`.
+
+Adding a sampling parameter: a field on `SamplingParams` (inference/providers/base.py), then
+the entry points' parsers (`inference/apis.py`, `inference/openai_apis.py`,
+`inference/management/sampling.py`) and the engines that honour it. Nothing here changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from inference.providers.base import (
+    GenerationRequest,
+    InvalidParameter,
+    Message,
+    SamplingParams,
+    as_messages,
+    check_input,
+)
+
+MAX_MESSAGES = 500  # turns one request may carry
+MAX_TOP_K = 50  # passages one grounded answer may retrieve
+MAX_COLLECTION_CHARS = 200
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """What a client asks for: its input, sampling values (None: not set), and what to answer with.
+
+    - `prompt` or `messages` (exactly one): the new input; with a `conversation`, only the new turns.
+    - `collection` (+ `top_k`): ground the answer in passages retrieved from that collection.
+    - `conversation`: the id of the user's conversation to continue (its history goes first).
+
+    Raises `InvalidParameter` (naming the field) when anything is out of bounds; limits that are
+    settings (LLM_MAX_PROMPT_CHARS, LLM_MAX_NEW_TOKENS) are read when the request is built.
+    """
+
+    prompt: str | None = None
+    messages: tuple[Message, ...] | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    collection: str | None = None
+    top_k: int | None = None
+    conversation: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "messages", as_messages(self.messages))
+        check_input(self.prompt, self.messages)
+        if self.messages is not None and len(self.messages) > MAX_MESSAGES:
+            raise InvalidParameter("messages", f"at most {MAX_MESSAGES} messages")
+        chars = self.input_chars
+        if chars > settings.LLM_MAX_PROMPT_CHARS:
+            raise InvalidParameter(
+                self.input_field,
+                f"the input has {chars} characters; the limit is {settings.LLM_MAX_PROMPT_CHARS}",
+                code="prompt_too_long",
+            )
+        limit = settings.LLM_MAX_NEW_TOKENS
+        if self.sampling.max_new_tokens is not None and self.sampling.max_new_tokens > limit:
+            raise InvalidParameter("max_new_tokens", f"max_new_tokens is at most {limit} on this server")
+        if self.collection is not None and not 0 < len(self.collection) <= MAX_COLLECTION_CHARS:
+            raise InvalidParameter("collection", f"a collection name has 1 to {MAX_COLLECTION_CHARS} characters")
+        if self.top_k is not None:
+            if self.collection is None:
+                raise InvalidParameter("top_k", "top_k needs a collection to retrieve from")
+            if not 1 <= self.top_k <= MAX_TOP_K:
+                raise InvalidParameter("top_k", f"top_k is 1 to {MAX_TOP_K}")
+        if self.conversation is not None and self.conversation < 1:
+            raise InvalidParameter("conversation", "a conversation id is a positive integer")
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> CompletionRequest:
+        """From a parser's output: the request's own keys, and the sampling values among them by name."""
+        own = {name: fields[name] for name in ("prompt", "collection", "top_k", "conversation") if name in fields}
+        return cls(
+            messages=as_messages(fields.get("messages")),
+            sampling=SamplingParams.from_mapping(fields),
+            **own,
+        )
+
+    @property
+    def input_field(self) -> str:
+        """The field that carries the input, for errors about it."""
+        return "prompt" if self.prompt is not None else "messages"
+
+    @property
+    def input_chars(self) -> int:
+        return len(self.prompt or "") + sum(len(m.content) for m in self.messages or ())
+
+    def new_turns(self) -> list[dict[str, str]]:
+        """The turns this request adds, as plain {role, content} dicts (a prompt is one user turn)."""
+        if self.prompt is not None:
+            return [{"role": "user", "content": self.prompt}]
+        return [{"role": m.role, "content": m.content} for m in self.messages or ()]
+
+    def generation_request(
+        self, *, messages: Sequence[Mapping[str, str] | Message] | None = None, model_defaults: Mapping[str, Any]
+    ) -> GenerationRequest:
+        """What the provider runs: this input (or `messages`, when history or passages replace it), all values set."""
+        sampling = self.sampling.resolved(
+            model_defaults,
+            {"max_new_tokens": settings.LLM_DEFAULT_MAX_NEW_TOKENS},
+            max_new_tokens_cap=settings.LLM_MAX_NEW_TOKENS,
+        )
+        if messages is not None:
+            return GenerationRequest(messages=as_messages(messages), sampling=sampling)
+        return GenerationRequest(prompt=self.prompt, messages=self.messages, sampling=sampling)
