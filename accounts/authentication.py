@@ -7,6 +7,8 @@ from typing import Any
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from llmsite.error_codes import ErrorCode
+
 
 class BearerAuthentication(authentication.BaseAuthentication):
     """Accept a JWT access token or an API key; request.auth is the AccessToken or the ApiKey."""
@@ -22,7 +24,7 @@ class BearerAuthentication(authentication.BaseAuthentication):
             return None  # not ours: another scheme, or no credentials at all
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed(
-                "The Authorization header must be 'Bearer <token>'.", code="bad_authorization_header"
+                "The Authorization header must be 'Bearer <token>'.", code=ErrorCode.BAD_AUTHORIZATION_HEADER
             )
         # Imported here: DRF imports this module while rest_framework.views is half-loaded, and
         # services needs rest_framework.views (through llmsite.errors).

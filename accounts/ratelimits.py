@@ -30,6 +30,7 @@ from django.http import JsonResponse
 from django_ratelimit.core import _get_ip, get_usage
 from rest_framework import exceptions as drf_exceptions
 
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import error_body, openai_error_body
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,12 +39,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 class RateLimited(drf_exceptions.Throttled):
     """Too many requests in the current window; `wait` is the Retry-After in seconds."""
 
-    default_code = "rate_limited"
+    default_code = ErrorCode.RATE_LIMITED
 
     def __init__(self, *, group: str, rate: str, wait: int):
         self.group = group
         self.rate = rate
-        super().__init__(wait=max(1, wait), detail=f"Too many requests ({rate} for {group}).", code="rate_limited")
+        super().__init__(
+            wait=max(1, wait), detail=f"Too many requests ({rate} for {group}).", code=ErrorCode.RATE_LIMITED
+        )
 
     def as_response(self, request: Any) -> JsonResponse:
         """The 429 for views outside DRF, in the error shape of the request's path."""

@@ -20,6 +20,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import API_KEY_PREFIX, ApiKey
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
 
 User = get_user_model()
@@ -33,7 +34,7 @@ MAX_ACTIVE_KEYS_PER_USER = 100
 class BearerTokenInvalid(Exception):
     """The bearer token is not a valid access token or API key; `message` says why, for the 401."""
 
-    def __init__(self, message: str, code: str = "token_not_valid"):
+    def __init__(self, message: str, code: str = ErrorCode.TOKEN_NOT_VALID):
         super().__init__(message)
         self.message = message
         self.code = code
@@ -48,19 +49,23 @@ def user_register(*, username: str, password: str, email: str = "") -> AbstractB
     username = User.normalize_username(username)
     if User.objects.filter(username__iexact=username).exists():
         raise ApplicationError(
-            f"The username {username!r} is already taken; choose another.", code="username_taken", field="username"
+            f"The username {username!r} is already taken; choose another.",
+            code=ErrorCode.USERNAME_TAKEN,
+            field="username",
         )
     candidate = User(username=username, email=email)
     try:
         password_validation.validate_password(password, user=candidate)
     except ValidationError as exc:
-        raise ApplicationError(" ".join(exc.messages), code="weak_password", field="password") from exc
+        raise ApplicationError(" ".join(exc.messages), code=ErrorCode.WEAK_PASSWORD, field="password") from exc
     try:
         with transaction.atomic():
             return User.objects.create_user(username=username, email=email, password=password)
     except IntegrityError as exc:  # a concurrent registration won the race
         raise ApplicationError(
-            f"The username {username!r} is already taken; choose another.", code="username_taken", field="username"
+            f"The username {username!r} is already taken; choose another.",
+            code=ErrorCode.USERNAME_TAKEN,
+            field="username",
         ) from exc
 
 
@@ -81,7 +86,8 @@ def api_key_create(*, user: AbstractBaseUser, name: str = "", expires_at: dateti
         raise ApplicationError("expires_at must be in the future.", field="expires_at")
     if ApiKey.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_ACTIVE_KEYS_PER_USER:
         raise ApplicationError(
-            f"You already have {MAX_ACTIVE_KEYS_PER_USER} active API keys; revoke some first.", code="too_many_keys"
+            f"You already have {MAX_ACTIVE_KEYS_PER_USER} active API keys; revoke some first.",
+            code=ErrorCode.TOO_MANY_KEYS,
         )
     prefix = secrets.token_hex(6)  # hex: never contains the "_" separator
     key = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
@@ -107,17 +113,17 @@ def api_key_authenticate(key: str) -> ApiKey:
     """The active key matching `key` (its user loaded), recording its use; BearerTokenInvalid otherwise."""
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
-        raise BearerTokenInvalid("Invalid API key.", "api_key_invalid")
+        raise BearerTokenInvalid("Invalid API key.", ErrorCode.API_KEY_INVALID)
     api_key = ApiKey.objects.select_related("user").filter(prefix=parts[1]).first()
     if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash_key(key)):
-        raise BearerTokenInvalid("Invalid API key.", "api_key_invalid")
+        raise BearerTokenInvalid("Invalid API key.", ErrorCode.API_KEY_INVALID)
     now = timezone.now()
     if api_key.is_revoked:
-        raise BearerTokenInvalid("This API key has been revoked.", "api_key_revoked")
+        raise BearerTokenInvalid("This API key has been revoked.", ErrorCode.API_KEY_REVOKED)
     if api_key.is_expired(now):
-        raise BearerTokenInvalid("This API key has expired.", "api_key_expired")
+        raise BearerTokenInvalid("This API key has expired.", ErrorCode.API_KEY_EXPIRED)
     if not api_key.user.is_active:
-        raise BearerTokenInvalid("The owner of this API key is inactive.", "user_inactive")
+        raise BearerTokenInvalid("The owner of this API key is inactive.", ErrorCode.USER_INACTIVE)
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
@@ -144,7 +150,7 @@ def bearer_token_authenticate(token: str) -> tuple[AbstractBaseUser, ApiKey | Ac
         user = JWTAuthentication().get_user(access)
     except drf_exceptions.AuthenticationFailed as exc:
         detail: Any = exc.detail
-        raise BearerTokenInvalid(str(detail), "token_not_valid") from exc
+        raise BearerTokenInvalid(str(detail), ErrorCode.TOKEN_NOT_VALID) from exc
     return user, access
 
 

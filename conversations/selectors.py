@@ -11,6 +11,7 @@ from django.db.models import Count, QuerySet
 from accounts.permissions import owned_by
 from conversations.models import Conversation, Message
 from llmsite.chat import ASSISTANT, SYSTEM
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
 
 
@@ -32,7 +33,7 @@ def conversation_get(*, user: Any, conversation_id: Any) -> Conversation:
         return owned_by(Conversation.objects.all(), user).get(pk=int(conversation_id))
     except (Conversation.DoesNotExist, ValueError, TypeError) as exc:
         raise ApplicationError(
-            f"conversation {conversation_id!r} not found", code="not_found", status=404, field="conversation"
+            f"conversation {conversation_id!r} not found", code=ErrorCode.NOT_FOUND, status=404, field="conversation"
         ) from exc
 
 

@@ -16,6 +16,7 @@ from django.db import transaction
 
 from conversations.models import Conversation, Message
 from llmsite.chat import ASSISTANT, ROLES, USER
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
 
 TITLE_MAX_CHARS = 200
@@ -108,7 +109,7 @@ def exchange_append(
     # Lock the row: a conversation deleted while its answer was generated is a 404, not an IntegrityError.
     if not Conversation.objects.select_for_update().filter(pk=conversation.pk).exists():
         raise ApplicationError(
-            f"conversation {conversation.pk} was deleted", code="not_found", status=404, field="conversation"
+            f"conversation {conversation.pk} was deleted", code=ErrorCode.NOT_FOUND, status=404, field="conversation"
         )
     rows = [Message(conversation=conversation, role=turn["role"], content=turn["content"]) for turn in turns]
     reply = Message(

@@ -1,4 +1,4 @@
-"""Embeddings REST API (API.md, Embeddings): thin views that parse, call a service, render.
+"""Embeddings REST API (docs/api.md, Embeddings): thin views that parse, call a service, render.
 
 Limits (batch size, text length, metadata size, top_k) are enforced in services, so the API,
 the CLI and RAG retrieval refuse the same things with the same messages.

@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from embeddings.models import Collection, Document
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
 
 
@@ -28,7 +29,9 @@ def collection_for_user(*, user: Any, name: str, owner: str | None = None) -> li
         own = [c for c in visible if c.owner_id == user.pk]
         found = own or [c for c in visible if c.shared]
     if not found:
-        raise ApplicationError(f"collection {name!r} not found", status=404, code="not_found", field="collection")
+        raise ApplicationError(
+            f"collection {name!r} not found", status=404, code=ErrorCode.NOT_FOUND, field="collection"
+        )
     return found
 
 

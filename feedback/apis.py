@@ -1,4 +1,4 @@
-"""Feedback REST API (API.md, Feedback): thin views over feedback.services and feedback.selectors."""
+"""Feedback REST API (docs/api.md, Feedback): thin views over feedback.services and feedback.selectors."""
 
 from __future__ import annotations
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from conversations.models import Message
@@ -28,8 +27,8 @@ from conversations.selectors import conversation_history
 from feedback.models import Feedback
 from feedback.sanitize import to_plain_text
 from feedback.selectors import feedback_filter
-from inference.models import InferenceRecord
 from llmsite.chat import ROLES
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
 
 RATINGS = (1, -1)
@@ -62,22 +61,23 @@ def _rated_message(user: Any, message_id: Any) -> Message:
         message = Message.objects.select_related("conversation").get(pk=int(message_id), conversation__user_id=user.pk)
     except (Message.DoesNotExist, ValueError, TypeError) as exc:
         raise ApplicationError(
-            f"message {message_id!r} not found", code="not_found", status=404, field="message"
+            f"message {message_id!r} not found", code=ErrorCode.NOT_FOUND, status=404, field="message"
         ) from exc
     if message.role != Message.Role.ASSISTANT:
         raise ApplicationError("only the model's answers (assistant messages) can be rated", field="message")
     return message
 
 
-def _completion_record(user: Any, completion: str) -> InferenceRecord:
-    """The user's own usage record for a predict `id` (cmpl-<hex>); 404 otherwise."""
-    try:
-        request_id = completion.removeprefix("cmpl-")
-        return InferenceRecord.objects.get(request_id=request_id, user_id=user.pk)
-    except (InferenceRecord.DoesNotExist, ValidationError, ValueError, TypeError) as exc:
+def _completion_origin(user: Any, completion: str) -> dict[str, str]:
+    """{provider, model} of the user's own completion with predict's `id` (cmpl-<hex>); 404 otherwise."""
+    from inference.selectors import completion_origin  # the one read feedback makes of inference: plain data
+
+    origin = completion_origin(user=user, completion_id=completion)
+    if origin is None:
         raise ApplicationError(
-            f"completion {completion!r} not found", code="not_found", status=404, field="completion"
-        ) from exc
+            f"completion {completion!r} not found", code=ErrorCode.NOT_FOUND, status=404, field="completion"
+        )
+    return origin
 
 
 def _last_user_turn(context: list[dict[str, str]]) -> str:
@@ -139,8 +139,7 @@ def feedback_create(
         raise ApplicationError("give the message id you rate, or the response text (and its prompt)", field="message")
     fields: dict[str, Any] = {"provider": provider or "", "model": model or "", "completion_id": ""}
     if completion:
-        record = _completion_record(user, completion)
-        fields = {"provider": record.provider, "model": record.model, "completion_id": completion}
+        fields = {**_completion_origin(user, completion), "completion_id": completion}
     prompt = _check_length(prompt or "", "prompt")
     feedback = Feedback.objects.create(
         user=user,

@@ -28,6 +28,7 @@ from accounts.services import auser_for_bearer_token
 from inference import services
 from inference.protocol import CompletionRequest
 from inference.providers.base import TextDelta
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, error_body, from_validation_error
 
 logger = logging.getLogger(__name__)
@@ -62,15 +63,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if text_data is None:
-            await self._error(ApplicationError("send JSON text frames", code="invalid_frame"))
+            await self._error(ApplicationError("send JSON text frames", code=ErrorCode.INVALID_FRAME))
             return
         if len(text_data) > settings.LLM_MAX_PROMPT_CHARS + MAX_FRAME_CHARS_OVER_PROMPT:
-            await self._error(ApplicationError("the message is too large", code="too_large"))
+            await self._error(ApplicationError("the message is too large", code=ErrorCode.TOO_LARGE))
             return
         try:
             content = json.loads(text_data)
         except ValueError:
-            await self._error(ApplicationError("the message is not valid JSON", code="invalid_json"))
+            await self._error(ApplicationError("the message is not valid JSON", code=ErrorCode.INVALID_JSON))
             return
         await self.receive_json(content)
 
@@ -92,7 +93,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         elif kind == "auth":
             await self.send_json({"type": "ready", "user": self.user.get_username()})
         else:
-            await self._error(ApplicationError(f"unknown message type {kind!r}", code="invalid", field="type"))
+            await self._error(ApplicationError(f"unknown message type {kind!r}", code=ErrorCode.INVALID, field="type"))
 
     async def _ready(self, user: Any) -> None:
         self.user = user
@@ -115,7 +116,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         from inference.apis import PredictApi
 
         if self.generation is not None and not self.generation.done():
-            await self._error(ApplicationError("a generation is already running on this socket", code="busy"))
+            await self._error(ApplicationError("a generation is already running on this socket", code=ErrorCode.BUSY))
             return
         fields = {key: value for key, value in content.items() if key != "type"}
         serializer = PredictApi.InputSerializer(data=fields)
@@ -127,7 +128,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         try:
             await acheck_rate_limit(None, "chat", user=self.user)
         except RateLimited as exc:
-            await self._error(ApplicationError(f"{exc.detail} Retry in {exc.wait} s.", code="rate_limited", status=429))
+            await self._error(
+                ApplicationError(f"{exc.detail} Retry in {exc.wait} s.", code=ErrorCode.RATE_LIMITED, status=429)
+            )
             return
         self.generation = asyncio.create_task(self._generate(serializer.validated_data["request"]))
 
@@ -154,4 +157,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._error(exc)
         except Exception:
             logger.exception("chat generation failed")
-            await self._error(ApplicationError("the generation failed; it has been logged", code="server_error"))
+            await self._error(
+                ApplicationError("the generation failed; it has been logged", code=ErrorCode.SERVER_ERROR)
+            )

@@ -35,6 +35,7 @@ from django.dispatch import receiver
 
 from inference.providers.base import Provider, ProviderUnavailable
 from inference.registry import ProviderSpec, build_provider, spec_from_settings
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ServiceUnavailable
 from llmsite.processes import run_logged, start_in_background
 
@@ -162,7 +163,7 @@ class Engine:
             slot = self._slot
             if slot is None:
                 if self._state == LOADING:
-                    raise ServiceUnavailable(f"the model is loading: {self._reason}", code="loading")
+                    raise ServiceUnavailable(f"the model is loading: {self._reason}", code=ErrorCode.LOADING)
                 raise ServiceUnavailable(f"no model is loaded: {self._reason or 'not started'}")
             slot.leases += 1
             return Lease(self, slot)

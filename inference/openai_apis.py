@@ -25,6 +25,7 @@ from accounts.ratelimits import ratelimit_api
 from inference import selectors, services, sse
 from inference.protocol import MAX_MESSAGES, CompletionRequest
 from inference.providers.base import MAX_STOP, SEED_MAX, TEMPERATURE_MAX, InvalidParameter, TextDelta
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, error_response
 from llmsite.serializers import StrictCharField
 
@@ -354,7 +355,7 @@ class EmbeddingsApi(APIView):
         if data["model"] not in (settings.EMBEDDING_MODEL, served):
             raise ApplicationError(
                 f"The model `{data['model']}` does not exist; this server embeds with `{served}`",
-                code="model_not_found",
+                code=ErrorCode.MODEL_NOT_FOUND,
                 status=404,
                 field="model",
             )
@@ -399,4 +400,6 @@ class ModelDetailApi(APIView):
         for entry in selectors.openai_models():
             if entry["id"] == model:
                 return Response(entry)
-        raise ApplicationError(f"The model `{model}` does not exist", code="model_not_found", status=404, field="model")
+        raise ApplicationError(
+            f"The model `{model}` does not exist", code=ErrorCode.MODEL_NOT_FOUND, status=404, field="model"
+        )

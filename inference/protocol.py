@@ -28,6 +28,7 @@ from inference.providers.base import (
     as_messages,
     check_input,
 )
+from llmsite.error_codes import ErrorCode
 
 MAX_MESSAGES = 500  # turns one request may carry
 MAX_TOP_K = 50  # passages one grounded answer may retrieve
@@ -63,7 +64,7 @@ class CompletionRequest:
             raise InvalidParameter(
                 self.input_field,
                 f"the input has {chars} characters; the limit is {settings.LLM_MAX_PROMPT_CHARS}",
-                code="prompt_too_long",
+                code=ErrorCode.PROMPT_TOO_LONG,
             )
         limit = settings.LLM_MAX_NEW_TOKENS
         if self.sampling.max_new_tokens is not None and self.sampling.max_new_tokens > limit:

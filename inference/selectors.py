@@ -68,3 +68,19 @@ def openai_models() -> list[dict[str, Any]]:
     if all(row["id"] != embedding for row in rows):
         rows.append({"id": embedding, "object": "model", "created": 0, "owned_by": "llmsite"})
     return rows
+
+
+def completion_origin(*, user: Any, completion_id: str) -> dict[str, str] | None:
+    """{provider, model} of the user's own completion with that `id` (cmpl-<hex>); None when there is none."""
+    from django.core.exceptions import ValidationError
+
+    from inference.models import InferenceRecord
+
+    try:
+        return (
+            InferenceRecord.objects.filter(request_id=completion_id.removeprefix("cmpl-"), user_id=user.pk)
+            .values("provider", "model")
+            .first()
+        )
+    except (ValidationError, ValueError, TypeError):
+        return None

@@ -18,6 +18,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from llmsite.error_codes import ErrorCode
+
 logger = logging.getLogger(__name__)
 
 # Paths whose clients are programs: they always get JSON errors.
@@ -28,7 +30,7 @@ class ApplicationError(Exception):
     """A failure a client can act on; services raise it, the API layer renders it."""
 
     status = 400
-    code = "invalid"
+    code = ErrorCode.INVALID
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None, field: str | None = None):
         super().__init__(message)
@@ -42,7 +44,7 @@ class ApplicationError(Exception):
 
 class ServiceUnavailable(ApplicationError):
     status = 503
-    code = "unavailable"
+    code = ErrorCode.UNAVAILABLE
 
 
 def error_body(code: str, message: str, *, field: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -90,7 +92,7 @@ def _body_for(request: HttpRequest | None, status: int, code: str, message: str,
 def from_validation_error(exc: drf_exceptions.ValidationError) -> ApplicationError:
     """A serializer's ValidationError as an ApplicationError naming the first bad field (for WebSockets)."""
     field, message = _first_validation_error(exc.detail)
-    return ApplicationError(message, code="invalid", field=field)
+    return ApplicationError(message, code=ErrorCode.INVALID, field=field)
 
 
 def error_response(request: HttpRequest | None, exc: ApplicationError) -> JsonResponse:
@@ -116,7 +118,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, drf_exceptions.ValidationError):
         field, message = _first_validation_error(exc.detail)
         extra = {"details": exc.detail} if not (request and request.path.startswith("/v1/")) else {}
-        response.data = _body_for(request, response.status_code, "invalid", message, field, **extra)
+        response.data = _body_for(request, response.status_code, ErrorCode.INVALID, message, field, **extra)
     elif isinstance(exc, drf_exceptions.APIException):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         response.data = _body_for(request, response.status_code, str(code), str(exc.detail))
@@ -124,12 +126,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 
 _STATUS_CODES = {
-    400: ("bad_request", "The request could not be understood."),
-    403: ("forbidden", "You do not have permission to do this."),
-    404: ("not_found", "Nothing is here; see /api/docs/ for the API."),
-    405: ("method_not_allowed", "This method is not allowed here."),
-    413: ("too_large", "The request body is too large."),
-    500: ("server_error", "The server failed to handle this request; it has been logged."),
+    400: (ErrorCode.BAD_REQUEST, "The request could not be understood."),
+    403: (ErrorCode.FORBIDDEN, "You do not have permission to do this."),
+    404: (ErrorCode.NOT_FOUND, "Nothing is here; see /api/docs/ for the API."),
+    405: (ErrorCode.METHOD_NOT_ALLOWED, "This method is not allowed here."),
+    413: (ErrorCode.TOO_LARGE, "The request body is too large."),
+    500: (ErrorCode.SERVER_ERROR, "The server failed to handle this request; it has been logged."),
 }
 
 
@@ -140,7 +142,8 @@ def _as_json_error(request: HttpRequest, response: HttpResponse) -> HttpResponse
     if content_type.startswith(("application/json", "text/event-stream", "text/plain; version=0.0.4")):
         return response
     status = response.status_code
-    code, message = _STATUS_CODES.get(status, ("server_error" if status >= 500 else "error", response.reason_phrase))
+    fallback = ErrorCode.SERVER_ERROR if status >= 500 else ErrorCode.ERROR
+    code, message = _STATUS_CODES.get(status, (fallback, response.reason_phrase))
     replacement = JsonResponse(_body_for(request, status, code, message), status=status)
     for header in ("Retry-After", "Allow", "WWW-Authenticate"):
         if header in response:

@@ -29,7 +29,7 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, dict):
             for name in data:
                 if name not in self.fields:
-                    raise serializers.ValidationError({name: f"unknown field {name!r}"}, code="unknown_field")
+                    raise serializers.ValidationError({name: f"unknown field {name!r}"})
         return super().to_internal_value(data)
 
 

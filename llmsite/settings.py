@@ -286,7 +286,7 @@ LLM_DEFAULT_MAX_NEW_TOKENS = env.int("LLM_DEFAULT_MAX_NEW_TOKENS", default=256)
 # inference: prompts (all message contents together) longer than this many characters are refused
 # before tokenising; the context window check then counts tokens.
 LLM_MAX_PROMPT_CHARS = env.int("LLM_MAX_PROMPT_CHARS", default=100_000)
-# inference: float32 on CPU by default (see PITFALLS.md); auto picks bf16/fp16 on accelerators.
+# inference: float32 on CPU by default (docs/performance.md#float32-vs-bfloat16-on-cpus); auto picks bf16/fp16 on GPUs.
 LLM_DTYPE = env.str("LLM_DTYPE", default="auto")
 # inference: worker threads of the local provider for streamed generations.
 LLM_WORKERS = env.int("LLM_WORKERS", default=4)

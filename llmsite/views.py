@@ -1,6 +1,6 @@
 """Site pages that belong to no single app: the chat page and the documents page.
 
-Both are thin shells: the browser fills them from the JSON APIs (API.md) with the plain
+Both are thin shells: the browser fills them from the JSON APIs (docs/api.md) with the plain
 JavaScript modules under static/chat/. Their Content-Security-Policy is the site's strict one
 (settings.CONTENT_SECURITY_POLICY) plus Trusted Types: the only HTML these pages ever insert
 is what DOMPurify returns (static/chat/render.js).

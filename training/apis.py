@@ -1,4 +1,4 @@
-"""Training REST API (API.md, Training): thin views over `training.services` and `training.selectors`.
+"""Training REST API (docs/api.md, Training): thin views over `training.services` and `training.selectors`.
 
 Any signed-in user may read runs and metrics; starting and cancelling runs is for staff.
 Bounds (epochs, steps, batch size, learning rate, ...) are checked in the service, so the API

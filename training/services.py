@@ -34,6 +34,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from llmsite.devices import ACCELERATORS, DEVICES
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
 from llmsite.model_store import ALIASES, PACKAGED_LLMS, ModelNotFound, resolve_llm_folder
 from training import datasets as ds
@@ -75,7 +76,7 @@ Status = TrainingRun.Status
 
 class Conflict(ApplicationError):
     status = 409
-    code = "conflict"
+    code = ErrorCode.CONFLICT
 
 
 # --- validation -------------------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def run_cancel(*, run_id: int) -> TrainingRun:
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None:
-            raise ApplicationError(f"no training run {run_id}", code="not_found", status=404)
+            raise ApplicationError(f"no training run {run_id}", code=ErrorCode.NOT_FOUND, status=404)
         if run.status == Status.QUEUED:
             run.status, run.finished_at, run.cancel_requested = Status.CANCELLED, now, True
             run.save(update_fields=["status", "finished_at", "cancel_requested"])
@@ -530,7 +531,7 @@ def run_model_serve(*, run_id: int, load_here: bool = True) -> TrainingRun:
 
     run = TrainingRun.objects.filter(pk=run_id).first()
     if run is None:
-        raise ApplicationError(f"no training run {run_id}", code="not_found", status=404)
+        raise ApplicationError(f"no training run {run_id}", code=ErrorCode.NOT_FOUND, status=404)
     if run.status != Status.SUCCEEDED:
         raise Conflict(f"run {run_id} has no model to serve ({run.status})")
     provider_activate(provider="hf", model=run.name, load_here=load_here)

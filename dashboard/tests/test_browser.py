@@ -46,6 +46,20 @@ def png_distinct_bytes(png: bytes) -> int:
     return len(set(zlib.decompress(data)))
 
 
+def wait_until_recorded(url: str) -> None:
+    """Poll the metrics API as staff until the server's flusher has written the requests made so far."""
+    credentials = {"username": "ops", "password": PASSWORD}
+    access = httpx.post(url + "/api/v1/auth/token", json=credentials, timeout=10).json()["access"]
+    deadline = time.monotonic() + 30  # the flusher writes every 0.2 s: only a broken one gets near this
+    while True:
+        body = httpx.get(url + "/api/v1/metrics", headers={"Authorization": f"Bearer {access}"}, timeout=10).json()
+        healthz = sum(e["requests"] for e in body["endpoints"] if e["endpoint"] == "/healthz")
+        if body["requests"]["total"] >= 4 and healthz >= 2:
+            return
+        assert time.monotonic() < deadline, f"the requests were never written: {body['requests']}"
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def site(live_server_factory, tmp_path):
     server = live_server_factory(METRICS_FLUSH_SECONDS="0.2", LLM_LOAD_AT_START="never")
@@ -63,7 +77,7 @@ def site(live_server_factory, tmp_path):
 def test_staff_see_the_charts_drawn_without_errors(site, browser, tmp_path):
     for path in ("/healthz", "/healthz", "/api/v1/metrics", "/no-such-page"):
         httpx.get(site.url + path, timeout=10)
-    time.sleep(1)  # the server's flusher writes every 0.2 s
+    wait_until_recorded(site.url)
 
     problems: list[str] = []
     context = browser.new_context(viewport={"width": 1280, "height": 1600})

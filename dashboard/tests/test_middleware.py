@@ -94,20 +94,18 @@ def sample(n: int = 0) -> Sample:
 
 def test_the_flusher_thread_writes_a_full_batch_at_once_and_the_rest_on_stop():
     batches: list[int] = []
-    written = threading.Event()
-
-    def sink(batch):
-        batches.append(len(batch))
-        written.set()
-
-    recorder = Recorder(sink, interval=60, batch_size=5, max_buffer=100)
-    for i in range(7):
+    flushed = threading.Event()  # on_tick: the flusher's flush has returned
+    recorder = Recorder(
+        lambda batch: batches.append(len(batch)), interval=60, batch_size=5, max_buffer=100, on_tick=flushed.set
+    )
+    for i in range(5):
         recorder.record(sample(i))
-    assert written.wait(5), "a full batch must not wait for the interval"
-    time.sleep(0.1)
-    assert sum(batches) in (5, 7)
+    assert flushed.wait(30), "a full batch must not wait for the interval"
+    for i in range(5, 7):
+        recorder.record(sample(i))  # less than a batch: it waits for the interval, or for stop()
+    assert batches == [5] and len(recorder) == 2
     recorder.stop()
-    assert sum(batches) == 7
+    assert batches == [5, 2]
     assert len(recorder) == 0
 
 
@@ -115,8 +113,9 @@ def test_the_flusher_thread_writes_a_partial_batch_after_the_interval():
     seen: list[int] = []
     recorder = Recorder(lambda batch: seen.append(len(batch)), interval=0.05, batch_size=100, max_buffer=100)
     recorder.record(sample())
-    deadline = time.monotonic() + 5
-    while not seen and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30  # a generous bound: the interval is 0.05 s
+    while not seen:  # written by the flusher itself: stop() below would write it too
+        assert time.monotonic() < deadline, "the interval passed and nothing was written"
         time.sleep(0.02)
     recorder.stop()
     assert seen == [1]

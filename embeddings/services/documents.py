@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from embeddings.models import Collection, Document
 from embeddings.services.index import get_store, index_autosave
 from embeddings.services.validation import invalid, validate_collection_name, validate_metadata, validate_text
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
 
 DEFAULT_COLLECTION = "default"
@@ -174,7 +175,7 @@ def document_delete(*, user: Any, document_id: int) -> int:
     """
     doc = Document.objects.filter(pk=document_id, owner=user).first()
     if doc is None:
-        raise ApplicationError(f"document {document_id} not found", status=404, code="not_found")
+        raise ApplicationError(f"document {document_id} not found", status=404, code=ErrorCode.NOT_FOUND)
     ids = [doc.id, *doc.chunks.values_list("id", flat=True)]
     store = get_store()
     with transaction.atomic():

@@ -1,4 +1,4 @@
-"""The /api/v1/embed/ endpoints: shapes from API.md, validation, permissions."""
+"""The /api/v1/embed/ endpoints: shapes from docs/api.md, validation, permissions."""
 
 from __future__ import annotations
 

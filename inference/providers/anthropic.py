@@ -23,6 +23,7 @@ from inference.providers.base import (
     Usage,
 )
 from inference.providers.remote import RemoteProvider, UpstreamError, message_text, parse_json
+from llmsite.error_codes import ErrorCode
 
 API_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -61,7 +62,7 @@ class AnthropicStream:
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise UpstreamError(
                 f"{self.provider.label} sent a {kind} event of an unexpected shape",
-                code="upstream_bad_response",
+                code=ErrorCode.UPSTREAM_BAD_RESPONSE,
                 permanent=True,
             ) from exc
 

@@ -81,10 +81,11 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     import torch
 
     if dtype == "auto":
-        # float32 on CPU. Without native bf16 (AVX2 only) bf16 slows time-to-first-token ~4x
-        # (PITFALLS.md). With it (AMX, AVX512-BF16) bf16 batches faster, but batched greedy answers
-        # then drift from unbatched ones after a few dozen tokens (batch-shape rounding), which
-        # float32 does not do: LLM_DTYPE=bfloat16 trades that exactness for speed (README, Performance).
+        # float32 on CPU (docs/performance.md#float32-vs-bfloat16-on-cpus). Without native bf16
+        # (AVX2 only) bf16 slows time-to-first-token ~4x. With it (AMX, AVX512-BF16) bf16 batches
+        # faster, but batched greedy answers then drift from unbatched ones after a few dozen
+        # tokens (batch-shape rounding), which float32 does not do: LLM_DTYPE=bfloat16 trades that
+        # exactness for speed.
         if device == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float16 if device == "mps" else torch.float32

@@ -31,6 +31,7 @@ from inference.providers.base import (
     Usage,
 )
 from inference.providers.remote import RemoteProvider, UpstreamError, message_text, parse_json
+from llmsite.error_codes import ErrorCode
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DONE = "[DONE]"
@@ -67,7 +68,7 @@ class OpenAIStream:
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise UpstreamError(
                 f"{self.provider.label} sent a chunk of an unexpected shape",
-                code="upstream_bad_response",
+                code=ErrorCode.UPSTREAM_BAD_RESPONSE,
                 permanent=True,
             ) from exc
 

@@ -49,6 +49,7 @@ from inference.providers.base import (
     StreamEvent,
     TextDelta,
 )
+from llmsite.error_codes import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def parse_json(event: ServerSentEvent, source: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UpstreamError(
             f"{source} sent a malformed stream event ({event.event}): {event.data[:200]!r}",
-            code="upstream_bad_response",
+            code=ErrorCode.UPSTREAM_BAD_RESPONSE,
             permanent=True,
         )
     return data
@@ -344,40 +345,42 @@ class RemoteProvider(Provider):
             # The upstream's own words may quote part of the key (OpenAI does): never pass them on.
             return UpstreamError(
                 f"the provider rejected the API key ({self.label} answered HTTP {status}); check the configured key",
-                code="upstream_auth",
+                code=ErrorCode.UPSTREAM_AUTH,
                 permanent=True,
             )
         if status == 404:
             return UpstreamError(
                 f"{said} (is the model {self.model!r} right, and the base URL {self.host}{self._path}?)",
-                code="upstream_not_found",
+                code=ErrorCode.UPSTREAM_NOT_FOUND,
                 permanent=True,
             )
         if status in (400, 413, 422):
             # The upstream refused this request (too long, a parameter out of range): the caller can fix it.
-            return UpstreamError(said, status=400, code="upstream_rejected", permanent=True)
+            return UpstreamError(said, status=400, code=ErrorCode.UPSTREAM_REJECTED, permanent=True)
         if status == 408:
-            return UpstreamError(said, status=504, code="upstream_timeout", retry_after=retry_after)
+            return UpstreamError(said, status=504, code=ErrorCode.UPSTREAM_TIMEOUT, retry_after=retry_after)
         if status == 429:
-            return UpstreamError(said, status=503, code="upstream_rate_limited", retry_after=retry_after)
+            return UpstreamError(said, status=503, code=ErrorCode.UPSTREAM_RATE_LIMITED, retry_after=retry_after)
         if status in (503, 529):
-            return UpstreamError(said, status=503, code="upstream_overloaded", retry_after=retry_after)
+            return UpstreamError(said, status=503, code=ErrorCode.UPSTREAM_OVERLOADED, retry_after=retry_after)
         if status >= 500:
-            return UpstreamError(said, code="upstream_error", retry_after=retry_after)
-        return UpstreamError(said, code="upstream_error", permanent=True)
+            return UpstreamError(said, code=ErrorCode.UPSTREAM_ERROR, retry_after=retry_after)
+        return UpstreamError(said, code=ErrorCode.UPSTREAM_ERROR, permanent=True)
 
     def error_for_transport(self, exc: httpx.TransportError) -> UpstreamError:
         """The UpstreamError for a connection that failed, timed out or broke off."""
         reason = self._redact(str(exc) or type(exc).__name__)
         if isinstance(exc, httpx.ConnectTimeout):
             message = f"could not connect to {self.label} within {self.http.connect_timeout:g} s"
-            return UpstreamError(message, status=504, code="upstream_timeout")
+            return UpstreamError(message, status=504, code=ErrorCode.UPSTREAM_TIMEOUT)
         if isinstance(exc, httpx.TimeoutException):
             message = f"{self.label} sent nothing for {self.http.read_timeout:g} s"
-            return UpstreamError(message, status=504, code="upstream_timeout")
+            return UpstreamError(message, status=504, code=ErrorCode.UPSTREAM_TIMEOUT)
         if isinstance(exc, httpx.ConnectError):
-            return UpstreamError(f"could not connect to {self.label}: {reason}", code="upstream_unreachable")
-        return UpstreamError(f"the connection to {self.label} broke off: {reason}", code="upstream_disconnected")
+            return UpstreamError(f"could not connect to {self.label}: {reason}", code=ErrorCode.UPSTREAM_UNREACHABLE)
+        return UpstreamError(
+            f"the connection to {self.label} broke off: {reason}", code=ErrorCode.UPSTREAM_DISCONNECTED
+        )
 
     def in_band_error(self, kind: str, message: str) -> UpstreamError:
         """The UpstreamError for an error the upstream reports inside a stream (`kind`: its error type)."""
@@ -385,30 +388,32 @@ class RemoteProvider(Provider):
         if kind in ("authentication_error", "permission_error", "invalid_api_key"):
             return UpstreamError(
                 f"the provider rejected the API key ({self.label} reported {kind})",
-                code="upstream_auth",
+                code=ErrorCode.UPSTREAM_AUTH,
                 permanent=True,
             )
         if kind in ("invalid_request_error", "request_too_large"):
-            return UpstreamError(said, status=400, code="upstream_rejected", permanent=True)
+            return UpstreamError(said, status=400, code=ErrorCode.UPSTREAM_REJECTED, permanent=True)
         if kind == "not_found_error":
-            return UpstreamError(said, code="upstream_not_found", permanent=True)
+            return UpstreamError(said, code=ErrorCode.UPSTREAM_NOT_FOUND, permanent=True)
         if kind in ("rate_limit_error", "rate_limit_exceeded"):
-            return UpstreamError(said, status=503, code="upstream_rate_limited")
+            return UpstreamError(said, status=503, code=ErrorCode.UPSTREAM_RATE_LIMITED)
         if kind == "overloaded_error":
-            return UpstreamError(said, status=503, code="upstream_overloaded")
+            return UpstreamError(said, status=503, code=ErrorCode.UPSTREAM_OVERLOADED)
         if kind == "timeout_error":
-            return UpstreamError(said, status=504, code="upstream_timeout")
-        return UpstreamError(said, code="upstream_error")  # api_error, server_error and the unknown
+            return UpstreamError(said, status=504, code=ErrorCode.UPSTREAM_TIMEOUT)
+        return UpstreamError(said, code=ErrorCode.UPSTREAM_ERROR)  # api_error, server_error and the unknown
 
     def _not_a_stream(self, exc: SSEError) -> UpstreamError:
         # An HTML page behind a 200 (a captive proxy, a wrong base URL): an explicit failure, never text.
         return UpstreamError(
-            f"{self.label} did not answer with an event stream ({exc})", code="upstream_bad_response", permanent=True
+            f"{self.label} did not answer with an event stream ({exc})",
+            code=ErrorCode.UPSTREAM_BAD_RESPONSE,
+            permanent=True,
         )
 
     def _cut_short(self, parser: StreamParser) -> UpstreamError:
         return UpstreamError(
-            f"the stream from {self.label} ended before {parser.end_marker}", code="upstream_disconnected"
+            f"the stream from {self.label} ended before {parser.end_marker}", code=ErrorCode.UPSTREAM_DISCONNECTED
         )
 
     def _give_up_or_wait(self, attempt: int, error: UpstreamError, produced: bool) -> float:
@@ -473,7 +478,7 @@ class RemoteProvider(Provider):
                 parts.append(event.text)
             else:
                 return Completion("".join(parts), event.usage, event.finish_reason, first)
-        raise UpstreamError(f"the stream from {self.label} ended without usage", code="upstream_bad_response")
+        raise UpstreamError(f"the stream from {self.label} ended without usage", code=ErrorCode.UPSTREAM_BAD_RESPONSE)
 
     # --- streaming, async -------------------------------------------------------------------
     async def _astream_once(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
@@ -537,7 +542,7 @@ class RemoteProvider(Provider):
             return self._model_infos(response.json())
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UpstreamError(
-                f"{self.label} answered the model list with something else", code="upstream_bad_response"
+                f"{self.label} answered the model list with something else", code=ErrorCode.UPSTREAM_BAD_RESPONSE
             ) from exc
 
 

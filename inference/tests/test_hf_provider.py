@@ -1,6 +1,7 @@
 """The Hugging Face provider through its own API: templates, stops, seeds, streaming, cancellation."""
 
 import asyncio
+import threading
 
 import pytest
 
@@ -73,22 +74,51 @@ async def test_it_streams_deltas_that_concatenate_to_the_generated_text(tiny_pro
     assert "".join(deltas) == tiny_provider.generate(request).text
 
 
-async def test_it_stops_generating_when_the_stream_consumer_leaves(tiny_provider):
-    before = tiny_provider.produced_tokens
+class HeldAfterFirstText:
+    """The provider's next generation, held after its first text until its consumer has left.
+
+    So where the generation stood when its consumer left does not depend on how fast either side
+    runs; `returned` is set once the generation has returned (nothing of it runs any more).
+    """
+
+    def __init__(self, provider: HFProvider, monkeypatch: pytest.MonkeyPatch):
+        self.produced_at_hold: int | None = None  # the provider's token count when the hold began
+        self.returned = threading.Event()
+        run = provider._run
+
+        def held_run(request, *, emit, cancel):
+            def emit_then_hold(text):
+                emit(text)
+                if self.produced_at_hold is None:
+                    self.produced_at_hold = provider.produced_tokens
+                    cancel.wait(30)  # a generous bound: the consumer leaves as soon as it has this text
+
+            try:
+                return run(request, emit=emit_then_hold, cancel=cancel)
+            finally:
+                self.returned.set()
+
+        monkeypatch.setattr(provider, "_run", held_run)
+
+    async def stopped(self) -> bool:
+        """Whether the generation returned (waited for off the event loop, 30 s at most)."""
+        return await asyncio.to_thread(self.returned.wait, 30)
+
+
+async def test_it_stops_generating_when_the_stream_consumer_leaves(tiny_provider, monkeypatch):
+    held = HeldAfterFirstText(tiny_provider, monkeypatch)
     stream = tiny_provider.stream(GenerationRequest(prompt="Go on", sampling=SamplingParams(max_new_tokens=250)))
     async for event in stream:
         assert isinstance(event, TextDelta)
         break
     await stream.aclose()
-    await asyncio.sleep(0.2)
-    stopped_at = tiny_provider.produced_tokens
-    await asyncio.sleep(0.3)
-    assert tiny_provider.produced_tokens == stopped_at
-    assert stopped_at - before < 250
+    assert await held.stopped()
+    # It finished the token it was on when its consumer left, and began no other.
+    assert tiny_provider.produced_tokens <= held.produced_at_hold + 1
 
 
-async def test_a_cancelled_task_stops_its_generation(tiny_provider):
-    before = tiny_provider.produced_tokens
+async def test_a_cancelled_task_stops_its_generation(tiny_provider, monkeypatch):
+    held = HeldAfterFirstText(tiny_provider, monkeypatch)
     first = asyncio.Event()
 
     async def consume():
@@ -102,11 +132,8 @@ async def test_a_cancelled_task_stops_its_generation(tiny_provider):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.2)
-    stopped_at = tiny_provider.produced_tokens
-    await asyncio.sleep(0.3)
-    assert tiny_provider.produced_tokens == stopped_at
-    assert stopped_at - before < 250
+    assert await held.stopped()
+    assert tiny_provider.produced_tokens <= held.produced_at_hold + 1
 
 
 def test_it_names_an_unavailable_device():

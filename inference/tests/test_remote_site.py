@@ -182,7 +182,7 @@ def test_an_upstream_that_stays_silent_is_a_504(alice_client, remote_settings, u
     remote_settings.LLM_REMOTE_READ_TIMEOUT = 0.2
     remote_settings.LLM_REMOTE_MAX_RETRIES = 0
     services.provider_activate(provider="openai")
-    upstream.script("POST", "/v1/chat/completions", Reply(delay_before=3))
+    upstream.script("POST", "/v1/chat/completions", Reply(delay_before=60))  # silent until teardown stops it
     response = alice_client.post("/api/v1/predict", {"prompt": "hello"}, format="json")
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "upstream_timeout"

@@ -1,4 +1,4 @@
-// JSON calls to the site's API (API.md) with the session cookie and the CSRF token.
+// JSON calls to the site's API (docs/api.md) with the session cookie and the CSRF token.
 // Every failure becomes an ApiError carrying the API's {code, message, field}.
 
 export class ApiError extends Error {

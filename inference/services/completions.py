@@ -1,9 +1,7 @@
-"""Inference use cases: one function each, called by every entry point (REST, SSE, WebSocket, CLI).
+"""Completions: one use case for every entry point (REST, SSE, WebSocket, /v1, CLI).
 
-- `complete(...)`: validate, look up the response cache, call the active provider, record usage.
-- `complete_stream(...)`: the same, streaming text deltas.
-- `provider_activate(...)`: switch what the site serves (admin, reload_model, the API).
-- `cache_stats()`, `cache_clear()`.
+`complete(request)` and `complete_stream(request)` take the one `CompletionRequest`: look up
+the response cache, call the active provider, append to a conversation, record usage.
 """
 
 from __future__ import annotations
@@ -18,13 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
-from django.db import transaction
 
 from inference import cache
 from inference.engine import Lease, get_engine
 from inference.grounding import Source, ground
-from inference.models import InferenceRecord, ProviderConfig
+from inference.models import InferenceRecord
 from inference.protocol import CompletionRequest
 from inference.providers.base import (
     Completion,
@@ -39,13 +35,13 @@ from inference.providers.base import (
     as_messages,
 )
 from inference.providers.remote import UpstreamError
-from inference.registry import ProviderSpec, check_device, check_spec
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, ServiceUnavailable
 
 
 @dataclass(frozen=True)
 class CompletionResult:
-    """What a client gets back; `as_dict()` is the predict response body (API.md)."""
+    """What a client gets back; `as_dict()` is the predict response body (docs/api.md)."""
 
     id: str
     text: str
@@ -82,19 +78,14 @@ class CompletionResult:
 def _error_for(exc: ProviderError, request: CompletionRequest) -> ApplicationError:
     """The one mapping from provider errors to HTTP-facing errors."""
     if isinstance(exc, PromptTooLong):
-        return ApplicationError(exc.message, code="prompt_too_long", field=request.input_field)
+        return ApplicationError(exc.message, code=ErrorCode.PROMPT_TOO_LONG, field=request.input_field)
     if isinstance(exc, ProviderUnavailable):
         return ServiceUnavailable(exc.message)
     if isinstance(exc, UpstreamError):  # a remote API failed: it says which status fits (502, 503, 504, 400)
         return ApplicationError(exc.message, code=exc.code, status=exc.status)
     if exc.permanent:
-        return ApplicationError(exc.message, code="provider_error", status=502)
-    return ServiceUnavailable(exc.message, code="provider_busy")
-
-
-def invalid(exc: InvalidParameter) -> ApplicationError:
-    """A request that broke a bound, as the 400 that names the field."""
-    return ApplicationError(exc.message, code=exc.code, field=exc.field)
+        return ApplicationError(exc.message, code=ErrorCode.PROVIDER_ERROR, status=502)
+    return ServiceUnavailable(exc.message, code=ErrorCode.PROVIDER_BUSY)
 
 
 @dataclass
@@ -426,106 +417,3 @@ async def _shielded(awaitable: Any) -> None:
     """Finish writing even when the task that awaits it is being cancelled."""
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.shield(asyncio.ensure_future(awaitable))
-
-
-def check_model_served(model: str) -> str:
-    """The active model's id when `model` names it; else why not: 404 unknown, 400 listed but not active."""
-    from inference import selectors
-
-    _provider, active = selectors.active_model()
-    if model in (active, active.rstrip("/").rsplit("/", 1)[-1]):
-        return active
-    if any(row["id"] == model for row in selectors.openai_models()):
-        raise ApplicationError(
-            f"The model `{model}` is available but not the one this server serves now (`{active}`); "
-            "staff can switch with POST /api/v1/providers/active",
-            code="model_not_active",
-            field="model",
-        )
-    raise ApplicationError(f"The model `{model}` does not exist", code="model_not_found", status=404, field="model")
-
-
-# --- provider switching ------------------------------------------------------------------------
-
-
-def _default_model(provider: str) -> str:
-    return {
-        "hf": settings.LLM_MODEL,
-        "anthropic": settings.ANTHROPIC_MODEL,
-        "openai": settings.OPENAI_MODEL,
-    }.get(provider, "")
-
-
-def _unavailable(exc: ProviderUnavailable) -> ApplicationError:
-    return ApplicationError(exc.message, code="unavailable", field="provider")
-
-
-def provider_activate(
-    *,
-    provider: str,
-    model: str | None = None,
-    device: str | None = None,
-    parameters: dict[str, Any] | None = None,
-    config: ProviderConfig | None = None,
-    load_here: bool = True,
-) -> ProviderConfig:
-    """Make provider/model/device what every server serves, through the active ProviderConfig row.
-
-    With `load_here` (the API and the admin, which run in a server) this process loads the model
-    first and swaps atomically; a model that cannot load is an ApplicationError (400) and nothing
-    changes. Without it (`reload_model` in its own process) the row is validated and written;
-    servers notice the new version within LLM_CONFIG_CHECK_SECONDS and report on the row.
-    Saving the same choice again bumps the version, which reloads the weights.
-    """
-    model = model or (config.model if config else "") or _default_model(provider)
-    device = device or (config.device if config else "") or "auto"
-    if parameters is None:
-        parameters = config.parameters if config else {}
-    spec = ProviderSpec(provider, model, device, tuple(sorted(parameters.items())))
-    try:
-        check_spec(spec)
-        check_device(device)
-    except ProviderUnavailable as exc:
-        raise _unavailable(exc) from exc
-
-    def commit() -> ProviderSpec:
-        nonlocal config
-        with transaction.atomic():
-            row = config
-            if row is None:
-                row = ProviderConfig.objects.filter(provider=provider, model=model, device=device).first()
-            if row is None:
-                row = ProviderConfig(provider=provider, model=model, device=device)
-            others = ProviderConfig.objects.filter(active=True)
-            if row.pk:
-                others = others.exclude(pk=row.pk)
-                latest = ProviderConfig.objects.filter(pk=row.pk).values_list("version", flat=True).first()
-                row.version = (latest or row.version) + 1
-            others.update(active=False)
-            row.provider, row.model, row.device, row.parameters = provider, model, device, parameters
-            row.active = True
-            row.applied_version, row.state, row.state_detail = None, "", ""
-            row.save()
-        config = row
-        return ProviderSpec(provider, model, device, spec.parameters, ("db", row.pk, row.version))
-
-    if load_here:
-        try:
-            get_engine().load(spec, commit=commit)
-        except ProviderUnavailable as exc:
-            raise _unavailable(exc) from exc
-    else:
-        commit()
-    assert config is not None
-    config.refresh_from_db()
-    return config
-
-
-def cache_stats() -> dict[str, Any]:
-    """{hits, misses, hit_rate, entries, max_entries, ttl} of the response cache."""
-    return cache.stats()
-
-
-def cache_clear() -> None:
-    """Drop every cached answer and reset the counters."""
-    cache.clear()
