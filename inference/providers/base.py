@@ -36,7 +36,7 @@ FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
 
 MAX_STOP = 4  # stop sequences one request may give
 SEED_MAX = 2**63 - 1  # seeds are 64-bit on every engine
-TEMPERATURE_MAX = 2.0
+TEMPERATURE_MAX = 2
 
 
 class InvalidParameter(ValueError):
