@@ -45,6 +45,30 @@ def api_client():
     return APIClient()
 
 
+def client_for(user):
+    """An API client signed in as `user` (authentication forced: the tests of auth itself live in accounts)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user=user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice):
+    return client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob):
+    return client_for(bob)
+
+
+@pytest.fixture
+def staff_client(staff):
+    return client_for(staff)
+
+
 @pytest.fixture
 def live_server_factory(tmp_path) -> Iterator:
     """Start daphne processes with extra environment; each gets its own data folder unless told otherwise."""

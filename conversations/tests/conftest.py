@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient
 
 from conversations.models import Conversation, Message
 from conversations.services import exchange_append
@@ -13,22 +12,6 @@ from conversations.services import exchange_append
 def fast_password_hashing(settings):
     # The users get real passwords; PBKDF2 would be most of these tests' run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user=user)
-    return client
-
-
-@pytest.fixture
-def alice_client(alice):
-    return client_for(alice)
-
-
-@pytest.fixture
-def bob_client(bob):
-    return client_for(bob)
 
 
 def append(conversation: Conversation, prompt: str, text: str = "Hi there.", **fields) -> Message:

@@ -265,6 +265,26 @@ def _store(call: _Call, completion: Completion) -> None:
         )
 
 
+def _finish(call: _Call, completion: Completion, *, user: Any, source: str, ttft_ms: float | None):
+    """A generated answer's end, however it was asked for: cached, recorded, appended to its conversation."""
+    _store(call, completion)
+    result = _result(
+        call, completion.text, completion.usage, cached=False, ttft_ms=ttft_ms, reason=completion.finish_reason
+    )
+    _record(
+        call,
+        user=user,
+        source=source,
+        usage=completion.usage,
+        cached=False,
+        latency_ms=result.latency_ms,
+        ttft_ms=ttft_ms,
+        status=InferenceRecord.Status.OK,
+        finish_reason=completion.finish_reason,
+    )
+    return _remember(call, result)
+
+
 def complete(
     request: CompletionRequest, *, user: Any = None, source: str = "api", request_id: uuid.UUID | None = None
 ) -> CompletionResult:
@@ -296,23 +316,8 @@ def complete(
                 error=exc.message,
             )
             raise _error_for(exc, request) from exc
-        _store(call, completion)
         ttft_ms = _ms(completion.ttft) if completion.ttft is not None else None
-        result = _result(
-            call, completion.text, completion.usage, cached=False, ttft_ms=ttft_ms, reason=completion.finish_reason
-        )
-        _record(
-            call,
-            user=user,
-            source=source,
-            usage=completion.usage,
-            cached=False,
-            latency_ms=result.latency_ms,
-            ttft_ms=ttft_ms,
-            status=InferenceRecord.Status.OK,
-            finish_reason=completion.finish_reason,
-        )
-        return _remember(call, result)
+        return _finish(call, completion, user=user, source=source, ttft_ms=ttft_ms)
 
 
 async def complete_stream(
@@ -352,28 +357,8 @@ async def complete_stream(
                         completion = Completion(
                             event.text or "".join(parts), event.usage, event.finish_reason, event.ttft
                         )
-                        await sync_to_async(_store)(call, completion)
                         ttft_ms = _ms(first - started) if first is not None else None
-                        result = _result(
-                            call,
-                            completion.text,
-                            completion.usage,
-                            cached=False,
-                            ttft_ms=ttft_ms,
-                            reason=completion.finish_reason,
-                        )
-                        await record(
-                            call,
-                            user=user,
-                            source=source,
-                            usage=completion.usage,
-                            cached=False,
-                            latency_ms=result.latency_ms,
-                            ttft_ms=ttft_ms,
-                            status=InferenceRecord.Status.OK,
-                            finish_reason=completion.finish_reason,
-                        )
-                        yield await sync_to_async(_remember)(call, result)
+                        yield await sync_to_async(_finish)(call, completion, user=user, source=source, ttft_ms=ttft_ms)
                         return
         except ProviderError as exc:
             finished = True

@@ -98,21 +98,6 @@ def seen(serving, monkeypatch):
 
 
 @pytest.fixture
-def alice_client(api_client, alice):
-    api_client.force_authenticate(user=alice)
-    return api_client
-
-
-@pytest.fixture
-def staff_client(staff):
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.force_authenticate(user=staff)
-    return client
-
-
-@pytest.fixture
 def upstream():
     """A fake remote API (Anthropic or OpenAI wire format) on a free port; see fake_upstream.py."""
     from inference.tests.fake_upstream import FakeUpstream
