@@ -7,7 +7,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test test-e2e setup install install-dev migrate models lint format clean
+.PHONY: run test test-e2e setup install install-dev install-exporter migrate models lint format clean
 
 run: setup
 	$(BIN)/python manage.py collectstatic --noinput -v0
@@ -40,10 +40,14 @@ install:
 install-dev: install
 	@./scripts/install.sh "$(PYTHON)" "$(VENV)" requirements-dev.txt
 
+# The OpenVINO exporter's own packages (requirements-export.txt), apart from the site's: see inference/export.py.
+install-exporter: install
+	@./scripts/install-exporter.sh "$(VENV)" requirements-export.txt
+
 migrate:
 	$(BIN)/python manage.py migrate --noinput
 
-models:
+models: install-exporter
 	$(BIN)/python manage.py prepare_models
 
 lint: install-dev

@@ -161,6 +161,8 @@ class ActiveProviderSerializer(serializers.Serializer):
     device = serializers.CharField()
     state = serializers.ChoiceField(choices=["idle", "loading", "ready", "failed"])
     reason = serializers.CharField()
+    engine = serializers.CharField(help_text="what computes a local model's answers: openvino or transformers")
+    engine_reason = serializers.CharField(help_text="why transformers serves a local model rather than OpenVINO")
 
 
 class ProviderInfoSerializer(serializers.Serializer):

@@ -52,6 +52,8 @@ class EngineStatus:
     model: str | None = None
     device: str | None = None
     identity: str | None = None
+    engine: str | None = None  # transformers or openvino for a local model
+    engine_note: str = ""  # why that engine serves rather than the preferred one
 
 
 class _Slot:
@@ -141,7 +143,14 @@ class Engine:
                 return EngineStatus(self._state, self._reason)
             p = slot.provider
             return EngineStatus(
-                self._state, self._reason, p.name, p.model, getattr(p, "device", None) or slot.spec.device, p.identity
+                self._state,
+                self._reason,
+                p.name,
+                p.model,
+                getattr(p, "device", None) or slot.spec.device,
+                p.identity,
+                p.engine or None,
+                p.engine_note,
             )
 
     @property

@@ -22,4 +22,6 @@ def provider_check() -> tuple[bool, str]:
     if status.state == FAILED:
         return False, status.reason
     detail = f"{status.provider}:{status.model} on {status.device}"
+    if status.engine:
+        detail += f" ({status.engine}{': ' + status.engine_note if status.engine_note else ''})"
     return True, f"{detail}; {status.reason}" if status.reason else detail

@@ -18,6 +18,8 @@ def provider_list() -> dict[str, Any]:
         "device": status.device or spec.device,
         "state": status.state,
         "reason": status.reason,
+        "engine": status.engine or "",
+        "engine_reason": status.engine_note,
     }
     providers = []
     for name in PROVIDER_NAMES:

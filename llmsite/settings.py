@@ -288,6 +288,23 @@ LLM_DEFAULT_MAX_NEW_TOKENS = env.int("LLM_DEFAULT_MAX_NEW_TOKENS", default=256)
 LLM_MAX_PROMPT_CHARS = env.int("LLM_MAX_PROMPT_CHARS", default=100_000)
 # inference: float32 on CPU by default (docs/performance.md#float32-vs-bfloat16-on-cpus); auto picks bf16/fp16 on GPUs.
 LLM_DTYPE = env.str("LLM_DTYPE", default="auto")
+# inference: the local engine. auto is OpenVINO GenAI on the CPU where its wheel imports and the model has
+# an OpenVINO export (manage.py prepare_models makes one), else transformers (GPUs, and the fallback; the
+# reason is in /readyz, /api/v1/providers and the log). See inference/providers/openvino.py.
+LLM_ENGINE = env.str("LLM_ENGINE", default="auto")
+if LLM_ENGINE not in ("auto", "openvino", "transformers"):
+    raise ImproperlyConfigured(f"LLM_ENGINE must be auto, openvino or transformers, not {LLM_ENGINE!r}")
+# inference: OpenVINO weight precision: fp32 is exact to transformers float32; int8/int4 are faster and
+# approximate (docs/performance.md). prepare_models exports the precisions in LLM_EXPORT_PRECISIONS.
+LLM_PRECISION = env.str("LLM_PRECISION", default="fp32")
+LLM_EXPORT_PRECISIONS = env.list("LLM_EXPORT_PRECISIONS", default=[LLM_PRECISION])
+if LLM_PRECISION not in ("fp32", "int8", "int4") or not set(LLM_EXPORT_PRECISIONS) <= {"fp32", "int8", "int4"}:
+    raise ImproperlyConfigured("LLM_PRECISION and LLM_EXPORT_PRECISIONS take fp32, int8 or int4")
+# training: export a fine-tuned model to OpenVINO (LLM_PRECISION) when its run finishes, so it serves on either engine.
+LLM_EXPORT_AFTER_TRAINING = env.bool("LLM_EXPORT_AFTER_TRAINING", default=True)
+# inference: the OpenVINO engine's KV cache bound in GB (whole GB, at least 1): how many tokens all
+# running requests together may hold (~46 KB a token for SmolLM2-135M in f32).
+LLM_KV_CACHE_GB = env.int("LLM_KV_CACHE_GB", default=1)
 # inference: worker threads of the local provider for streamed generations.
 LLM_WORKERS = env.int("LLM_WORKERS", default=4)
 # inference: continuous batching of concurrent requests on the local model (one scheduler thread

@@ -24,6 +24,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -495,7 +496,7 @@ def run_execute(
         if not isinstance(exc, Exception):
             raise
     else:
-        metrics = result.metrics()
+        metrics = {**result.metrics(), **_export_for_openvino(run, output)}
         _finish(
             run,
             Status.SUCCEEDED,
@@ -511,6 +512,24 @@ def run_execute(
         _cancel_events.pop(run.pk, None)
     run.refresh_from_db()
     return run
+
+
+def _export_for_openvino(run: TrainingRun, output: Path) -> dict[str, Any]:
+    """Export the new model for the OpenVINO engine (LLM_EXPORT_AFTER_TRAINING), so it serves on either engine.
+
+    A failed export does not fail the run (transformers still serves the model): it is noted in the metrics.
+    """
+    if settings.LLM_ENGINE == "transformers" or not settings.LLM_EXPORT_AFTER_TRAINING:
+        return {}
+    from inference.export import ExportFailed, export_openvino
+
+    started = time.monotonic()
+    try:
+        export_openvino(output, settings.LLM_PRECISION)
+    except ExportFailed as exc:
+        logger.warning("training run %s: the OpenVINO export failed; transformers serves it: %s", run.pk, exc)
+        return {"openvino_export_error": str(exc)[-2000:]}
+    return {"openvino_export_seconds": round(time.monotonic() - started, 1)}
 
 
 def _serve(run: TrainingRun) -> None:

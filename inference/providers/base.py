@@ -281,9 +281,11 @@ class Provider:
     """Base class of model backends; see the module docstring for the contract."""
 
     name: ClassVar[str] = ""
+    engine: ClassVar[str] = ""  # what computes the answers: "transformers", "openvino"; "" for a remote API
 
     def __init__(self, model: str):
         self.model = model
+        self.engine_note = ""  # why this engine serves rather than the preferred one ('' when it is the preferred)
 
     # --- lifecycle ----------------------------------------------------------------------
     def load(self) -> None:

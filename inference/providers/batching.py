@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from inference.providers.base import ProviderError, ProviderUnavailable
+from inference.providers.base import ProviderError, ProviderUnavailable, SamplingParams
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ class BatchJob:
     on_token: Callable[[int], bool]
     on_end: Callable[[list[int], EndReason, BaseException | None], None]
     pick: Callable[[Any], int] | None = None
+    # The request's sampling values, for engines that sample themselves (OpenVINO); this scheduler uses `pick`.
+    sampling: SamplingParams | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     tokens: list[int] = field(default_factory=list)
     _ended: bool = False

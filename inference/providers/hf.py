@@ -248,6 +248,7 @@ class HFProvider(Provider):
     """AutoModelForCausalLM + AutoTokenizer from a local folder; never downloads."""
 
     name = "hf"
+    engine = "transformers"
 
     def __init__(
         self,
@@ -492,7 +493,7 @@ class HFProvider(Provider):
         control = _Control(self, cancel)
         sampling = request.sampling
         detok = _Detokenizer(tokenizer, sampling.stop, emit, control) if emit is not None or sampling.stop else None
-        pick = _Sampler(sampling, self.device).pick if not sampling.greedy else None
+        pick = self._pick_for(sampling)
 
         def on_token(token: int) -> bool:
             control.count()
@@ -520,8 +521,13 @@ class HFProvider(Provider):
             on_token=on_token,
             on_end=on_end,
             pick=pick,
+            sampling=sampling,
             cancel=cancel if cancel is not None else threading.Event(),
         )
+
+    def _pick_for(self, sampling: SamplingParams) -> Callable[[Any], int] | None:
+        """How a scheduler job picks its next token from logits: None is greedy."""
+        return _Sampler(sampling, self.device).pick if not sampling.greedy else None
 
     def _run(
         self, request: GenerationRequest, *, emit: Callable[[str], None] | None, cancel: threading.Event | None

@@ -63,6 +63,7 @@ def training_settings(settings, models_dir, datasets_dir):
     settings.TRAINING_DEVICE = "cpu"
     settings.TRAINING_EXECUTOR = "thread"
     settings.TRAINING_HEARTBEAT_SECONDS = 0.05
+    settings.LLM_EXPORT_AFTER_TRAINING = False  # test_openvino_export.py turns it on
     yield settings
     assert services.wait_for_worker(timeout=60), "the training thread did not finish"
 

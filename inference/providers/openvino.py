@@ -1,0 +1,322 @@
+"""The OpenVINO engine for local models: OpenVINO GenAI's continuous batching, exact to float32 by default.
+
+Plain Python, no Django. The weights are an OpenVINO IR exported once from the model's
+transformers folder (`<folder>/openvino/<precision>/`, written by `inference.export`); the
+tokenizer and chat template stay the transformers tokenizer's, so this engine sees exactly the
+token ids, renders (cache keys), stop strings and token counts `HFProvider` sees: only the
+forward passes, the KV cache and sampling move to OpenVINO. Everything else — streaming,
+cancellation within one token, the queue limit, usage — is `HFProvider`'s code path with its
+scheduler (`BatchScheduler`) swapped for `OpenVINOScheduler`, which drives a
+`ContinuousBatchingPipeline` from one thread.
+
+Exactness: with precision fp32 the pipeline computes in f32 with an f32 KV cache and no dynamic
+quantisation (`EXACT_PROPERTIES`); greedy answers then equal transformers float32 token for
+token, alone and batched. int8/int4 are compressed weights: faster, not exact.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from inference.providers.base import ModelInfo, ProviderUnavailable
+from inference.providers.batching import BatchJob, BatchLimits, QueueFull
+from inference.providers.hf import HFProvider, folder_identity
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "int8", "int4")
+# OpenVINO computes in bf16 on CPUs that have it unless told otherwise, and quantises activations
+# dynamically: both make greedy answers drift from float32. These keep it exact.
+EXACT_PROPERTIES = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "KV_CACHE_PRECISION": "f32",
+    "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0",
+}
+MARKER = ".exported"  # written last by the exporter: a folder without it is half-written
+
+
+def openvino_folder(folder: Path, precision: str) -> Path:
+    """Where the OpenVINO form of the transformers model in `folder` lives."""
+    return folder / "openvino" / precision
+
+
+def is_exported(folder: Path, precision: str) -> bool:
+    return (openvino_folder(folder, precision) / MARKER).is_file()
+
+
+@functools.cache
+def import_problem() -> str:
+    """'' when OpenVINO GenAI imports here; else why not (the engine then falls back to transformers)."""
+    try:
+        import openvino_genai  # noqa: F401
+    except Exception as exc:  # an ImportError, or a wheel that does not load on this CPU/OS
+        return f"openvino-genai does not import: {exc}"
+    return ""
+
+
+class OpenVINOScheduler:
+    """One thread owns a ContinuousBatchingPipeline: it admits submitted jobs, steps, and reports tokens.
+
+    The same interface as `BatchScheduler` (`submit`, `close`, `running`), the same job
+    callbacks on this thread, the same limits: at most `max_batch_size` running rows and
+    `max_queue` waiting ones (then `QueueFull`). Every pipeline call happens on this thread,
+    so nothing relies on the pipeline being thread-safe. A job's `sampling` says how to sample
+    (OpenVINO samples itself); its `pick` is ignored.
+    """
+
+    def __init__(self, pipeline: Any, *, eos_token_ids: set[int], limits: BatchLimits, name: str = "openvino"):
+        self.pipeline = pipeline
+        self.eos = frozenset(eos_token_ids)
+        self.limits = limits
+        self.steps = 0
+        self._ids = itertools.count()
+        self._waiting: deque[BatchJob] = deque()
+        self._active: dict[int, tuple[BatchJob, Any]] = {}
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name=f"openvino-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> int:
+        return len(self._active)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def submit(self, job: BatchJob) -> None:
+        """Queue `job`; raises QueueFull when `max_queue` jobs already wait, ProviderUnavailable once closed."""
+        with self._wake:
+            if self._closing:
+                raise ProviderUnavailable("the local model is shutting down", permanent=False)
+            free = max(0, self.limits.max_batch_size - len(self._active))
+            if len(self._waiting) >= free + self.limits.max_queue:
+                raise QueueFull(self.limits.max_queue)
+            self._waiting.append(job)
+            self._wake.notify()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop after the current step; waiting and running jobs end with ProviderUnavailable."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # --- the loop: admit → step → report -------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            while self._admit():
+                self.pipeline.step()
+                self.steps += 1
+                self._report()
+        except Exception as exc:  # the pipeline failed: every job learns it, new ones are refused
+            logger.exception("the OpenVINO pipeline failed")
+            with self._wake:
+                self._closing = True
+            self._end_all(ProviderUnavailable(f"the local model failed: {exc}", permanent=False))
+            return
+        self._end_all(ProviderUnavailable("the local model is shutting down", permanent=False))
+
+    def _admit(self) -> bool:
+        """Add waiting jobs while there is room; False when closing. Sleeps while there is nothing to do."""
+        with self._wake:
+            while not self._closing and not self._waiting and not self._active:
+                self._wake.wait()
+            if self._closing:
+                return False
+            joining = []
+            while self._waiting and len(self._active) + len(joining) < self.limits.max_batch_size:
+                joining.append(self._waiting.popleft())
+        for job in joining:
+            if job.cancel.is_set():
+                job.end("cancelled")
+                continue
+            request_id = next(self._ids)
+            try:
+                handle = self.pipeline.add_request(request_id, _ids_tensor(job.prompt_ids), self._config(job))
+            except Exception as exc:  # a request the pipeline refuses ends alone
+                job.end("cancelled", ProviderUnavailable(f"the local model refused the request: {exc}"))
+                continue
+            self._active[request_id] = (job, handle)
+        return True
+
+    def _config(self, job: BatchJob) -> Any:
+        import openvino_genai
+
+        config = openvino_genai.GenerationConfig()
+        config.max_new_tokens = job.max_new_tokens
+        config.stop_token_ids = set(self.eos)
+        sampling = job.sampling
+        if sampling is None or sampling.greedy:
+            config.do_sample = False
+        else:
+            config.do_sample = True
+            config.temperature = sampling.temperature
+            config.top_p = sampling.top_p
+            # Unseeded sampling must differ from call to call; a seed repeats exactly.
+            config.rng_seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(4), "little")
+        return config
+
+    def _report(self) -> None:
+        """Hand each running job its new tokens, in order; end the ones that finished, stopped or were cancelled."""
+        import openvino_genai
+
+        none = openvino_genai.GenerationFinishReason.NONE
+        length = openvino_genai.GenerationFinishReason.LENGTH
+        for request_id, (job, handle) in list(self._active.items()):
+            ended = None
+            if job.cancel.is_set():
+                ended = "cancelled"
+            while ended is None and handle.can_read():
+                for output in handle.read().values():
+                    for token in output.generated_ids:
+                        job.tokens.append(token)
+                        try:
+                            stop = job.on_token(token)
+                        except Exception as exc:  # a failing consumer ends its own request only
+                            job.end("cancelled", exc)
+                            ended = "failed"
+                            break
+                        if stop and token not in self.eos:
+                            ended = "stop"
+                            break
+                    if ended is None and output.finish_reason != none:
+                        ended = "length" if output.finish_reason == length else "eos"
+                    if ended is not None:
+                        break
+            if ended is None:
+                continue
+            if ended in ("cancelled", "stop"):
+                handle.cancel()  # frees its KV cache blocks at the next step
+            if ended != "failed":
+                job.end(ended)
+            del self._active[request_id]
+
+    def _end_all(self, error: BaseException) -> None:
+        with self._wake:
+            waiting, self._waiting = list(self._waiting), deque()
+        for _job, handle in self._active.values():
+            handle.cancel()
+        for job in waiting + [job for job, _handle in self._active.values()]:
+            job.end("cancelled", error)
+        self._active.clear()
+
+
+def _ids_tensor(ids: list[int]) -> Any:
+    import numpy as np
+    import openvino
+
+    return openvino.Tensor(np.array([ids], dtype=np.int64))
+
+
+class OpenVINOProvider(HFProvider):
+    """A local model served by OpenVINO GenAI on the CPU; see the module docstring.
+
+    `folder` is the transformers folder (tokenizer, config); the IR is read from
+    `openvino_folder(folder, precision)`. `kv_cache_gb` bounds the KV cache (OpenVINO allocates
+    it in blocks up to that size).
+    """
+
+    engine = "openvino"
+
+    def __init__(
+        self,
+        model: str,
+        folder: Path | str,
+        *,
+        precision: str = "fp32",
+        workers: int = 4,
+        limits: BatchLimits | None = None,
+        kv_cache_gb: float = 1.0,
+    ):
+        super().__init__(model, folder, device="cpu", workers=workers, batching=True, limits=limits)
+        if precision not in PRECISIONS:
+            raise ProviderUnavailable(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        self.precision = precision
+        self.kv_cache_gb = kv_cache_gb
+        self.ov_folder = openvino_folder(self.folder, precision)
+        self.pipeline: Any = None
+
+    def load(self) -> None:
+        problem = import_problem()
+        if problem:
+            raise ProviderUnavailable(problem)
+        import openvino_genai
+        from transformers import AutoTokenizer, GenerationConfig
+
+        if not (self.folder / "config.json").is_file():
+            raise ProviderUnavailable(f"model folder {self.folder} has no config.json")
+        if not is_exported(self.folder, self.precision):
+            raise ProviderUnavailable(
+                f"{self.model} has no OpenVINO {self.precision} export at {self.ov_folder}; "
+                f"run manage.py prepare_models (or manage.py export_openvino {self.model})"
+            )
+        started = time.perf_counter()
+        self.device = "cpu"
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+            self.generation_config = GenerationConfig.from_pretrained(self.folder)
+        except (OSError, ValueError) as exc:
+            raise ProviderUnavailable(f"cannot load the tokenizer of {self.folder}: {exc}") from exc
+        if self.generation_config.eos_token_id is None:
+            self.generation_config.eos_token_id = self.tokenizer.eos_token_id
+        self._context_window = _context_window(self.folder, self.tokenizer)
+        scheduler_config = openvino_genai.SchedulerConfig()
+        scheduler_config.cache_size = max(1, round(self.kv_cache_gb))
+        scheduler_config.max_num_seqs = self.limits.max_batch_size
+        scheduler_config.max_num_batched_tokens = self.limits.max_batched_tokens
+        scheduler_config.dynamic_split_fuse = True
+        scheduler_config.enable_prefix_caching = False
+        properties = EXACT_PROPERTIES if self.precision == "fp32" else {}
+        try:
+            self.pipeline = openvino_genai.ContinuousBatchingPipeline(
+                str(self.ov_folder), scheduler_config, "CPU", properties
+            )
+        except Exception as exc:  # OpenVINO raises RuntimeError for a broken or foreign IR
+            raise ProviderUnavailable(f"OpenVINO cannot load {self.ov_folder}: {exc}") from exc
+        self._identity = f"openvino-{self.precision}:{self.folder.resolve()}@{folder_identity(self.folder)}"
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"ov-{self.model}")
+        self.scheduler = OpenVINOScheduler(  # type: ignore[assignment]  (the same interface as BatchScheduler)
+            self.pipeline, eos_token_ids=self._eos_ids(), limits=self.limits, name=self.model
+        )
+        self.batching_off_reason = ""
+        logger.info(
+            "loaded %s on OpenVINO (%s, up to %d rows, KV cache %s GB) in %.1f s",
+            self.model,
+            self.precision,
+            self.limits.max_batch_size,
+            scheduler_config.cache_size,
+            time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        super().close()
+        self.pipeline = None
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(self.model, f"{self.folder} (OpenVINO {self.precision})")]
+
+    def _pick_for(self, sampling: Any) -> None:
+        return None  # OpenVINO samples itself, from the job's `sampling`
+
+
+def _context_window(folder: Path, tokenizer: Any) -> int:
+    """The model's window: its config's max_position_embeddings, bounded by the tokenizer's own limit."""
+    config = json.loads((folder / "config.json").read_text())
+    window = int(config.get("max_position_embeddings") or 2048)
+    tokenizer_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_max, int) and 0 < tokenizer_max < window:
+        window = tokenizer_max
+    return window
