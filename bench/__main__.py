@@ -5,10 +5,11 @@
 Sections, in order (each on the default model, SmolLM2-135M-Instruct, CPU, float32):
 - `local`    raw `model.generate` single stream (the limit), the provider one by one and batched,
              static batched `generate` (the ceiling for batching) — in this process;
-- `llmsite`  a live daphne with LLM_BATCHING=on: N concurrent streaming clients on
-             `/v1/chat/completions` (N = 1, 4, 8, 16), then cache-hit latency and throughput
+- `llmsite`  a live daphne as shipped (LLM_ENGINE=auto: OpenVINO fp32 on the CPU): N concurrent streaming
+             clients on `/v1/chat/completions` (N = 1, 4, 8, 16), then cache-hit latency and throughput
              against `/healthz` (a trivial JSON view on the same stack); peak server memory;
-- `unbatched` the same sweep with LLM_BATCHING=off;
+- `transformers` the same sweep on the transformers engine with its batching scheduler;
+- `unbatched` the same sweep on the transformers engine with LLM_BATCHING=off;
 - `peer`     the same sweep against `transformers serve --continuous-batching` on the same weights;
 - `dtype`    float32 against bfloat16 (speed alone and batched, prefill, answers) — full run only;
 - `streaming`, `embeddings` the older focused benchmarks (SSE/WebSocket first-token overhead;
@@ -32,8 +33,8 @@ from bench.common import MODEL, RESULTS, load_snapshot, machine
 
 QUICK = {"new_tokens": 32, "runs": 2, "rounds": 1, "levels": [1, 4, 8, 16], "few": [1, 8], "hits": 100}
 FULL = {"new_tokens": 64, "runs": 3, "rounds": 3, "levels": [1, 4, 8, 16], "few": [1, 4, 8, 16], "hits": 300}
-SECTIONS = ("local", "llmsite", "unbatched", "peer", "dtype", "streaming", "embeddings")
-QUICK_SECTIONS = ("local", "llmsite", "unbatched", "peer")
+SECTIONS = ("local", "llmsite", "transformers", "unbatched", "peer", "dtype", "streaming", "embeddings")
+QUICK_SECTIONS = ("local", "llmsite", "transformers", "unbatched", "peer")
 
 
 def run(sections: list[str], plan: dict) -> dict:
@@ -47,8 +48,10 @@ def run(sections: list[str], plan: dict) -> dict:
             out = inference.single(plan["new_tokens"], plan["runs"], [8] if plan["quick"] else [8, 16])
         elif name == "llmsite":
             out = serving.llmsite(True, plan["levels"], plan["rounds"], plan["new_tokens"], cache_hits=plan["hits"])
+        elif name == "transformers":
+            out = serving.llmsite(True, plan["levels"], plan["rounds"], plan["new_tokens"], engine="transformers")
         elif name == "unbatched":
-            out = serving.llmsite(False, plan["few"], plan["rounds"], plan["new_tokens"])
+            out = serving.llmsite(False, plan["few"], plan["rounds"], plan["new_tokens"], engine="transformers")
         elif name == "peer":
             out = serving.peer(plan["few"], plan["rounds"], plan["new_tokens"])
         elif name == "dtype":
@@ -79,9 +82,12 @@ def _level(section: dict | None, clients: int) -> dict | None:
 
 def targets(result: dict) -> list[dict]:
     """The issue's targets, each as {name, measured, goal, met}; None where a section did not run."""
-    local, site = result.get("local"), result.get("llmsite")
+    local, shipped = result.get("local"), result.get("llmsite")
+    # The batching targets are the transformers engine's (its scheduler); the engine targets compare the two.
+    site = result.get("transformers")
     off, peer = result.get("unbatched"), result.get("peer")
     one, eight = _level(site, 1), _level(site, 8)
+    ov_one, ov_eight, ov_sixteen = _level(shipped, 1), _level(shipped, 8), _level(shipped, 16)
     rows = []
 
     def add(name: str, measured: float | None, goal: float, higher: bool = True) -> None:
@@ -91,7 +97,21 @@ def targets(result: dict) -> list[dict]:
         )
 
     raw = local["raw_generate"] if local else None
-    add("HTTP single stream / raw generate", one["output_token_throughput"] / raw if one and raw else None, 0.95)
+
+    def ratio(a: dict | None, b: dict | None, key: str = "output_token_throughput") -> float | None:
+        return a[key] / b[key] if a and b else None
+
+    raw_level = {"output_token_throughput": raw} if raw else None
+    add("OpenVINO: HTTP single stream / raw transformers generate", ratio(ov_one, raw_level), 2.5)
+    add("OpenVINO: 8 clients / transformers engine at 8", ratio(ov_eight, eight), 3.0)
+    add("OpenVINO: 16 clients / transformers engine at 16", ratio(ov_sixteen, _level(site, 16)), 3.0)
+    add(
+        "OpenVINO: TTFT p50 at 8 clients / at 1 client",
+        ov_eight["ttft_ms"]["p50"] / ov_one["ttft_ms"]["p50"] if ov_one and ov_eight else None,
+        2.0,
+        higher=False,
+    )
+    add("transformers: HTTP single stream / raw generate", ratio(one, raw_level), 0.95)
     add(
         "8 clients aggregate / 1 client (batching on)",
         eight["output_token_throughput"] / one["output_token_throughput"] if one and eight else None,
@@ -151,7 +171,7 @@ def markdown(result: dict) -> str:
         "",
     ]
     local = result.get("local")
-    one = {name: _level(result.get(name), 1) for name in ("llmsite", "unbatched", "peer")}
+    one = {name: _level(result.get(name), 1) for name in ("llmsite", "transformers", "unbatched", "peer")}
     if local or any(one.values()):
         raw = local["raw_generate"] if local else None
         lines += ["| single stream | output tokens/s | vs raw generate |", "|---|---:|---:|"]
@@ -163,8 +183,9 @@ def markdown(result: dict) -> str:
                 ("`HFProvider.generate`, batching scheduler", local["provider_batched"]),
             ]
         labels = {
-            "llmsite": "HTTP, llmsite (batching on)",
-            "unbatched": "HTTP, llmsite (batching off)",
+            "llmsite": "HTTP, llmsite as shipped (OpenVINO fp32)",
+            "transformers": "HTTP, llmsite on transformers (batching on)",
+            "unbatched": "HTTP, llmsite on transformers (batching off)",
             "peer": "HTTP, transformers serve",
         }
         for name, level in one.items():
@@ -187,7 +208,12 @@ def markdown(result: dict) -> str:
         "TTFT p50 / p95 (ms) | TPOT mean / p50 (ms) | peak RSS (MiB) |"
     )
     lines += [header, "|---|---:|---:|---:|---:|---:|---:|"]
-    names = {"llmsite": "llmsite, batching on", "unbatched": "llmsite, batching off", "peer": "transformers serve (CB)"}
+    names = {
+        "llmsite": "llmsite, OpenVINO fp32",
+        "transformers": "llmsite, transformers, batching on",
+        "unbatched": "llmsite, transformers, batching off",
+        "peer": "transformers serve (CB)",
+    }
     for name, label in names.items():
         section = result.get(name)
         for level in (section or {}).get("levels", ()):

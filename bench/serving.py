@@ -108,9 +108,11 @@ async def sweep(url: str, headers: dict, model: str, levels: list[int], rounds: 
     return [await sweep_level(url, headers, model, n, rounds, new_tokens) for n in levels]
 
 
-def llmsite(batching: bool, levels: list[int], rounds: int, new_tokens: int, cache_hits: int = 0) -> dict:
-    """The sweep against a live llmsite (LLM_BATCHING on or off); optionally cache-hit latency."""
-    with LiveSite(LLM_MODEL=MODEL, LLM_BATCHING="on" if batching else "off") as site:
+def llmsite(
+    batching: bool, levels: list[int], rounds: int, new_tokens: int, cache_hits: int = 0, engine: str = "auto"
+) -> dict:
+    """The sweep against a live llmsite (LLM_ENGINE, LLM_BATCHING on or off); optionally cache-hit latency."""
+    with LiveSite(LLM_MODEL=MODEL, LLM_BATCHING="on" if batching else "off", LLM_ENGINE=engine) as site:
         headers = {"Authorization": f"Bearer {site.token}"}
         result: dict = {"levels": asyncio.run(sweep(site.url, headers, MODEL, levels, rounds, new_tokens))}
         if cache_hits:
