@@ -28,12 +28,16 @@ from llmsite.errors import ApplicationError, error_response
 from llmsite.serializers import StrictCharField, StrictSerializer
 
 
-def completion_request(fields: dict[str, Any]) -> CompletionRequest:
-    """The one request type from a parser's fields; a broken bound is the serializer error naming its field."""
+def completion_request(fields: dict[str, Any], *, wire_names: dict[str, str] | None = None) -> CompletionRequest:
+    """The one request type from a parser's fields; a broken bound is the serializer error naming its field.
+
+    `wire_names` maps a request field to the name the client sent it under (/v1's `max_tokens`).
+    """
     try:
         return CompletionRequest.from_fields(fields)
     except InvalidParameter as exc:
-        raise serializers.ValidationError({exc.field: exc.message}) from exc
+        field = (wire_names or {}).get(exc.field, exc.field)
+        raise serializers.ValidationError({field: exc.message.replace(exc.field, field)}) from exc
 
 
 class MessageSerializer(StrictSerializer):

@@ -23,8 +23,9 @@ from rest_framework.views import APIView
 
 from accounts.ratelimits import ratelimit_api
 from inference import selectors, services, sse
+from inference.apis import completion_request
 from inference.protocol import MAX_MESSAGES, CompletionRequest
-from inference.providers.base import MAX_STOP, SEED_MAX, TEMPERATURE_MAX, InvalidParameter, TextDelta
+from inference.providers.base import MAX_STOP, SEED_MAX, TEMPERATURE_MAX, TextDelta
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, error_response
 from llmsite.serializers import StrictCharField
@@ -226,22 +227,15 @@ class ChatCompletionsApi(APIView):
 def _completion_request(data: dict[str, Any]) -> CompletionRequest:
     """/v1's fields as the one request type; a broken bound names the field the client sent."""
     tokens_field = "max_completion_tokens" if data.get("max_completion_tokens") else "max_tokens"
-    try:
-        return CompletionRequest.from_fields(
-            {
-                "messages": [{"role": m["role"], "content": m["content"]} for m in data["messages"]],
-                "max_new_tokens": data.get("max_completion_tokens") or data.get("max_tokens"),
-                "temperature": data.get("temperature"),
-                "top_p": data.get("top_p"),
-                "stop": data.get("stop") or None,
-                "seed": data.get("seed"),
-            }
-        )
-    except InvalidParameter as exc:
-        field, message = exc.field, exc.message
-        if field == "max_new_tokens":
-            field, message = tokens_field, message.replace("max_new_tokens", tokens_field)
-        raise serializers.ValidationError({field: message}) from exc
+    fields = {
+        "messages": [{"role": m["role"], "content": m["content"]} for m in data["messages"]],
+        "max_new_tokens": data.get("max_completion_tokens") or data.get("max_tokens"),
+        "temperature": data.get("temperature"),
+        "top_p": data.get("top_p"),
+        "stop": data.get("stop") or None,
+        "seed": data.get("seed"),
+    }
+    return completion_request(fields, wire_names={"max_new_tokens": tokens_field})
 
 
 # OpenAI's finish reasons: why our providers stop, in the words OpenAI clients switch on. Anthropic's

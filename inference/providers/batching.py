@@ -66,6 +66,12 @@ class BatchLimits:
         if self.max_batch_size < 1 or self.max_batched_tokens < 1 or self.max_queue < 0:
             raise ValueError("max_batch_size and max_batched_tokens must be at least 1, max_queue at least 0")
 
+    def check_room(self, *, waiting: int, running: int) -> None:
+        """Raise QueueFull when one more job would wait beyond `max_queue` (the places free at the next step count)."""
+        free = max(0, self.max_batch_size - running)
+        if waiting >= free + self.max_queue:
+            raise QueueFull(self.max_queue)
+
 
 @dataclass(eq=False)
 class BatchJob:
@@ -203,9 +209,7 @@ class BatchScheduler:
         with self._wake:
             if self._closing:
                 raise ProviderUnavailable("the local model is shutting down", permanent=False)
-            free = max(0, self.limits.max_batch_size - self.running)  # places that open at the next step
-            if len(self._waiting) >= free + self.limits.max_queue:
-                raise QueueFull(self.limits.max_queue)
+            self.limits.check_room(waiting=len(self._waiting), running=self.running)
             self._waiting.append(job)
             self._wake.notify()
 

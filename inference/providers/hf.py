@@ -95,6 +95,15 @@ def resolve_dtype(dtype: str, device: str) -> Any:
         raise ProviderUnavailable(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
 
 
+def context_window(max_position_embeddings: int | None, tokenizer: Any) -> int:
+    """The model's window in tokens: its config's max_position_embeddings, bounded by the tokenizer's own limit."""
+    window = int(max_position_embeddings or 2048)
+    tokenizer_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_max, int) and 0 < tokenizer_max < window:
+        window = tokenizer_max
+    return window
+
+
 def folder_identity(folder: Path) -> str:
     """A short digest of the config and the weight files' names, sizes and mtimes: changes with the weights."""
     digest = hashlib.sha256()
@@ -296,12 +305,7 @@ class HFProvider(Provider):
         except (OSError, ValueError) as exc:
             raise ProviderUnavailable(f"cannot load {self.folder}: {exc}") from exc
         self.hf_model = model.to(self.device).eval()
-        config = model.config
-        window = getattr(config, "max_position_embeddings", None) or 2048
-        tokenizer_max = getattr(self.tokenizer, "model_max_length", None)
-        if isinstance(tokenizer_max, int) and 0 < tokenizer_max < window:
-            window = tokenizer_max
-        self._context_window = int(window)
+        self._context_window = context_window(getattr(model.config, "max_position_embeddings", None), self.tokenizer)
         eos = model.generation_config.eos_token_id
         if eos is None:
             eos = self.tokenizer.eos_token_id

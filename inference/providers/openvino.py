@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from inference.providers.base import ModelInfo, ProviderUnavailable
-from inference.providers.batching import BatchJob, BatchLimits, QueueFull
-from inference.providers.hf import HFProvider, folder_identity
+from inference.providers.batching import BatchJob, BatchLimits
+from inference.providers.hf import HFProvider, context_window, folder_identity
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +100,7 @@ class OpenVINOScheduler:
         with self._wake:
             if self._closing:
                 raise ProviderUnavailable("the local model is shutting down", permanent=False)
-            free = max(0, self.limits.max_batch_size - len(self._active))
-            if len(self._waiting) >= free + self.limits.max_queue:
-                raise QueueFull(self.limits.max_queue)
+            self.limits.check_room(waiting=len(self._waiting), running=len(self._active))
             self._waiting.append(job)
             self._wake.notify()
 
@@ -171,29 +169,11 @@ class OpenVINOScheduler:
 
     def _report(self) -> None:
         """Hand each running job its new tokens, in order; end the ones that finished, stopped or were cancelled."""
-        import openvino_genai
-
-        none = openvino_genai.GenerationFinishReason.NONE
-        length = openvino_genai.GenerationFinishReason.LENGTH
         for request_id, (job, handle) in list(self._active.items()):
-            ended = None
-            if job.cancel.is_set():
-                ended = "cancelled"
-            while ended is None and handle.can_read():
+            ended = "cancelled" if job.cancel.is_set() else None
+            while ended is None and handle.can_read():  # read() only when something is there: an empty one blocks
                 for output in handle.read().values():
-                    for token in output.generated_ids:
-                        job.tokens.append(token)
-                        try:
-                            stop = job.on_token(token)
-                        except Exception as exc:  # a failing consumer ends its own request only
-                            job.end("cancelled", exc)
-                            ended = "failed"
-                            break
-                        if stop and token not in self.eos:
-                            ended = "stop"
-                            break
-                    if ended is None and output.finish_reason != none:
-                        ended = "length" if output.finish_reason == length else "eos"
+                    ended = self._deliver(job, output)
                     if ended is not None:
                         break
             if ended is None:
@@ -203,6 +183,24 @@ class OpenVINOScheduler:
             if ended != "failed":
                 job.end(ended)
             del self._active[request_id]
+
+    def _deliver(self, job: BatchJob, output: Any) -> str | None:
+        """Hand `job` one output's tokens in order; how it ended ("stop", "eos", "length", "failed"), or None."""
+        import openvino_genai
+
+        reasons = openvino_genai.GenerationFinishReason
+        for token in output.generated_ids:
+            job.tokens.append(token)
+            try:
+                stop = job.on_token(token)
+            except Exception as exc:  # a failing consumer ends its own request only
+                job.end("cancelled", exc)
+                return "failed"
+            if stop and token not in self.eos:
+                return "stop"
+        if output.finish_reason == reasons.NONE:
+            return None
+        return "length" if output.finish_reason == reasons.LENGTH else "eos"
 
     def _end_all(self, error: BaseException) -> None:
         with self._wake:
@@ -272,7 +270,8 @@ class OpenVINOProvider(HFProvider):
             raise ProviderUnavailable(f"cannot load the tokenizer of {self.folder}: {exc}") from exc
         if self.generation_config.eos_token_id is None:
             self.generation_config.eos_token_id = self.tokenizer.eos_token_id
-        self._context_window = _context_window(self.folder, self.tokenizer)
+        config = json.loads((self.folder / "config.json").read_text())
+        self._context_window = context_window(config.get("max_position_embeddings"), self.tokenizer)
         scheduler_config = openvino_genai.SchedulerConfig()
         scheduler_config.cache_size = max(1, round(self.kv_cache_gb))
         scheduler_config.max_num_seqs = self.limits.max_batch_size
@@ -312,13 +311,3 @@ class OpenVINOProvider(HFProvider):
 
     def _pick_for(self, sampling: Any) -> None:
         return None  # OpenVINO samples itself, from the job's `sampling`
-
-
-def _context_window(folder: Path, tokenizer: Any) -> int:
-    """The model's window: its config's max_position_embeddings, bounded by the tokenizer's own limit."""
-    config = json.loads((folder / "config.json").read_text())
-    window = int(config.get("max_position_embeddings") or 2048)
-    tokenizer_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tokenizer_max, int) and 0 < tokenizer_max < window:
-        window = tokenizer_max
-    return window

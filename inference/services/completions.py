@@ -17,6 +17,8 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from conversations import selectors as conversation_selectors
+from conversations import services as conversation_services
 from inference import cache
 from inference.engine import Lease, get_engine
 from inference.grounding import Source, ground
@@ -115,8 +117,6 @@ def _begin(asked: CompletionRequest, *, user: Any, started: float, request_id: u
     """Resolve the request (history, passages, defaults) on a leased provider, and look up the cache."""
     thread, messages = None, None
     if asked.conversation is not None:
-        from conversations import selectors as conversation_selectors
-
         thread = conversation_selectors.conversation_get(user=user, conversation_id=asked.conversation)
         messages = conversation_selectors.conversation_history(conversation=thread, new_turns=asked.new_turns())
     engine = get_engine()
@@ -162,8 +162,6 @@ def _remember(call: _Call, result: CompletionResult) -> CompletionResult:
     """Append the exchange to the call's conversation (if any); the result then names both."""
     if call.conversation is None:
         return result
-    from conversations import services as conversation_services
-
     answer = conversation_services.exchange_append(
         conversation=call.conversation,
         turns=call.asked.new_turns(),
