@@ -34,7 +34,7 @@ from django.db import DatabaseError, close_old_connections
 from django.dispatch import receiver
 
 from inference.providers.base import Provider, ProviderUnavailable
-from inference.registry import ProviderSpec, build_provider, spec_from_settings
+from inference.registry import ProviderSpec, serve_provider, spec_from_settings
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ServiceUnavailable
 from llmsite.processes import run_logged, start_in_background
@@ -122,7 +122,7 @@ def _report(spec: ProviderSpec, state: str, detail: str) -> None:
 class Engine:
     """Holds the active provider; thread-safe."""
 
-    def __init__(self, builder: Callable[[ProviderSpec], Provider] = build_provider):
+    def __init__(self, builder: Callable[[ProviderSpec], Provider] = serve_provider):
         self._builder = builder
         self._lock = threading.RLock()  # guards the fields below; held only for a moment
         self._load_lock = threading.Lock()  # one load/switch at a time
@@ -329,7 +329,7 @@ def get_engine() -> Engine:
 
 @receiver(setting_changed)
 def _reset_on_setting_change(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("LLM_PROVIDER", "LLM_MODEL", "DEVICE", "MODELS_DIR", "LLM_DTYPE") and _engine is not None:
+    if setting in ("LLM_PROVIDER", "LLM_MODEL", "DEVICE", "MODELS_DIR", "LLM_DTYPE", "LLM_ENGINE", "LLM_RUNNER") and _engine is not None:
         _engine.reset()
 
 

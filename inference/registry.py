@@ -10,12 +10,12 @@ import importlib.util
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
 from inference.providers.base import ModelInfo, Provider, ProviderError, ProviderUnavailable
+from inference.providers.local import LocalOptions, build_local
 from inference.providers.remote import HttpOptions, RemoteProvider
 from llmsite.devices import DEVICES, DeviceUnavailable, resolve_device
 from llmsite.model_store import PACKAGED_LLMS, ModelNotFound, is_prepared, resolve_llm_folder
@@ -152,65 +152,47 @@ def check_device(device: str) -> str:
         raise ProviderUnavailable(exc.message) from exc
 
 
-def local_engine(spec: ProviderSpec, folder: Path) -> tuple[str, str]:
-    """(engine, why not OpenVINO) for a local model: LLM_ENGINE, the device, the wheel and the export decide.
-
-    With LLM_ENGINE=openvino a reason is an error (ProviderUnavailable); with auto it is why
-    transformers serves instead, shown in /readyz, /api/v1/providers and the log.
-    """
-    from inference.providers.openvino import import_problem, is_exported
-
-    if settings.LLM_ENGINE == "transformers":
-        return "transformers", "LLM_ENGINE=transformers"
-    device = check_device(spec.device)
-    if device != "cpu":
-        reason = f"OpenVINO serves on the CPU here; DEVICE resolves to {device}"
-    else:
-        reason = import_problem()
-        if not reason and not is_exported(folder, settings.LLM_PRECISION):
-            reason = (
-                f"{spec.model} has no OpenVINO {settings.LLM_PRECISION} export "
-                f"(manage.py export_openvino {spec.model} makes one)"
-            )
-    if reason and settings.LLM_ENGINE == "openvino":
-        raise ProviderUnavailable(f"LLM_ENGINE=openvino, but {reason}")
-    return ("transformers", reason) if reason else ("openvino", "")
+def local_options(spec: ProviderSpec) -> LocalOptions:
+    """How the local model of `spec` is served, from settings (the folder must exist)."""
+    check_spec(spec)
+    return LocalOptions(
+        model=spec.model,
+        folder=str(resolve_llm_folder(spec.model, settings.MODELS_DIR)),
+        engine=settings.LLM_ENGINE,
+        device=spec.device,
+        dtype=settings.LLM_DTYPE,
+        precision=settings.LLM_PRECISION,
+        workers=settings.LLM_WORKERS,
+        batching=settings.LLM_BATCHING,
+        max_batch_size=settings.LLM_MAX_BATCH_SIZE,
+        max_batched_tokens=settings.LLM_MAX_BATCHED_TOKENS,
+        max_queue=settings.LLM_MAX_QUEUE,
+        kv_cache_gb=settings.LLM_KV_CACHE_GB,
+    )
 
 
 def build_provider(spec: ProviderSpec) -> Provider:
-    """A provider for `spec`, not loaded yet."""
+    """A provider for `spec` in this process, not loaded yet."""
     check_spec(spec)
     if spec.provider in REMOTE_PROVIDERS:
         return _remote_provider(spec.provider, spec.model)
-    from inference.providers.batching import BatchLimits
-    from inference.providers.hf import HFProvider
-    from inference.providers.openvino import OpenVINOProvider
-
-    folder = resolve_llm_folder(spec.model, settings.MODELS_DIR)
-    limits = BatchLimits(settings.LLM_MAX_BATCH_SIZE, settings.LLM_MAX_BATCHED_TOKENS, settings.LLM_MAX_QUEUE)
-    engine, reason = local_engine(spec, folder)
-    if engine == "openvino":
-        return OpenVINOProvider(
-            spec.model,
-            folder,
-            precision=settings.LLM_PRECISION,
-            workers=settings.LLM_WORKERS,
-            limits=limits,
-            kv_cache_gb=settings.LLM_KV_CACHE_GB,
-        )
-    if settings.LLM_ENGINE == "auto":
-        logger.info("%s is served by transformers: %s", spec.model, reason)
-    provider = HFProvider(
-        spec.model,
-        folder,
-        device=spec.device,
-        dtype=settings.LLM_DTYPE,
-        workers=settings.LLM_WORKERS,
-        batching=settings.LLM_BATCHING,
-        limits=limits,
-    )
-    provider.engine_note = reason
+    provider = build_local(local_options(spec))
+    if provider.engine_note and settings.LLM_ENGINE == "auto":
+        logger.info("%s is served by transformers: %s", spec.model, provider.engine_note)
     return provider
+
+
+def serve_provider(spec: ProviderSpec) -> Provider:
+    """The provider the site serves `spec` with: a local model in its own runner process (LLM_RUNNER=process).
+
+    LLM_RUNNER=inline builds it in this process, as `build_provider` does.
+    """
+    check_spec(spec)
+    if spec.provider in REMOTE_PROVIDERS or settings.LLM_RUNNER != "process":
+        return build_provider(spec)
+    from inference.runners.client import RunnerProvider
+
+    return RunnerProvider(local_options(spec), start_timeout=settings.LLM_RUNNER_START_TIMEOUT)
 
 
 def local_models() -> list[ModelInfo]:

@@ -317,6 +317,14 @@ LLM_MAX_BATCHED_TOKENS = env.int("LLM_MAX_BATCHED_TOKENS", default=2048)
 LLM_MAX_QUEUE = env.int("LLM_MAX_QUEUE", default=64)
 if LLM_MAX_BATCH_SIZE < 1 or LLM_MAX_BATCHED_TOKENS < 1 or LLM_MAX_QUEUE < 0:
     raise ImproperlyConfigured("LLM_MAX_BATCH_SIZE, LLM_MAX_BATCHED_TOKENS must be >= 1; LLM_MAX_QUEUE >= 0")
+# inference: where a local model runs. process (default): in a runner process of its own, so the web
+# threads never wait for the engine's GIL and a crash does not take the site down (inference/runners);
+# inline: in the web process (tests that drive the scheduler, debugging).
+LLM_RUNNER = env.str("LLM_RUNNER", default="process")
+if LLM_RUNNER not in ("process", "inline"):
+    raise ImproperlyConfigured(f"LLM_RUNNER must be process or inline, not {LLM_RUNNER!r}")
+# inference: how long a runner may take to load its model before the load counts as failed.
+LLM_RUNNER_START_TIMEOUT = env.float("LLM_RUNNER_START_TIMEOUT", default=300.0)
 # inference: auto loads the model in server processes only (daphne, uvicorn, runserver); always/never.
 LLM_LOAD_AT_START = env.str("LLM_LOAD_AT_START", default="auto")
 # inference: how long a starting server waits for the model before it serves anyway (/readyz 503 meanwhile).

@@ -19,6 +19,7 @@ cannot drive).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -413,11 +414,8 @@ class HFProvider(Provider):
 
     # --- generation ---------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> Completion:
-        scheduler = self.scheduler
-        if scheduler is None:
+        if self.scheduler is None:
             return self._run(request, emit=None, cancel=None)
-        started = time.perf_counter()
-        ids = self.prepare(request)
         finished = threading.Event()
         outcome: list[Completion | BaseException] = []
 
@@ -425,11 +423,46 @@ class HFProvider(Provider):
             outcome.append(result)
             finished.set()
 
-        scheduler.submit(self._job(request, ids, started=started, emit=None, cancel=None, done=done))
+        self.start(request, done=done)
         finished.wait()
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
         return outcome[0]
+
+    def start(
+        self,
+        request: GenerationRequest,
+        *,
+        done: Callable[[Completion | BaseException], None],
+        emit: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        """Begin generating and return at once: `emit(text)` per delta, then `done(result)` exactly once.
+
+        Both are called on an engine thread (the scheduler's, or a worker's without batching):
+        keep them short. Setting `cancel` ends the generation within one token, with finish
+        reason "cancelled". Raises at once what is known before any work (not loaded,
+        PromptTooLong, QueueFull). `stream` and `generate` are built on it, and so is the
+        runner process (`inference.runners`), which writes each delta straight to its client.
+        """
+        if self._executor is None:
+            raise ProviderUnavailable(f"{self.model} is not loaded")
+        scheduler = self.scheduler
+        if scheduler is None:
+
+            def work() -> None:
+                try:
+                    completion = self._run(request, emit=emit, cancel=cancel)
+                except BaseException as exc:  # hand every failure to the consumer
+                    done(exc)
+                else:
+                    done(completion)
+
+            self._executor.submit(work)
+            return
+        started = time.perf_counter()
+        ids = self.prepare(request)
+        scheduler.submit(self._job(request, ids, started=started, emit=emit, cancel=cancel, done=done))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         """Text deltas as they are produced, then a StreamEnd; closing the iterator cancels generation."""
@@ -453,24 +486,11 @@ class HFProvider(Provider):
                 result = StreamEnd(result.usage, result.finish_reason, result.text, result.ttft)
             put(result)
 
-        scheduler = self.scheduler
-        if scheduler is None:
-
-            def work() -> None:
-                try:
-                    completion = self._run(request, emit=emit, cancel=cancel)
-                except BaseException as exc:  # hand every failure to the consumer
-                    put(exc)
-                else:
-                    done(completion)
-
-            loop.run_in_executor(self._executor, work)
-        else:
-            # Tokenising off the event loop; the scheduler thread then does the rest. No worker
-            # thread waits per stream, so LLM_WORKERS does not cap the number of streams.
-            started = time.perf_counter()
-            ids = await loop.run_in_executor(self._executor, self.prepare, request)
-            scheduler.submit(self._job(request, ids, started=started, emit=emit, cancel=cancel, done=done))
+        # Tokenising off the event loop; the engine thread then does the rest. No worker thread
+        # waits per stream with batching, so LLM_WORKERS does not cap the number of streams.
+        await loop.run_in_executor(
+            self._executor, functools.partial(self.start, request, done=done, emit=emit, cancel=cancel)
+        )
         try:
             while True:
                 item = await queue.get()

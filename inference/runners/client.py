@@ -1,0 +1,293 @@
+"""The web side of a runner: `RunnerProcess` starts, watches and restarts one; `RunnerProvider` talks to it.
+
+Plain Python, no Django. `RunnerProvider` is an ordinary `Provider` to the engine and the
+services: `load()` starts the process (and waits until the model is loaded there), `close()`
+ends it, and every call is one connection to its socket (`wire.py`). If the runner dies it is
+started again with backoff; calls in between fail fast with a retryable ProviderUnavailable
+(HTTP 503), and a stream cut by the crash ends with a retryable ProviderError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from inference.providers.base import (
+    Completion,
+    GenerationRequest,
+    ModelInfo,
+    Provider,
+    ProviderError,
+    ProviderUnavailable,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
+from inference.providers.local import LocalOptions
+from inference.runners import wire
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0  # seconds between restarts of a runner that keeps dying
+STOP_GRACE = 10.0  # SIGTERM, then SIGKILL after this long
+
+STARTING, READY, RESTARTING, FAILED, STOPPED = "starting", "ready", "restarting", "failed", "stopped"
+
+
+class RunnerProcess:
+    """One runner child process for `options`; thread-safe."""
+
+    def __init__(self, options: LocalOptions, *, start_timeout: float = 300.0):
+        self.options = options
+        self.start_timeout = start_timeout
+        self._dir = tempfile.mkdtemp(prefix="llmsite-runner-")
+        self.socket_path = os.path.join(self._dir, "runner.sock")
+        self.state = STOPPED
+        self.reason = ""  # why it is not ready (the load error, how it exited)
+        self.restarts = 0
+        self.info: dict[str, Any] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> dict[str, Any]:
+        """Start the runner and wait until its model is loaded; returns its info or raises ProviderUnavailable."""
+        with self._lock:
+            self._stopping.clear()
+            self.state = STARTING
+            info = self._spawn()
+        threading.Thread(
+            target=self._watch, args=(self._proc,), name=f"runner-watch-{self.options.model}", daemon=True
+        ).start()
+        return info
+
+    def _spawn(self) -> dict[str, Any]:
+        command = [
+            sys.executable,
+            "-m",
+            "inference.runners.server",
+            "--socket",
+            self.socket_path,
+            "--options",
+            json.dumps(self.options.as_dict()),
+        ]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        proc = subprocess.Popen(  # noqa: S603 - this interpreter, arguments built here
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=PROJECT_ROOT, env=env
+        )
+        self._proc = proc
+        deadline = time.monotonic() + self.start_timeout
+        assert proc.stdout is not None
+        while True:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, remaining))
+            if not ready:
+                self._kill(proc)
+                return self._failed(f"{self.options.model} did not load within {self.start_timeout:.0f} s")
+            line = proc.stdout.readline()
+            if not line:  # it exited before saying anything
+                code = proc.wait()
+                return self._failed(f"the runner of {self.options.model} exited with code {code} while loading")
+            try:
+                frame = json.loads(line)
+            except ValueError:
+                continue
+            if "error" in frame:
+                proc.wait(STOP_GRACE)
+                return self._failed(str(frame["error"]))
+            if "ready" in frame:
+                self.info = frame["ready"]
+                self.state, self.reason = READY, ""
+                logger.info("runner of %s ready (pid %d, %s)", self.options.model, proc.pid, self.info.get("engine"))
+                return self.info
+
+    def _failed(self, reason: str) -> dict[str, Any]:
+        self.state, self.reason = FAILED, reason
+        raise ProviderUnavailable(reason)
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Restart the runner with backoff when it dies unasked."""
+        backoff = BACKOFF_FIRST
+        while True:
+            code = proc.wait()
+            if self._stopping.is_set():
+                return
+            self.state = RESTARTING
+            self.reason = f"the runner of {self.options.model} exited with code {code}; restarting"
+            logger.error("%s (pid %d)", self.reason, proc.pid)
+            while not self._stopping.wait(backoff):
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    try:
+                        self._spawn()
+                    except ProviderUnavailable as exc:
+                        self.state = RESTARTING
+                        self.reason = f"restarting the runner of {self.options.model} failed: {exc.message}"
+                        logger.error("%s; next try in %.0f s", self.reason, min(backoff * 2, BACKOFF_MAX))
+                        backoff = min(backoff * 2, BACKOFF_MAX)
+                        continue
+                self.restarts += 1
+                backoff = BACKOFF_FIRST
+                assert self._proc is not None
+                proc = self._proc
+                break
+            else:
+                return
+
+    def stop(self) -> None:
+        """End the runner (SIGTERM, then SIGKILL after STOP_GRACE); it is not restarted."""
+        self._stopping.set()
+        with self._lock:
+            proc, self._proc = self._proc, None
+            self.state = STOPPED
+        if proc is not None:
+            self._kill(proc)
+
+    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+    def unavailable(self) -> ProviderUnavailable:
+        """The error for a call that found no runner to talk to."""
+        if self.state == STOPPED:
+            return ProviderUnavailable(f"{self.options.model} is not loaded", permanent=False)
+        return ProviderUnavailable(
+            self.reason or f"the runner of {self.options.model} is not answering", permanent=False
+        )
+
+
+class RunnerProvider(Provider):
+    """A local model served by its own runner process; see the module docstring."""
+
+    name = "hf"
+
+    def __init__(self, options: LocalOptions, *, start_timeout: float = 300.0):
+        super().__init__(options.model)
+        self.options = options
+        self.folder = Path(options.folder)
+        self.process = RunnerProcess(options, start_timeout=start_timeout)
+        self.engine = ""  # type: ignore[misc]  (known once the runner has chosen)
+        self.device = ""
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def load(self) -> None:
+        self._apply(self.process.start())
+
+    def close(self) -> None:
+        self.process.stop()
+
+    def _apply(self, info: dict[str, Any]) -> None:
+        self.engine = info.get("engine", "")  # type: ignore[misc]
+        self.engine_note = info.get("engine_note", "")
+        self.device = info.get("device", "")
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.process.info
+
+    def status(self) -> dict[str, Any]:
+        """The runner's live facts (memory, queue); the last known ones with `state` when it does not answer."""
+        try:
+            info = self._call({"op": "info"}, timeout=2.0)
+        except ProviderError:
+            return {**self.process.info, "state": self.process.state, "reason": self.process.reason}
+        self.process.info = info
+        return {**info, "state": self.process.state, "reason": self.process.reason, "restarts": self.process.restarts}
+
+    # --- tokens -------------------------------------------------------------------------
+    @property
+    def context_window(self) -> int | None:
+        return self.info.get("context_window")
+
+    @property
+    def identity(self) -> str:
+        return self.info.get("identity") or self.model
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(self.model, f"{self.folder} ({self.engine or 'runner'})")]
+
+    def count_tokens(self, text: str) -> int:
+        return int(self._call({"op": "count", "text": text})["tokens"])
+
+    def render(self, request: GenerationRequest) -> str:
+        return str(self._call({"op": "render", "request": wire.request_to_dict(request)})["text"])
+
+    # --- calls --------------------------------------------------------------------------
+    def _connect(self, timeout: float | None) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(self.process.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise self.process.unavailable() from exc
+        return sock
+
+    def _call(self, frame: dict[str, Any], *, timeout: float | None = 60.0) -> dict[str, Any]:
+        """One request, one answer line."""
+        with self._connect(timeout) as sock:
+            sock.sendall(wire.encode(frame))
+            with sock.makefile("rb") as answers:
+                return self._answer(answers.readline(wire.MAX_LINE))
+
+    def _answer(self, line: bytes) -> dict[str, Any]:
+        if not line:
+            raise ProviderError(f"the runner of {self.model} stopped while answering", permanent=False)
+        frame = wire.decode(line)
+        if "error" in frame:
+            raise wire.error_from_dict(frame["error"])
+        return frame
+
+    def generate(self, request: GenerationRequest) -> Completion:
+        frame = {"op": "generate", "request": wire.request_to_dict(request), "stream": False}
+        return wire.completion_from_dict(self._call(frame, timeout=None)["end"])
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """Deltas as the runner writes them; closing the iterator closes the connection, which cancels."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.process.socket_path, limit=wire.MAX_LINE)
+        except OSError as exc:
+            raise self.process.unavailable() from exc
+        try:
+            writer.write(wire.encode({"op": "generate", "request": wire.request_to_dict(request), "stream": True}))
+            await writer.drain()
+            while True:
+                frame = self._answer(await reader.readline())
+                if "delta" in frame:
+                    yield TextDelta(frame["delta"])
+                    continue
+                completion = wire.completion_from_dict(frame["end"])
+                yield StreamEnd(completion.usage, completion.finish_reason, completion.text, completion.ttft)
+                return
+        finally:
+            writer.close()

@@ -1,0 +1,106 @@
+"""The runner protocol: one Unix-socket connection per call, one JSON object per line.
+
+The client sends one request line; the runner answers:
+
+- `{"op": "info"}` → one line: the model's facts and the runner's state (`RunnerInfo` fields).
+- `{"op": "render", "request": R}` → `{"text": ...}`; `{"op": "count", "text": T}` → `{"tokens": n}`.
+- `{"op": "generate", "request": R, "stream": bool}` → with `stream`, `{"delta": text}` lines as
+  tokens are produced, then `{"end": {...}}`; the client closing the connection cancels it.
+
+Any call may answer `{"error": {...}}` instead (the provider error, with its kind, rebuilt on
+the client side as the same exception class). R is a `GenerationRequest` as `request_to_dict` writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from inference.providers.base import (
+    Completion,
+    GenerationRequest,
+    Message,
+    PromptTooLong,
+    ProviderError,
+    ProviderUnavailable,
+    SamplingParams,
+    Usage,
+)
+from inference.providers.batching import QueueFull
+
+# The longest line either side accepts: prompts are bounded far below this (LLM_MAX_PROMPT_CHARS).
+MAX_LINE = 32 * 1024 * 1024
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    frame = json.loads(line)
+    if not isinstance(frame, dict):
+        raise ValueError("a frame is a JSON object")
+    return frame
+
+
+def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
+    sampling = request.sampling
+    return {
+        "prompt": request.prompt,
+        "messages": [[m.role, m.content] for m in request.messages] if request.messages is not None else None,
+        "sampling": {
+            "max_new_tokens": sampling.max_new_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "stop": list(sampling.stop) if sampling.stop is not None else None,
+            "seed": sampling.seed,
+        },
+    }
+
+
+def request_from_dict(values: dict[str, Any]) -> GenerationRequest:
+    messages = values.get("messages")
+    return GenerationRequest(
+        prompt=values.get("prompt"),
+        messages=tuple(Message(role, content) for role, content in messages) if messages is not None else None,
+        sampling=SamplingParams(**values.get("sampling", {})),
+    )
+
+
+def completion_to_dict(completion: Completion) -> dict[str, Any]:
+    return {
+        "text": completion.text,
+        "prompt_tokens": completion.usage.prompt_tokens,
+        "completion_tokens": completion.usage.completion_tokens,
+        "finish_reason": completion.finish_reason,
+        "ttft": completion.ttft,
+    }
+
+
+def completion_from_dict(values: dict[str, Any]) -> Completion:
+    usage = Usage(values["prompt_tokens"], values["completion_tokens"])
+    return Completion(values["text"], usage, values["finish_reason"], values.get("ttft"))
+
+
+def error_to_dict(exc: BaseException) -> dict[str, Any]:
+    """A failure as a frame; anything that is not a provider error becomes a generic, retryable one."""
+    if isinstance(exc, PromptTooLong):
+        return {"kind": "prompt_too_long", "tokens": exc.tokens, "limit": exc.limit, "message": exc.message}
+    if isinstance(exc, QueueFull):
+        return {"kind": "queue_full", "limit": exc.limit, "message": exc.message}
+    if isinstance(exc, ProviderUnavailable):
+        return {"kind": "unavailable", "message": exc.message, "permanent": exc.permanent}
+    if isinstance(exc, ProviderError):
+        return {"kind": "error", "message": exc.message, "permanent": exc.permanent}
+    return {"kind": "error", "message": f"generation failed: {exc}", "permanent": False}
+
+
+def error_from_dict(values: dict[str, Any]) -> ProviderError:
+    kind = values.get("kind")
+    if kind == "prompt_too_long":
+        return PromptTooLong(values["tokens"], values["limit"])
+    if kind == "queue_full":
+        return QueueFull(values["limit"])
+    if kind == "unavailable":
+        return ProviderUnavailable(values["message"], permanent=values.get("permanent", True))
+    return ProviderError(values.get("message", "the runner failed"), permanent=values.get("permanent", False))
