@@ -329,7 +329,8 @@ def get_engine() -> Engine:
 
 @receiver(setting_changed)
 def _reset_on_setting_change(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("LLM_PROVIDER", "LLM_MODEL", "DEVICE", "MODELS_DIR", "LLM_DTYPE", "LLM_ENGINE", "LLM_RUNNER") and _engine is not None:
+    served_by = ("LLM_PROVIDER", "LLM_MODEL", "DEVICE", "MODELS_DIR", "LLM_DTYPE", "LLM_ENGINE", "LLM_RUNNER")
+    if setting in served_by and _engine is not None:
         _engine.reset()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -343,6 +344,24 @@ class HFProvider(Provider):
             time.perf_counter() - started,
         )
 
+    def load_tokenizer(self) -> None:
+        """Load only what rendering, counting and `prepare` need: the tokenizer and the context window.
+
+        The web side of a runner process (`inference.runners.client`) uses it, so the prompt is
+        rendered and tokenised where the request arrives and the runner only computes.
+        """
+        from transformers import AutoTokenizer
+
+        config = self.folder / "config.json"
+        if not config.is_file():
+            raise ProviderUnavailable(f"model folder {self.folder} has no config.json")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        except (OSError, ValueError) as exc:
+            raise ProviderUnavailable(f"cannot load the tokenizer of {self.folder}: {exc}") from exc
+        max_positions = json.loads(config.read_text()).get("max_position_embeddings")
+        self._context_window = context_window(max_positions, self.tokenizer)
+
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.close()
@@ -436,14 +455,17 @@ class HFProvider(Provider):
         done: Callable[[Completion | BaseException], None],
         emit: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        ids: list[int] | None = None,
     ) -> None:
         """Begin generating and return at once: `emit(text)` per delta, then `done(result)` exactly once.
 
         Both are called on an engine thread (the scheduler's, or a worker's without batching):
         keep them short. Setting `cancel` ends the generation within one token, with finish
         reason "cancelled". Raises at once what is known before any work (not loaded,
-        PromptTooLong, QueueFull). `stream` and `generate` are built on it, and so is the
-        runner process (`inference.runners`), which writes each delta straight to its client.
+        PromptTooLong, QueueFull). `ids` are the prompt's tokens when the caller has already
+        prepared them (`prepare(request)`, with the same tokenizer). `stream` and `generate` are
+        built on it, and so is the runner process (`inference.runners`), which writes each delta
+        straight to its client.
         """
         if self._executor is None:
             raise ProviderUnavailable(f"{self.model} is not loaded")
@@ -461,7 +483,8 @@ class HFProvider(Provider):
             self._executor.submit(work)
             return
         started = time.perf_counter()
-        ids = self.prepare(request)
+        if ids is None:
+            ids = self.prepare(request)
         scheduler.submit(self._job(request, ids, started=started, emit=emit, cancel=cancel, done=done))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import logging
 import os
 import threading
@@ -30,7 +29,7 @@ from typing import Any
 
 from inference.providers.base import ModelInfo, ProviderUnavailable
 from inference.providers.batching import BatchJob, BatchLimits
-from inference.providers.hf import HFProvider, context_window, folder_identity
+from inference.providers.hf import HFProvider, folder_identity
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +251,7 @@ class OpenVINOProvider(HFProvider):
         if problem:
             raise ProviderUnavailable(problem)
         import openvino_genai
-        from transformers import AutoTokenizer, GenerationConfig
+        from transformers import GenerationConfig
 
         if not (self.folder / "config.json").is_file():
             raise ProviderUnavailable(f"model folder {self.folder} has no config.json")
@@ -263,15 +262,13 @@ class OpenVINOProvider(HFProvider):
             )
         started = time.perf_counter()
         self.device = "cpu"
+        self.load_tokenizer()
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
             self.generation_config = GenerationConfig.from_pretrained(self.folder)
         except (OSError, ValueError) as exc:
-            raise ProviderUnavailable(f"cannot load the tokenizer of {self.folder}: {exc}") from exc
+            raise ProviderUnavailable(f"cannot load the generation config of {self.folder}: {exc}") from exc
         if self.generation_config.eos_token_id is None:
             self.generation_config.eos_token_id = self.tokenizer.eos_token_id
-        config = json.loads((self.folder / "config.json").read_text())
-        self._context_window = context_window(config.get("max_position_embeddings"), self.tokenizer)
         scheduler_config = openvino_genai.SchedulerConfig()
         scheduler_config.cache_size = max(1, round(self.kv_cache_gb))
         scheduler_config.max_num_seqs = self.limits.max_batch_size

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from inference.providers.base import (
     StreamEvent,
     TextDelta,
 )
+from inference.providers.hf import HFProvider
 from inference.providers.local import LocalOptions
 from inference.runners import wire
 
@@ -187,7 +189,12 @@ class RunnerProcess:
 
 
 class RunnerProvider(Provider):
-    """A local model served by its own runner process; see the module docstring."""
+    """A local model served by its own runner process; see the module docstring.
+
+    The prompt is rendered, counted and tokenised here, with the model's own tokenizer (an
+    `HFProvider` that loads only that): the runner's engine holds its GIL for a whole step, so
+    every call it need not answer makes time to first token shorter.
+    """
 
     name = "hf"
 
@@ -196,12 +203,17 @@ class RunnerProvider(Provider):
         self.options = options
         self.folder = Path(options.folder)
         self.process = RunnerProcess(options, start_timeout=start_timeout)
+        self.tokens = HFProvider(options.model, options.folder)
         self.engine = ""  # type: ignore[misc]  (known once the runner has chosen)
         self.device = ""
 
     # --- lifecycle ----------------------------------------------------------------------
     def load(self) -> None:
-        self._apply(self.process.start())
+        with ThreadPoolExecutor(1, thread_name_prefix="runner-tokenizer") as pool:
+            tokenizer = pool.submit(self.tokens.load_tokenizer)  # while the runner loads the model
+            info = self.process.start()
+            tokenizer.result()
+        self._apply(info)
 
     def close(self) -> None:
         self.process.stop()
@@ -227,7 +239,7 @@ class RunnerProvider(Provider):
     # --- tokens -------------------------------------------------------------------------
     @property
     def context_window(self) -> int | None:
-        return self.info.get("context_window")
+        return self.tokens.context_window
 
     @property
     def identity(self) -> str:
@@ -237,10 +249,13 @@ class RunnerProvider(Provider):
         return [ModelInfo(self.model, f"{self.folder} ({self.engine or 'runner'})")]
 
     def count_tokens(self, text: str) -> int:
-        return int(self._call({"op": "count", "text": text})["tokens"])
+        return self.tokens.count_tokens(text)
 
     def render(self, request: GenerationRequest) -> str:
-        return str(self._call({"op": "render", "request": wire.request_to_dict(request)})["text"])
+        return self.tokens.render(request)
+
+    def _generate_frame(self, request: GenerationRequest, ids: list[int], *, stream: bool) -> dict[str, Any]:
+        return {"op": "generate", "request": wire.request_to_dict(request), "ids": ids, "stream": stream}
 
     # --- calls --------------------------------------------------------------------------
     def _connect(self, timeout: float | None) -> socket.socket:
@@ -269,17 +284,18 @@ class RunnerProvider(Provider):
         return frame
 
     def generate(self, request: GenerationRequest) -> Completion:
-        frame = {"op": "generate", "request": wire.request_to_dict(request), "stream": False}
+        frame = self._generate_frame(request, self.tokens.prepare(request), stream=False)
         return wire.completion_from_dict(self._call(frame, timeout=None)["end"])
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         """Deltas as the runner writes them; closing the iterator closes the connection, which cancels."""
+        ids = await asyncio.to_thread(self.tokens.prepare, request)  # raises PromptTooLong before any work
         try:
             reader, writer = await asyncio.open_unix_connection(self.process.socket_path, limit=wire.MAX_LINE)
         except OSError as exc:
             raise self.process.unavailable() from exc
         try:
-            writer.write(wire.encode({"op": "generate", "request": wire.request_to_dict(request), "stream": True}))
+            writer.write(wire.encode(self._generate_frame(request, ids, stream=True)))
             await writer.drain()
             while True:
                 frame = self._answer(await reader.readline())

@@ -88,7 +88,10 @@ class _Handler(socketserver.StreamRequestHandler):
             elif op == "render":
                 self._send({"text": runner.provider.render(wire.request_from_dict(frame["request"]))})
             elif op == "generate":
-                self._generate(wire.request_from_dict(frame["request"]), stream=bool(frame.get("stream")))
+                ids = frame.get("ids")
+                if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
+                    raise ValueError("ids must be a list of token ids")
+                self._generate(wire.request_from_dict(frame["request"]), ids=ids, stream=bool(frame.get("stream")))
             else:
                 self._send({"error": {"kind": "error", "message": f"unknown op {op!r}", "permanent": True}})
         except (ValueError, KeyError, TypeError) as exc:  # a malformed frame: the client's bug, said plainly
@@ -105,7 +108,7 @@ class _Handler(socketserver.StreamRequestHandler):
         except OSError:
             return False
 
-    def _generate(self, request: Any, *, stream: bool) -> None:
+    def _generate(self, request: Any, *, ids: list[int] | None, stream: bool) -> None:
         cancel = threading.Event()
         finished = threading.Event()
         wake_read, wake_write = socket.socketpair()
@@ -124,7 +127,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
         self.request.settimeout(SEND_TIMEOUT)
         try:
-            self.server.runner.provider.start(request, done=done, emit=emit if stream else None, cancel=cancel)
+            self.server.runner.provider.start(request, done=done, emit=emit if stream else None, cancel=cancel, ids=ids)
             # Wait for the end, or for the client to hang up (EOF): that cancels within one token.
             while not finished.is_set():
                 readable, _, _ = select.select([self.request, wake_read], [], [])
@@ -144,6 +147,9 @@ class _Handler(socketserver.StreamRequestHandler):
 class RunnerServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Every call is a connection: a burst of clients must queue here, not be refused (a full Unix
+    # socket backlog refuses a non-blocking connect with EAGAIN; socketserver's default is 5).
+    request_queue_size = 1024
 
     def __init__(self, path: str, runner: Runner):
         self.runner = runner

@@ -4,8 +4,10 @@ The client sends one request line; the runner answers:
 
 - `{"op": "info"}` → one line: the model's facts and the runner's state (`RunnerInfo` fields).
 - `{"op": "render", "request": R}` → `{"text": ...}`; `{"op": "count", "text": T}` → `{"tokens": n}`.
-- `{"op": "generate", "request": R, "stream": bool}` → with `stream`, `{"delta": text}` lines as
-  tokens are produced, then `{"end": {...}}`; the client closing the connection cancels it.
+- `{"op": "generate", "request": R, "ids": [...], "stream": bool}` → with `stream`, `{"delta": text}`
+  lines as tokens are produced, then `{"end": {...}}`; the client closing the connection cancels it.
+  `ids` (optional) are the prompt's token ids, already prepared by the client with the same
+  tokenizer, so the runner spends no time (and no GIL) on rendering and tokenising.
 
 Any call may answer `{"error": {...}}` instead (the provider error, with its kind, rebuilt on
 the client side as the same exception class). R is a `GenerationRequest` as `request_to_dict` writes it.
