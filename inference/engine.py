@@ -34,9 +34,17 @@ from django.db import DatabaseError, close_old_connections
 from django.dispatch import receiver
 
 from inference.providers.base import Provider, ProviderUnavailable
-from inference.registry import ProviderSpec, serve_provider, spec_from_settings
+from inference.registry import (
+    REMOTE_PROVIDERS,
+    ProviderSpec,
+    UnknownModel,
+    model_id,
+    serve_provider,
+    spec_for_model,
+    spec_from_settings,
+)
 from llmsite.error_codes import ErrorCode
-from llmsite.errors import ServiceUnavailable
+from llmsite.errors import ApplicationError, ServiceUnavailable
 from llmsite.processes import run_logged, start_in_background
 
 logger = logging.getLogger(__name__)
@@ -57,12 +65,33 @@ class EngineStatus:
 
 
 class _Slot:
-    def __init__(self, provider: Provider, spec: ProviderSpec, *, owned: bool):
+    def __init__(self, provider: Provider, spec: ProviderSpec, *, owned: bool, keep_alive: float | None = None):
         self.provider = provider
         self.spec = spec
+        self.model_id = model_id(spec)
         self.owned = owned  # built by the engine, so the engine closes it
         self.leases = 0
         self.retired = False
+        self.last_used = time.monotonic()
+        self.keep_alive = keep_alive  # seconds idle before it unloads; None keeps it loaded
+        self.memory_mb: float | None = None  # its runner's resident memory, measured after loading
+
+    @property
+    def local(self) -> bool:
+        return self.spec.provider not in REMOTE_PROVIDERS
+
+
+class _Loading:
+    """A model being loaded into the pool: later askers wait on `done`; `error` says why it failed."""
+
+    def __init__(self, spec: ProviderSpec):
+        self.spec = spec
+        self.done = threading.Event()
+        self.error: ServiceUnavailable | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.spec.provider not in REMOTE_PROVIDERS
 
 
 class Lease:
@@ -74,6 +103,7 @@ class Lease:
         self._released = False
         self.provider = slot.provider
         self.spec = slot.spec
+        self.model_id = slot.model_id  # the id of the model that answers
 
     def release(self) -> None:
         if not self._released:
@@ -120,12 +150,31 @@ def _report(spec: ProviderSpec, state: str, detail: str) -> None:
 
 
 class Engine:
-    """Holds the active provider; thread-safe."""
+    """The model pool: the default model (the active configuration) and every other model asked for; thread-safe.
 
-    def __init__(self, builder: Callable[[ProviderSpec], Provider] = serve_provider):
+    `lease()` is the default model; `lease(model)` any callable model by id, loaded on first use
+    (once, however many ask at the same time; a load never holds up requests to loaded models).
+    Models other than the default unload after `keep_alive` seconds idle (LLM_KEEP_ALIVE, or a
+    request's own); before a local model loads, the least recently used idle ones (the default
+    included) unload while LLM_MAX_LOADED_MODELS or LLM_MEMORY_BUDGET_MB would be exceeded. A
+    model with a lease (an answer running) is never unloaded. `clock` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        builder: Callable[[ProviderSpec], Provider] = serve_provider,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._builder = builder
+        self._clock = clock
         self._lock = threading.RLock()  # guards the fields below; held only for a moment
-        self._load_lock = threading.Lock()  # one load/switch at a time
+        self._room = threading.Condition(self._lock)  # notified when a lease ends or a model unloads
+        self._load_lock = threading.Lock()  # one load/switch of the default at a time
+        self._pool: dict[str, _Slot] = {}  # model id → a loaded model other than the default
+        self._loading: dict[str, _Loading] = {}
+        self._failed: dict[str, str] = {}  # model id → why its last load failed
+        self._memory: dict[str, float] = {}  # model id → its runner's memory when last loaded (MB)
         self._slot: _Slot | None = None
         self._state = IDLE
         self._reason = ""
@@ -160,11 +209,21 @@ class Engine:
         return slot.provider if slot is not None else None
 
     # --- leases -------------------------------------------------------------------------
-    def lease(self) -> Lease:
-        """The active provider for one request; loads it first when nothing was loaded yet.
+    def lease(self, model: str | None = None, *, keep_alive: float | None = None) -> Lease:
+        """The provider of `model` (default: the default model) for one request; loads it first when needed.
 
-        Raises ServiceUnavailable (503) with the reason while loading or after a failed load.
+        Raises ApplicationError 404 (model_not_found) for an unknown id, ServiceUnavailable (503)
+        with the reason while loading or after a failed load. `keep_alive` (seconds; negative:
+        forever) replaces the model's idle time before unloading, as Ollama's per-request keep_alive.
         """
+        if model is not None:
+            default = self._default_spec()
+            try:
+                spec = spec_for_model(model, default)
+            except UnknownModel as exc:
+                raise ApplicationError(exc.message, code=ErrorCode.MODEL_NOT_FOUND, status=404, field="model") from exc
+            if not _same_model(spec, default):
+                return self._lease_pooled(spec, keep_alive)
         if self._slot is None and self._state == IDLE:
             with contextlib.suppress(ProviderUnavailable):  # the state says why; the 503 below tells
                 self.load()
@@ -175,14 +234,190 @@ class Engine:
                     raise ServiceUnavailable(f"the model is loading: {self._reason}", code=ErrorCode.LOADING)
                 raise ServiceUnavailable(f"no model is loaded: {self._reason or 'not started'}")
             slot.leases += 1
+            slot.last_used = self._clock()
             return Lease(self, slot)
+
+    def _default_spec(self) -> ProviderSpec:
+        slot = self._slot
+        return slot.spec if slot is not None else configured_spec()
 
     def _release(self, slot: _Slot) -> None:
         with self._lock:
             slot.leases -= 1
+            slot.last_used = self._clock()
             close = slot.retired and slot.leases == 0
+            self._room.notify_all()
         if close:
             self._close(slot)
+        elif slot.keep_alive == 0 and slot.leases == 0:
+            self.reap()  # keep_alive 0: unload as soon as the answer is done
+
+    # --- the pool: models other than the default -----------------------------------------
+    def _lease_pooled(self, spec: ProviderSpec, keep_alive: float | None) -> Lease:
+        mid = model_id(spec)
+        while True:
+            with self._lock:
+                slot = self._pool.get(mid)
+                if slot is not None:
+                    slot.leases += 1
+                    slot.last_used = self._clock()
+                    if keep_alive is not None:
+                        slot.keep_alive = None if keep_alive < 0 else keep_alive
+                    return Lease(self, slot)
+                loading = self._loading.get(mid)
+                loader = loading is None
+                if loading is None:
+                    loading = self._loading[mid] = _Loading(spec)
+            if loader:
+                try:
+                    slot = self._load_pooled(mid, spec, keep_alive)
+                except ServiceUnavailable as exc:
+                    loading.error = exc
+                    raise
+                finally:
+                    with self._lock:
+                        del self._loading[mid]
+                        self._room.notify_all()
+                    loading.done.set()
+                return Lease(self, slot)  # the loader's lease was taken when the slot went in
+            if not loading.done.wait(settings.LLM_RUNNER_START_TIMEOUT + settings.LLM_LOAD_WAIT_SECONDS):
+                raise ServiceUnavailable(f"{mid} is still loading", code=ErrorCode.LOADING)
+            if loading.error is not None:
+                raise loading.error
+
+    def _load_pooled(self, mid: str, spec: ProviderSpec, keep_alive: float | None) -> _Slot:
+        """Load `spec` into the pool (room made first for a local model); the slot comes back leased once."""
+        if spec.provider not in REMOTE_PROVIDERS:
+            self._make_room(mid)
+        started = time.perf_counter()
+        try:
+            provider = self._builder(spec)
+            provider.load()
+        except Exception as exc:
+            reason = f"{mid}: {getattr(exc, 'message', None) or exc}"
+            logger.error("loading %s failed: %s", mid, reason)
+            with self._lock:
+                self._failed[mid] = reason
+            raise ServiceUnavailable(reason) from exc
+        if keep_alive is None:
+            keep_alive = settings.LLM_KEEP_ALIVE
+        slot = _Slot(provider, spec, owned=True, keep_alive=None if keep_alive < 0 else keep_alive)
+        slot.memory_mb = _memory_of(provider)
+        slot.leases = 1
+        slot.last_used = self._clock()
+        with self._lock:
+            self._pool[mid] = slot
+            self._failed.pop(mid, None)
+            if slot.memory_mb is not None:
+                self._memory[mid] = slot.memory_mb
+        logger.info("loaded %s into the pool in %.1f s (%s MB)", mid, time.perf_counter() - started, slot.memory_mb)
+        return slot
+
+    def _loaded_local(self) -> list[_Slot]:
+        slots = [slot for slot in self._pool.values() if slot.local]
+        if self._slot is not None and self._slot.local:
+            slots.append(self._slot)
+        return slots
+
+    def _make_room(self, mid: str, *, replacing: _Slot | None = None) -> None:
+        """Unload least recently used idle local models until `mid` fits LLM_MAX_LOADED_MODELS and the memory budget.
+
+        Waits (up to LLM_LOAD_WAIT_SECONDS) while every loaded model is answering; a model that
+        is loading counts as loaded. One model always fits, whatever the budget.
+        """
+        limit, budget = settings.LLM_MAX_LOADED_MODELS, settings.LLM_MEMORY_BUDGET_MB
+        deadline = self._clock() + settings.LLM_LOAD_WAIT_SECONDS
+        while True:
+            with self._lock:
+                loaded = [slot for slot in self._loaded_local() if slot is not replacing]
+                others_loading = sum(1 for key, entry in self._loading.items() if key != mid and entry.local)
+                used = sum(slot.memory_mb or 0 for slot in loaded)
+                over_count = limit > 0 and len(loaded) + others_loading + 1 > limit
+                over_memory = budget > 0 and used + self._memory.get(mid, 0) > budget
+                if not (over_count or over_memory) or not (loaded or others_loading):
+                    return
+                idle = [slot for slot in loaded if slot.leases == 0 and not (slot is self._slot and self._pinned)]
+                victim = min(idle, key=lambda slot: slot.last_used) if idle else None
+                if victim is not None:
+                    why = "the model limit" if over_count else "the memory budget"
+                    self._unload_locked(victim, f"to make room for {mid} ({why})")
+                    continue
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise ServiceUnavailable(
+                        f"every loaded model is answering; {mid} cannot load until one is free",
+                        code=ErrorCode.PROVIDER_BUSY,
+                    )
+                self._room.wait(min(remaining, 1.0))
+
+    def _unload_locked(self, slot: _Slot, why: str) -> None:
+        """Take `slot` out (lock held); it closes now if idle, else when its last lease ends."""
+        logger.info("unloading %s %s", slot.model_id, why)
+        if slot is self._slot:
+            self._slot = None
+            self._state, self._reason = IDLE, ""
+            self._applied_key = None
+        elif self._pool.get(slot.model_id) is slot:
+            del self._pool[slot.model_id]
+        slot.retired = True
+        if slot.leases == 0:
+            # Closing ends a runner process (seconds): off the lock, on a thread of its own.
+            threading.Thread(target=self._close, args=(slot,), name=f"unload-{slot.model_id}", daemon=True).start()
+        self._room.notify_all()
+
+    def reap(self) -> list[str]:
+        """Unload the models idle for longer than their keep_alive; returns their ids. The poller calls it."""
+        now = self._clock()
+        with self._lock:
+            expired = [
+                slot
+                for slot in self._pool.values()
+                if slot.leases == 0 and slot.keep_alive is not None and now - slot.last_used >= slot.keep_alive
+            ]
+            for slot in expired:
+                self._unload_locked(slot, f"after {slot.keep_alive:g} s idle")
+        return [slot.model_id for slot in expired]
+
+    def unload(self, model: str) -> bool:
+        """Unload a model now (staff); False when it was not loaded. One with answers running goes when they end."""
+        with self._lock:
+            default = self._slot
+            if default is not None and default.model_id == model and not self._pinned:
+                self._unload_locked(default, "on request")
+                return True
+            slot = self._pool.get(model)
+            if slot is None:
+                return False
+            self._unload_locked(slot, "on request")
+            return True
+
+    def preload(self, model: str) -> None:
+        """Load a model now (staff), as a first request would."""
+        self.lease(model).release()
+
+    def pool_state(self) -> dict[str, dict[str, Any]]:
+        """Model id → {state, reason, memory_mb, leases, last_used (seconds ago), keep_alive, default} for every model
+        the pool knows (loaded, loading, failed)."""
+        now = self._clock()
+        rows: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for mid, reason in self._failed.items():
+                rows[mid] = {"state": "unavailable", "reason": reason}
+            for mid in self._loading:
+                rows[mid] = {"state": "loading", "reason": ""}
+            slots = list(self._pool.values()) + ([self._slot] if self._slot is not None else [])
+            for slot in slots:
+                rows[slot.model_id] = {
+                    "state": "loaded",
+                    "reason": "",
+                    "memory_mb": slot.memory_mb,
+                    "leases": slot.leases,
+                    "idle_s": round(now - slot.last_used, 1),
+                    "keep_alive": slot.keep_alive,
+                    "default": slot is self._slot,
+                    "provider": slot.provider,
+                }
+        return rows
 
     def _close(self, slot: _Slot) -> None:
         if slot.owned:
@@ -198,6 +433,9 @@ class Engine:
             if old is not None:
                 old.retired = True
             close_old = old is not None and old.leases == 0
+            twin = self._pool.get(slot.model_id)
+            if twin is not None:  # the new default was loaded in the pool too: one copy is enough
+                self._unload_locked(twin, "(it is the default model now)")
         if close_old:
             self._close(old)
 
@@ -222,6 +460,8 @@ class Engine:
             _report(spec, LOADING, "")
             started = time.perf_counter()
             try:
+                if spec.provider not in REMOTE_PROVIDERS:
+                    self._make_room(model_id(spec), replacing=current)
                 provider = self._builder(spec)
                 provider.load()
             except Exception as exc:
@@ -244,7 +484,9 @@ class Engine:
                 except BaseException:
                     provider.close()
                     raise
-            self._install(_Slot(provider, spec, owned=True))
+            slot = _Slot(provider, spec, owned=True)
+            slot.memory_mb = _memory_of(provider)
+            self._install(slot)
             with self._lock:
                 self._applied_key = spec.key
                 self._pinned = False
@@ -271,11 +513,15 @@ class Engine:
             self._pinned = False
             self._applied_key = None
             self._checked_at = 0.0
-            if old is not None:
-                old.retired = True
-            close_old = old is not None and old.leases == 0
-        if close_old:
-            self._close(old)
+            pooled = list(self._pool.values())
+            self._pool.clear()
+            self._failed.clear()
+            self._memory.clear()
+            for slot in pooled + ([old] if old is not None else []):
+                slot.retired = True
+            idle = [slot for slot in pooled + ([old] if old is not None else []) if slot.leases == 0]
+        for slot in idle:
+            self._close(slot)
 
     def sync_with_config(self, *, force: bool = False, background: bool = True) -> bool:
         """Switch when the configuration changed since the last load; returns whether it changed.
@@ -311,6 +557,21 @@ class Engine:
 
         threading.Thread(target=run, name="engine-switch", daemon=True).start()
         return True
+
+
+def _same_model(a: ProviderSpec, b: ProviderSpec) -> bool:
+    return (a.provider, a.model) == (b.provider, b.model)
+
+
+def _memory_of(provider: Provider) -> float | None:
+    """The resident memory of a provider's runner process in MB; None in process or remote (not attributable)."""
+    status = getattr(provider, "status", None)
+    if status is None:
+        return None
+    try:
+        return status().get("rss_mb")
+    except Exception:  # a runner that does not answer now is measured next time
+        return None
 
 
 _engine: Engine | None = None
@@ -367,6 +628,7 @@ def start_for_server() -> None:
         while True:
             time.sleep(settings.LLM_CONFIG_CHECK_SECONDS)
             run_logged(check, failure="checking the provider configuration failed", logger=logger)
+            run_logged(engine.reap, failure="unloading idle models failed", logger=logger)
 
     start_in_background("engine-startup", load_then_follow, failure="loading the model at start failed", logger=logger)
 

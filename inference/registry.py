@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,54 @@ def default_model(provider: str) -> str:
 def spec_from_settings() -> ProviderSpec:
     provider, model, device = settings.LLM_PROVIDER, settings.LLM_MODEL, settings.DEVICE
     return ProviderSpec(provider, model, device, (), ("settings", provider, model, device))
+
+
+# --- model ids: what clients name in `model` ------------------------------------------------------
+# A local model's id is its folder name under MODELS_DIR (or a packaged model's name); a remote
+# model's is `<provider>/<model>`. Nothing a client sends becomes a path outside MODELS_DIR.
+LOCAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+class UnknownModel(Exception):
+    """No callable model has that id; the message says why and where the valid ones are listed."""
+
+    def __init__(self, model: str, why: str = ""):
+        self.model = model
+        self.message = f"The model `{model}` does not exist{f' ({why})' if why else ''}; GET /v1/models lists them"
+        super().__init__(self.message)
+
+
+def model_id(spec: ProviderSpec) -> str:
+    """The id clients use for `spec`'s model."""
+    if spec.provider in REMOTE_PROVIDERS:
+        return f"{spec.provider}/{spec.model}"
+    return spec.model
+
+
+def spec_for_model(model: str, default: ProviderSpec | None = None) -> ProviderSpec:
+    """The spec that serves a client's `model` id; raises UnknownModel.
+
+    `<provider>/<name>` is a remote model of a configured provider; a bare name is a local folder
+    (or packaged model) under MODELS_DIR, else the default model's own name (`default`, when the
+    default is a remote model named without its prefix, as clients of the first version send it).
+    """
+    provider, _, name = model.partition("/")
+    if name and provider in REMOTE_PROVIDERS:
+        reason = remote_reason(provider)
+        if reason:
+            raise UnknownModel(model, f"provider {provider} is {reason}")
+        return ProviderSpec(provider, name, "auto")
+    if name and provider == "hf":
+        model = name
+    if default is not None and model == default.model:
+        return default
+    if not LOCAL_ID.fullmatch(model) or ".." in model:
+        raise UnknownModel(model)
+    try:
+        resolve_llm_folder(model, settings.MODELS_DIR)
+    except ModelNotFound as exc:
+        raise UnknownModel(model, str(exc).split(";")[0]) from exc
+    return ProviderSpec("hf", model, settings.DEVICE)
 
 
 # --- remote providers -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from llmsite.devices import DEVICES
+from llmsite.durations import BadDuration, parse_duration, parse_fallbacks
 
 # Must be set before anything imports transformers / huggingface_hub: weights never download.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -325,6 +326,21 @@ if LLM_RUNNER not in ("process", "inline"):
     raise ImproperlyConfigured(f"LLM_RUNNER must be process or inline, not {LLM_RUNNER!r}")
 # inference: how long a runner may take to load its model before the load counts as failed.
 LLM_RUNNER_START_TIMEOUT = env.float("LLM_RUNNER_START_TIMEOUT", default=300.0)
+# inference: the model pool (inference/engine.py). Models other than the default unload after
+# LLM_KEEP_ALIVE idle (Ollama's format: 300, "5m", "1h"; negative keeps them; 0 unloads at once); before a
+# local model loads, least recently used idle ones unload while more than LLM_MAX_LOADED_MODELS would be
+# loaded or their runners' memory would pass LLM_MEMORY_BUDGET_MB (0: no budget). A load waits up to
+# LLM_LOAD_WAIT_SECONDS for a busy model to become free before it answers 503.
+# inference: fallbacks, tried in order when a model is unavailable, overloaded or fails before its first
+# token: "openai/gpt-4o-mini=SmolLM2-135M-Instruct;anthropic/claude-haiku-4-5=openai/gpt-4o-mini,SmolLM2-135M-Instruct"
+try:
+    LLM_KEEP_ALIVE = parse_duration(env.str("LLM_KEEP_ALIVE", default="5m"), "LLM_KEEP_ALIVE")
+    LLM_FALLBACKS = parse_fallbacks(env.str("LLM_FALLBACKS", default=""))
+except BadDuration as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+LLM_MAX_LOADED_MODELS = env.int("LLM_MAX_LOADED_MODELS", default=3)
+LLM_MEMORY_BUDGET_MB = env.int("LLM_MEMORY_BUDGET_MB", default=0)
+LLM_LOAD_WAIT_SECONDS = env.float("LLM_LOAD_WAIT_SECONDS", default=60.0)
 # inference: auto loads the model in server processes only (daphne, uvicorn, runserver); always/never.
 LLM_LOAD_AT_START = env.str("LLM_LOAD_AT_START", default="auto")
 # inference: how long a starting server waits for the model before it serves anyway (/readyz 503 meanwhile).
