@@ -11,6 +11,7 @@ Writes bench/results/openvino.json and prints a markdown table. For each precisi
   (tokens/s, time to first token), `levels` streams added at once (aggregate tokens/s, TTFT p50),
   and the perplexity of training/data/knowledge.txt. A process per precision keeps each peak RSS
   (VmHWM) its own: the high-water mark never comes down, so a second model in one process would hide it.
+  The token ids come from this process on the child's stdin, so the child never imports torch.
 Every request is forced to its full length (ignore_eos), so all runs count the same tokens.
 The transformers float32 perplexity of the same text is measured here once, as the baseline
 (docs/performance.md: 58.15). Timings move with other load on the machine: load averages are recorded.
@@ -239,11 +240,23 @@ def transformers_perplexity() -> float:
 
 
 # --- one precision in its own process ----------------------------------------------------------
-def child(precision: str, new_tokens: int, runs: int, levels: list[int]) -> dict:
+def token_ids(clients: int) -> dict:
+    """The prompts' ids (as many as the most clients) and the held-out text's, tokenized here for the children.
+
+    A child that loaded the transformers tokenizer would import torch (~350 MiB of resident
+    memory) and count it in its peak RSS; handed the ids, it imports OpenVINO alone.
+    """
+    tokenizer = load_tokenizer()
+    return {
+        "prompts": [prompt_ids(tokenizer, i) for i in range(max(1, clients))],
+        "held_out": held_out_ids(tokenizer),
+    }
+
+
+def child(precision: str, new_tokens: int, runs: int, levels: list[int], ids: dict) -> dict:
     """Everything measured for one precision; runs in a fresh process (see `run_child`)."""
     ov_folder = openvino_folder(MODEL_DIR, precision)
-    tokenizer = load_tokenizer()
-    prompts = [prompt_ids(tokenizer, i) for i in range(max([1, *levels]))]
+    prompts = ids["prompts"]
     started = time.perf_counter()
     pipeline = load_pipeline(ov_folder, precision)
     load_s = time.perf_counter() - started
@@ -253,17 +266,25 @@ def child(precision: str, new_tokens: int, runs: int, levels: list[int]) -> dict
     out["peak_rss_mib"] = peak_rss_mib(os.getpid())  # before perplexity compiles a second copy of the weights
     del pipeline
     gc.collect()
-    out["perplexity"] = round(openvino_perplexity(ov_folder, precision, held_out_ids(tokenizer)), 2)
+    out["perplexity"] = round(openvino_perplexity(ov_folder, precision, ids["held_out"]), 2)
     out["peak_rss_with_perplexity_mib"] = peak_rss_mib(os.getpid())
     return out
 
 
-def run_child(precision: str, new_tokens: int, runs: int, levels: list[int]) -> dict:
+def run_child(precision: str, new_tokens: int, runs: int, levels: list[int], ids: dict) -> dict:
+    """`child` in a fresh interpreter, the token ids on its stdin, its result the last JSON line it prints."""
     command = [sys.executable, "-m", "bench.openvino", "--child", precision, "--new-tokens", str(new_tokens)]
     command += ["--runs", str(runs), "--levels", ",".join(map(str, levels))]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run(  # noqa: S603 - this interpreter, arguments built here
-        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS, check=False
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=environment,
+        input=json.dumps(ids),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_SECONDS,
+        check=False,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -293,11 +314,12 @@ def measure(new_tokens: int, runs: int, levels: list[int], precisions: list[str]
     """Each precision measured in a child process of its own, then the transformers baseline here."""
     result: dict = {"model": MODEL, "new_tokens": new_tokens, "runs": runs, "levels": levels, "precisions": {}}
     result["loadavg"] = load_snapshot()
+    ids = token_ids(max([1, *levels]))
     for precision in precisions:
         out = ensure_export(precision)
         if "skipped" not in out:
             print(f"[openvino] {precision} (load {os.getloadavg()[0]:.2f})", flush=True)
-            out.update(run_child(precision, new_tokens, runs, levels))
+            out.update(run_child(precision, new_tokens, runs, levels, ids))
         result["precisions"][precision] = out
     print("[openvino] transformers fp32 perplexity", flush=True)
     result["transformers_perplexity"] = round(transformers_perplexity(), 2)
@@ -353,7 +375,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--child", choices=PRECISIONS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.new_tokens, args.runs, _numbers(args.levels))), flush=True)
+        ids = json.load(sys.stdin)
+        print(json.dumps(child(args.child, args.new_tokens, args.runs, _numbers(args.levels), ids)), flush=True)
         return None
     precisions = [p for p in args.precisions.split(",") if p]
     unknown = set(precisions) - set(PRECISIONS)

@@ -310,6 +310,7 @@ class Engine:
             self._failed.pop(mid, None)
             if slot.memory_mb is not None:
                 self._memory[mid] = slot.memory_mb
+            self._keep_budget_locked(slot)
         logger.info("loaded %s into the pool in %.1f s (%s MB)", mid, time.perf_counter() - started, slot.memory_mb)
         return slot
 
@@ -326,7 +327,7 @@ class Engine:
         is loading counts as loaded. One model always fits, whatever the budget.
         """
         limit, budget = settings.LLM_MAX_LOADED_MODELS, settings.LLM_MEMORY_BUDGET_MB
-        deadline = self._clock() + settings.LLM_LOAD_WAIT_SECONDS
+        deadline = time.monotonic() + settings.LLM_LOAD_WAIT_SECONDS  # real time, whatever the idle clock
         while True:
             with self._lock:
                 loaded = [slot for slot in self._loaded_local() if slot is not replacing]
@@ -342,13 +343,31 @@ class Engine:
                     why = "the model limit" if over_count else "the memory budget"
                     self._unload_locked(victim, f"to make room for {mid} ({why})")
                     continue
-                remaining = deadline - self._clock()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ServiceUnavailable(
                         f"every loaded model is answering; {mid} cannot load until one is free",
                         code=ErrorCode.PROVIDER_BUSY,
                     )
                 self._room.wait(min(remaining, 1.0))
+
+    def _keep_budget_locked(self, loaded: _Slot) -> None:
+        """After `loaded` was measured: unload least recently used idle models while the budget is exceeded."""
+        budget = settings.LLM_MEMORY_BUDGET_MB
+        while budget > 0:
+            slots = self._loaded_local()
+            if sum(slot.memory_mb or 0 for slot in slots) <= budget:
+                return
+            idle = [
+                slot
+                for slot in slots
+                if slot is not loaded and slot.leases == 0 and not (slot is self._slot and self._pinned)
+            ]
+            if not idle:
+                return
+            self._unload_locked(
+                min(idle, key=lambda slot: slot.last_used), f"to keep within the memory budget of {budget} MB"
+            )
 
     def _unload_locked(self, slot: _Slot, why: str) -> None:
         """Take `slot` out (lock held); it closes now if idle, else when its last lease ends."""
