@@ -99,11 +99,13 @@ def exchange_append(
     completion_tokens: int,
     finish_reason: str,
     completion_id: str,
+    chosen_model: str | None = None,
 ) -> Message:
     """Append the new turns and the model's answer; return the assistant Message (its id is what feedback rates).
 
     `turns` are the {role, content} dicts given to `selectors.conversation_history` as `new_turns`
-    (validated by the caller). The first user turn names an untitled conversation. A conversation
+    (validated by the caller). The first user turn names an untitled conversation; `chosen_model`
+    (the model id the turn named) becomes the conversation's model for the turns after. A conversation
     deleted meanwhile is an ApplicationError 404 (field `conversation`), and nothing is written.
     """
     # Lock the row: a conversation deleted while its answer was generated is a 404, not an IntegrityError.
@@ -124,7 +126,11 @@ def exchange_append(
         completion_id=completion_id,
     )
     Message.objects.bulk_create([*rows, reply])
-    conversation.save(update_fields=["updated", "title"] if _name_from(conversation, turns) else ["updated"])
+    fields = ["updated", "title"] if _name_from(conversation, turns) else ["updated"]
+    if chosen_model and chosen_model != conversation.model:
+        conversation.model = chosen_model
+        fields.append("model")
+    conversation.save(update_fields=fields)
     return reply
 
 

@@ -237,6 +237,10 @@ class Engine:
             slot.last_used = self._clock()
             return Lease(self, slot)
 
+    def default_model_id(self) -> str:
+        """The id of the default model (loaded or configured)."""
+        return model_id(self._default_spec())
+
     def _default_spec(self) -> ProviderSpec:
         slot = self._slot
         return slot.spec if slot is not None else configured_spec()

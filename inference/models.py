@@ -76,6 +76,9 @@ class InferenceRecord(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OK)
     finish_reason = models.CharField(max_length=16, blank=True)
     error = models.TextField(blank=True)
+    # The model the client named ('' for the default) when another answered: a fallback, and why.
+    requested_model = models.CharField(max_length=500, blank=True)
+    fallback_reason = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

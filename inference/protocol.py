@@ -28,11 +28,13 @@ from inference.providers.base import (
     as_messages,
     check_input,
 )
+from llmsite.durations import BadDuration, parse_duration
 from llmsite.error_codes import ErrorCode
 
 MAX_MESSAGES = 500  # turns one request may carry
 MAX_TOP_K = 50  # passages one grounded answer may retrieve
 MAX_COLLECTION_CHARS = 200
+MAX_MODEL_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class CompletionRequest:
     - `prompt` or `messages` (exactly one): the new input; with a `conversation`, only the new turns.
     - `collection` (+ `top_k`): ground the answer in passages retrieved from that collection.
     - `conversation`: the id of the user's conversation to continue (its history goes first).
+    - `model`: the id of the model to answer (None: the conversation's model, else the site's default).
+    - `keep_alive`: seconds that model stays loaded once idle (negative: forever), as Ollama's.
 
     Raises `InvalidParameter` (naming the field) when anything is out of bounds; limits that are
     settings (LLM_MAX_PROMPT_CHARS, LLM_MAX_NEW_TOKENS) are read when the request is built.
@@ -53,6 +57,8 @@ class CompletionRequest:
     collection: str | None = None
     top_k: int | None = None
     conversation: int | None = None
+    model: str | None = None
+    keep_alive: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", as_messages(self.messages))
@@ -78,11 +84,19 @@ class CompletionRequest:
                 raise InvalidParameter("top_k", f"top_k is 1 to {MAX_TOP_K}")
         if self.conversation is not None and self.conversation < 1:
             raise InvalidParameter("conversation", "a conversation id is a positive integer")
+        if self.model is not None and not 0 < len(self.model) <= MAX_MODEL_CHARS:
+            raise InvalidParameter("model", f"a model id has 1 to {MAX_MODEL_CHARS} characters")
+        if self.keep_alive is not None:
+            try:
+                object.__setattr__(self, "keep_alive", parse_duration(self.keep_alive, "keep_alive"))
+            except BadDuration as exc:
+                raise InvalidParameter("keep_alive", str(exc)) from exc
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> CompletionRequest:
         """From a parser's output: the request's own keys, and the sampling values among them by name."""
-        own = {name: fields[name] for name in ("prompt", "collection", "top_k", "conversation") if name in fields}
+        names = ("prompt", "collection", "top_k", "conversation", "model", "keep_alive")
+        own = {name: fields[name] for name in names if name in fields}
         return cls(
             messages=as_messages(fields.get("messages")),
             sampling=SamplingParams.from_mapping(fields),

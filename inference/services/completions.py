@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from conversations import selectors as conversation_selectors
 from conversations import services as conversation_services
@@ -57,6 +58,7 @@ class CompletionResult:
     sources: tuple[Source, ...] | None = None  # set when the answer was grounded in a collection
     conversation: int | None = None  # set when the exchange was appended to a conversation
     message: int | None = None  # the stored answer's id in that conversation (what feedback rates)
+    fallback: dict[str, str] | None = None  # {"requested", "reason"} when a fallback model answered
 
     def as_dict(self) -> dict[str, Any]:
         body = {
@@ -74,6 +76,8 @@ class CompletionResult:
         if self.conversation is not None:
             body["conversation"] = self.conversation
             body["message"] = self.message
+        if self.fallback is not None:
+            body["fallback"] = self.fallback
         return body
 
 
@@ -102,6 +106,9 @@ class _Call:
     request_id: uuid.UUID
     sources: tuple[Source, ...] | None = None
     conversation: Any = None  # the Conversation row the exchange is appended to, if any
+    requested: str = ""  # the model the client (or its conversation) named; '' for the default
+    fallback_reason: str = ""  # why the models before this one in the fallback chain did not answer
+    last_try: bool = True  # False while a fallback would follow a failure: the failure is then not recorded
 
     @property
     def id(self) -> str:
@@ -113,15 +120,43 @@ def completion_id(request_id: uuid.UUID) -> str:
     return f"cmpl-{request_id.hex}"
 
 
-def _begin(asked: CompletionRequest, *, user: Any, started: float, request_id: uuid.UUID | None):
-    """Resolve the request (history, passages, defaults) on a leased provider, and look up the cache."""
+@dataclass(frozen=True)
+class _Plan:
+    """What every try of one request shares: its conversation, history, and the models to try in order."""
+
+    thread: Any
+    messages: list[dict[str, str]] | None
+    models: tuple[str | None, ...]  # None: the default model
+    requested: str
+
+
+def _plan(asked: CompletionRequest, *, user: Any) -> _Plan:
+    """The conversation (404 if not the user's), its history, and the models to try: the asked one, then fallbacks."""
     thread, messages = None, None
     if asked.conversation is not None:
         thread = conversation_selectors.conversation_get(user=user, conversation_id=asked.conversation)
         messages = conversation_selectors.conversation_history(conversation=thread, new_turns=asked.new_turns())
+    model = asked.model or (thread.model if thread is not None and thread.model else None)
     engine = get_engine()
     engine.sync_with_config()
-    lease = engine.lease()
+    key = model or engine.default_model_id()
+    fallbacks = tuple(m for m in settings.LLM_FALLBACKS.get(key, ()) if m != key)
+    return _Plan(thread, messages, (model, *fallbacks), model or "")
+
+
+def _begin(
+    asked: CompletionRequest,
+    plan: _Plan,
+    model: str | None,
+    *,
+    started: float,
+    request_id: uuid.UUID | None,
+    tried: list[str],
+    user: Any,
+):
+    """Resolve the request (history, passages, defaults) on `model`'s leased provider, and look up the cache."""
+    thread, messages = plan.thread, plan.messages
+    lease = get_engine().lease(model, keep_alive=asked.keep_alive)
     try:
         sources = None
         if asked.collection is not None:
@@ -155,7 +190,10 @@ def _begin(asked: CompletionRequest, *, user: Any, started: float, request_id: u
     except BaseException:
         lease.release()
         raise
-    return _Call(lease, asked, request, key, started, request_id or uuid.uuid4(), sources, thread), hit
+    call = _Call(lease, asked, request, key, started, request_id or uuid.uuid4(), sources, thread)
+    call.requested = plan.requested
+    call.fallback_reason = "; ".join(tried)
+    return call, hit
 
 
 def _remember(call: _Call, result: CompletionResult) -> CompletionResult:
@@ -164,6 +202,7 @@ def _remember(call: _Call, result: CompletionResult) -> CompletionResult:
         return result
     answer = conversation_services.exchange_append(
         conversation=call.conversation,
+        chosen_model=call.asked.model,
         turns=call.asked.new_turns(),
         answer=result.text,
         provider=result.provider,
@@ -203,6 +242,8 @@ def _record(
         status=status,
         finish_reason=finish_reason,
         error=error[:5000],
+        requested_model=call.requested if call.fallback_reason else "",
+        fallback_reason=call.fallback_reason[:5000],
     )
 
 
@@ -223,6 +264,7 @@ def _result(call: _Call, text: str, usage: Usage, *, cached: bool, ttft_ms: floa
         ttft_ms=ttft_ms if not cached else latency_ms,
         finish_reason=reason,
         sources=call.sources,
+        fallback={"requested": call.requested, "reason": call.fallback_reason} if call.fallback_reason else None,
     )
 
 
@@ -283,39 +325,96 @@ def _finish(call: _Call, completion: Completion, *, user: Any, source: str, ttft
     return _remember(call, result)
 
 
+def _falls_back(exc: ApplicationError, call: _Call | None = None) -> bool:
+    """Whether the next model of the chain should try: the model is unavailable, overloaded or failed (5xx)."""
+    return exc.status >= 500 and (call is None or not call.last_try)
+
+
+def _model_label(model: str | None) -> str:
+    return model or "the default model"
+
+
 def complete(
     request: CompletionRequest, *, user: Any = None, source: str = "api", request_id: uuid.UUID | None = None
 ) -> CompletionResult:
-    """One completion on the active provider, from the response cache when deterministic and seen before.
+    """One completion on the model the request names (else its conversation's, else the default).
 
-    Unset sampling values take the active ProviderConfig's defaults, then settings. Raises
-    ApplicationError (400 bad input or prompt too long, 404 unknown conversation or collection,
-    502 provider failure) or ServiceUnavailable (503: no model loaded, with the reason).
+    From the response cache when deterministic and seen before. When that model is unavailable,
+    overloaded or fails, its fallbacks (LLM_FALLBACKS) try in order; the result and the record
+    say which answered and why. Unset sampling values take the model's ProviderConfig defaults,
+    then settings. Raises ApplicationError (400 bad input or prompt too long, 404 unknown model,
+    conversation or collection, 502 provider failure) or ServiceUnavailable (503, with the reason).
     Blocking: async callers use `complete_stream`. Writes one InferenceRecord whose id is
     `request_id` (a new one when not given); the result's `id` is `cmpl-<its hex>`.
     """
     started = time.perf_counter()
-    call, hit = _begin(request, user=user, started=started, request_id=request_id)
+    plan = _plan(request, user=user)
+    tried: list[str] = []
+    for index, model in enumerate(plan.models):
+        last = index == len(plan.models) - 1
+        try:
+            return _complete_on(
+                request,
+                plan,
+                model,
+                user=user,
+                source=source,
+                request_id=request_id,
+                started=started,
+                tried=tried,
+                last=last,
+            )
+        except ApplicationError as exc:
+            if last or not _falls_back(exc):
+                raise
+            tried.append(f"{_model_label(model)}: {exc.message}")
+    raise AssertionError("the model chain is never empty")
+
+
+def _complete_on(
+    request: CompletionRequest,
+    plan: _Plan,
+    model: str | None,
+    *,
+    user: Any,
+    source: str,
+    request_id: uuid.UUID | None,
+    started: float,
+    tried: list[str],
+    last: bool,
+) -> CompletionResult:
+    call, hit = _begin(request, plan, model, started=started, request_id=request_id, tried=tried, user=user)
+    call.last_try = last
     with call.lease:
         if hit is not None:
             return _answer_from_cache(call, hit, user=user, source=source)
         try:
             completion = call.lease.provider.generate(call.request)
         except ProviderError as exc:
-            _record(
-                call,
-                user=user,
-                source=source,
-                usage=Usage(0, 0),
-                cached=False,
-                latency_ms=_ms(time.perf_counter() - started),
-                ttft_ms=None,
-                status=InferenceRecord.Status.ERROR,
-                error=exc.message,
-            )
-            raise _error_for(exc, request) from exc
+            error = _error_for(exc, request)
+            if not _falls_back(error, call):
+                _record(
+                    call,
+                    user=user,
+                    source=source,
+                    usage=Usage(0, 0),
+                    cached=False,
+                    latency_ms=_ms(time.perf_counter() - started),
+                    ttft_ms=None,
+                    status=InferenceRecord.Status.ERROR,
+                    error=exc.message,
+                )
+            raise error from exc
         ttft_ms = _ms(completion.ttft) if completion.ttft is not None else None
         return _finish(call, completion, user=user, source=source, ttft_ms=ttft_ms)
+
+
+class _TryNext(Exception):
+    """A stream's model failed before its first token and a fallback follows."""
+
+    def __init__(self, error: ApplicationError):
+        super().__init__(error.message)
+        self.error = error
 
 
 async def complete_stream(
@@ -323,13 +422,40 @@ async def complete_stream(
 ) -> AsyncIterator[TextDelta | CompletionResult]:
     """`complete`, streaming: TextDelta events as tokens are produced, then one CompletionResult.
 
-    Errors before the first delta raise (so callers can answer with a real HTTP status).
-    Closing the iterator early cancels the generation within one token and records the
-    request as cancelled with the tokens produced so far. A cached answer arrives as one delta.
-    A caller that must name the completion before it ends (a stream's frames) passes `request_id`.
+    Errors before the first delta raise (so callers can answer with a real HTTP status); until
+    then a failing model hands over to its fallbacks, as in `complete`. Closing the iterator early
+    cancels the generation within one token and records the request as cancelled with the tokens
+    produced so far. A cached answer arrives as one delta. A caller that must name the completion
+    before it ends (a stream's frames) passes `request_id`.
     """
     started = time.perf_counter()
-    call, hit = await sync_to_async(_begin)(request, user=user, started=started, request_id=request_id)
+    plan = await sync_to_async(_plan)(request, user=user)
+    tried: list[str] = []
+    for index, model in enumerate(plan.models):
+        last = index == len(plan.models) - 1
+        try:
+            call, hit = await sync_to_async(_begin)(
+                request, plan, model, started=started, request_id=request_id, tried=tried, user=user
+            )
+        except ApplicationError as exc:
+            if last or not _falls_back(exc):
+                raise
+            tried.append(f"{_model_label(model)}: {exc.message}")
+            continue
+        call.last_try = last
+        try:
+            async with contextlib.aclosing(_stream_on(call, hit, request, user=user, source=source)) as events:
+                async for event in events:
+                    yield event
+            return
+        except _TryNext as failed:
+            tried.append(f"{_model_label(model)}: {failed.error.message}")
+
+
+async def _stream_on(
+    call: _Call, hit: dict[str, Any] | None, request: CompletionRequest, *, user: Any, source: str
+) -> AsyncIterator[TextDelta | CompletionResult]:
+    started = call.started
     record = sync_to_async(_record)
     with call.lease:
         if hit is not None:
@@ -360,6 +486,9 @@ async def complete_stream(
                         return
         except ProviderError as exc:
             finished = True
+            error = _error_for(exc, request)
+            if not parts and _falls_back(error, call):
+                raise _TryNext(error) from exc
             await record(
                 call,
                 user=user,
@@ -371,7 +500,7 @@ async def complete_stream(
                 status=InferenceRecord.Status.ERROR,
                 error=exc.message,
             )
-            raise _error_for(exc, request) from exc
+            raise error from exc
         finally:
             if not finished:  # the consumer left early (closed or cancelled)
                 produced = len(parts)  # deltas are at least tokens' worth; the provider counted exactly
