@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.ratelimits import ratelimit_api
 from inference import selectors, services, sse
-from inference.protocol import MAX_COLLECTION_CHARS, MAX_MESSAGES, MAX_TOP_K, CompletionRequest
+from inference.protocol import MAX_COLLECTION_CHARS, MAX_MESSAGES, MAX_MODEL_CHARS, MAX_TOP_K, CompletionRequest
 from inference.providers.base import (
     FINISH_REASONS,
     MAX_STOP,
@@ -89,6 +89,16 @@ class PredictApi(APIView):
         conversation = serializers.IntegerField(
             required=False, min_value=1, help_text="append to this conversation of yours; its history goes first"
         )
+        model = StrictCharField(
+            required=False,
+            max_length=MAX_MODEL_CHARS,
+            help_text="the model to answer (ids: GET /api/v1/models); default: the conversation's, else the site's",
+        )
+        keep_alive = serializers.CharField(
+            required=False,
+            max_length=32,
+            help_text="how long that model stays loaded once idle: seconds, or 5m, 1h; negative keeps it (Ollama's)",
+        )
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
             stream = attrs.pop("stream", False)
@@ -109,9 +119,14 @@ class PredictApi(APIView):
         sources = SourceSerializer(many=True, required=False, help_text="present when a collection was given")
         conversation = serializers.IntegerField(required=False, help_text="present when a conversation was given")
         message = serializers.IntegerField(required=False, help_text="the stored answer's id: rate it with feedback")
+        fallback = serializers.DictField(
+            child=serializers.CharField(),
+            required=False,
+            help_text="present when a fallback answered: {requested, reason}",
+        )
 
     @extend_schema(
-        summary="Complete a prompt or a chat with the active model",
+        summary="Complete a prompt or a chat with a model (the default unless `model` names one)",
         description=(
             "Deterministic requests (temperature 0, or a seed) are cached: header `X-Cache: HIT|MISS`.\n\n"
             'With `stream: true` the answer is `text/event-stream`: `data: {"delta": ...}` frames as tokens '
@@ -219,6 +234,54 @@ class ProviderActivateApi(APIView):
         serializer.is_valid(raise_exception=True)
         services.provider_activate(**serializer.validated_data, load_here=True)
         return Response(selectors.provider_list()["active"])
+
+
+class PoolModelSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="what to send as `model`")
+    kind = serializers.ChoiceField(choices=["local", "remote", "embedding"])
+    state = serializers.ChoiceField(choices=["loaded", "loading", "idle", "unavailable"])
+    reason = serializers.CharField(help_text="why it is unavailable")
+    memory_mb = serializers.FloatField(allow_null=True, help_text="its runner process's resident memory")
+    queue = serializers.IntegerField(help_text="requests running or waiting on it")
+    last_used = serializers.DateTimeField(allow_null=True)
+    default = serializers.BooleanField(help_text="answers requests that name no model")
+    fallbacks = serializers.ListField(child=serializers.CharField(), help_text="tried in order when it cannot answer")
+    engine = serializers.CharField(required=False, help_text="openvino or transformers, once a local model is loaded")
+    keep_alive = serializers.FloatField(
+        required=False, allow_null=True, help_text="seconds idle before it unloads; null: it stays"
+    )
+
+
+class ModelPoolApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ModelPool"
+
+        data = PoolModelSerializer(many=True)
+
+    @extend_schema(
+        summary="Every callable model with its state, memory, queue and last use (the default first)",
+        responses=OutputSerializer,
+        tags=["inference"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"data": selectors.models_list()})
+
+
+class ModelLoadApi(APIView):
+    """Staff: load a model now (`load`) or unload it (`unload`; an answer running finishes first)."""
+
+    permission_classes = [IsAdminUser]
+    action = "load"
+
+    @extend_schema(
+        summary="Load or unload a model of the pool (staff)",
+        request=None,
+        responses={200: PoolModelSerializer, 404: OpenApiResponse(description="unknown model")},
+        tags=["inference"],
+    )
+    def post(self, request: Request, model: str) -> Response:
+        return Response(services.model_load(model) if self.action == "load" else services.model_unload(model))
 
 
 class CacheStatsApi(APIView):

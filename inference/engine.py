@@ -217,7 +217,7 @@ class Engine:
         forever) replaces the model's idle time before unloading, as Ollama's per-request keep_alive.
         """
         if model is not None:
-            default = self._default_spec()
+            default = self.default_spec()
             try:
                 spec = spec_for_model(model, default)
             except UnknownModel as exc:
@@ -239,9 +239,9 @@ class Engine:
 
     def default_model_id(self) -> str:
         """The id of the default model (loaded or configured)."""
-        return model_id(self._default_spec())
+        return model_id(self.default_spec())
 
-    def _default_spec(self) -> ProviderSpec:
+    def default_spec(self) -> ProviderSpec:
         slot = self._slot
         return slot.spec if slot is not None else configured_spec()
 

@@ -195,7 +195,7 @@ class ChatCompletionsApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        served = services.check_model_served(data["model"])
+        served = data["model"]
         if data.get("stream"):
             options = data.get("stream_options") or {}
             return sse.StreamRequested(
@@ -207,7 +207,7 @@ class ChatCompletionsApi(APIView):
                 "id": _chat_completion_id(result.id),
                 "object": "chat.completion",
                 "created": _created(),
-                "model": served,
+                "model": result.model_id if result.fallback else served,  # a fallback names itself
                 "choices": [
                     {
                         "index": 0,
@@ -234,6 +234,7 @@ def _completion_request(data: dict[str, Any]) -> CompletionRequest:
         "top_p": data.get("top_p"),
         "stop": data.get("stop") or None,
         "seed": data.get("seed"),
+        "model": data["model"],
     }
     return completion_request(fields, wire_names={"max_new_tokens": tokens_field})
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.utils import timezone
+
 from inference.engine import configured_spec, get_engine
-from inference.registry import PROVIDER_NAMES, availability
+from inference.registry import PROVIDER_NAMES, REMOTE_PROVIDERS, ProviderSpec, availability, local_models, model_id
 
 
 def provider_list() -> dict[str, Any]:
@@ -46,30 +49,112 @@ def active_model() -> tuple[str, str]:
     return status.provider or spec.provider, status.model or spec.model
 
 
-def openai_models() -> list[dict[str, Any]]:
-    """Every model the site can serve, the active one first, as OpenAI model objects (GET /v1/models)."""
+def _local_row(entry: dict[str, Any] | None) -> dict[str, Any]:
+    """A loaded model's live facts: its runner's memory and queue (asked now), idle time, keep-alive."""
+    if entry is None:
+        return {"state": "idle", "reason": "", "memory_mb": None, "queue": 0, "last_used": None}
+    row = {
+        "state": entry["state"],
+        "reason": entry.get("reason", ""),
+        "memory_mb": entry.get("memory_mb"),
+        "queue": entry.get("leases", 0),
+        "last_used": None,
+        "engine": "",
+    }
+    provider = entry.get("provider")
+    if provider is not None:
+        row["engine"] = provider.engine or ""
+        status = getattr(provider, "status", None)
+        if status is not None:
+            live = status()
+            row["memory_mb"] = live.get("rss_mb", row["memory_mb"])
+            row["queue"] = live.get("running", 0) + live.get("waiting", 0)
+            if live.get("state") not in (None, "ready"):
+                row["state"], row["reason"] = "unavailable", live.get("reason", "")
+    if entry.get("idle_s") is not None:
+        row["last_used"] = (timezone.now() - timedelta(seconds=entry["idle_s"])).isoformat()
+    if "keep_alive" in entry:
+        row["keep_alive"] = entry["keep_alive"]
+    return row
+
+
+def models_list() -> list[dict[str, Any]]:
+    """Every callable model with its state, the default first (GET /api/v1/models, /v1/models).
+
+    Local models (prepared folders under MODELS_DIR), the models of configured remote providers
+    (`<provider>/<model>`), and the embedding model; each with kind, state (loaded, loading,
+    idle, unavailable + reason), memory, queue depth, last use and fallbacks.
+    """
     from django.conf import settings
 
-    provider, model = active_model()
-    rows = [{"id": model, "object": "model", "created": 0, "owned_by": OWNERS.get(provider, provider)}]
-    for entry in provider_list()["providers"]:
-        if not entry["available"]:
+    engine = get_engine()
+    pool = engine.pool_state()
+    default = engine.default_model_id()
+    ids: list[tuple[str, str]] = []  # (id, kind)
+    for info in local_models():
+        if info.detail == "ready":
+            ids.append((info.name, "local"))
+    for name in REMOTE_PROVIDERS:
+        available, _reason, models = availability(name)
+        if available:
+            ids.extend((model_id(ProviderSpec(name, m.name)), "remote") for m in models if m.name)
+    if all(mid != default for mid, _kind in ids):
+        ids.insert(0, (default, "remote" if "/" in default else "local"))
+    ids.sort(key=lambda item: item[0] != default)
+    rows = []
+    seen = set()
+    for mid, kind in ids:
+        if mid in seen:
             continue
-        for listed in entry["models"]:
-            servable = listed["detail"] == "ready" or entry["name"] != "hf"  # local folders must be prepared
-            if servable and all(row["id"] != listed["name"] for row in rows):
-                rows.append(
-                    {
-                        "id": listed["name"],
-                        "object": "model",
-                        "created": 0,
-                        "owned_by": OWNERS.get(entry["name"], entry["name"]),
-                    }
-                )
+        seen.add(mid)
+        entry = pool.get(mid)
+        if kind == "remote":
+            row = (
+                {"state": "unavailable", "reason": entry["reason"]}
+                if entry and entry["state"] == "unavailable"
+                else {"state": "loaded" if entry else "idle", "reason": ""}
+            )
+            row.update({"memory_mb": None, "queue": entry.get("leases", 0) if entry else 0, "last_used": None})
+        else:
+            row = _local_row(entry)
+        rows.append(
+            {
+                "id": mid,
+                "kind": kind,
+                **row,
+                "default": mid == default,
+                "fallbacks": list(settings.LLM_FALLBACKS.get(mid, ())),
+            }
+        )
     embedding = settings.EMBEDDING_MODEL.rstrip("/").rsplit("/", 1)[-1]
-    if all(row["id"] != embedding for row in rows):
-        rows.append({"id": embedding, "object": "model", "created": 0, "owned_by": "llmsite"})
+    rows.append(
+        {
+            "id": embedding,
+            "kind": "embedding",
+            "state": "loaded",
+            "reason": "",
+            "memory_mb": None,
+            "queue": 0,
+            "last_used": None,
+            "default": False,
+            "fallbacks": [],
+        }
+    )
     return rows
+
+
+def openai_models() -> list[dict[str, Any]]:
+    """Every callable model, the default first, as OpenAI model objects (GET /v1/models)."""
+    owners = {"local": "llmsite", "embedding": "llmsite"}
+    return [
+        {
+            "id": row["id"],
+            "object": "model",
+            "created": 0,
+            "owned_by": owners.get(row["kind"], row["id"].split("/", 1)[0]),
+        }
+        for row in models_list()
+    ]
 
 
 def completion_origin(*, user: Any, completion_id: str) -> dict[str, str] | None:

@@ -58,7 +58,6 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type", 415, "The body's Content-Type is not one this endpoint reads."
     PARSE_ERROR = "parse_error", 400, "The body could not be parsed in its declared Content-Type."
     MODEL_NOT_FOUND = "model_not_found", 404, "No model of that id; GET /v1/models lists them."
-    MODEL_NOT_ACTIVE = "model_not_active", 400, "The model exists but is not the one served now; staff can switch."
     # --- serving ----------------------------------------------------------------------------
     UNAVAILABLE = "unavailable", 503, "The model or a dependency cannot serve now (the message says why)."
     LOADING = "loading", 503, "The model is still loading; try again shortly."

@@ -59,6 +59,7 @@ class CompletionResult:
     conversation: int | None = None  # set when the exchange was appended to a conversation
     message: int | None = None  # the stored answer's id in that conversation (what feedback rates)
     fallback: dict[str, str] | None = None  # {"requested", "reason"} when a fallback model answered
+    model_id: str = ""  # the id of the model that answered, as clients name it
 
     def as_dict(self) -> dict[str, Any]:
         body = {
@@ -265,6 +266,7 @@ def _result(call: _Call, text: str, usage: Usage, *, cached: bool, ttft_ms: floa
         finish_reason=reason,
         sources=call.sources,
         fallback={"requested": call.requested, "reason": call.fallback_reason} if call.fallback_reason else None,
+        model_id=call.lease.model_id,
     )
 
 

@@ -1,4 +1,4 @@
-"""Which model the site serves: switch it (`provider_activate`), and check a client's `model` against it."""
+"""Which models the site serves: switch the default (`provider_activate`), load and unload pool models (staff)."""
 
 from __future__ import annotations
 
@@ -11,28 +11,35 @@ from inference.models import ProviderConfig
 from inference.providers.base import (
     ProviderUnavailable,
 )
-from inference.registry import ProviderSpec, check_device, check_spec, default_model
+from inference.registry import ProviderSpec, UnknownModel, check_device, check_spec, default_model, spec_for_model
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
 
 
-def check_model_served(model: str) -> str:
-    """The active model's id when `model` names it; else why not: 404 unknown, 400 listed but not active."""
+def _pool_row(model: str) -> dict[str, Any]:
     from inference import selectors
 
-    _provider, active = selectors.active_model()
-    if model in (active, active.rstrip("/").rsplit("/", 1)[-1]):
-        return active
-    if any(row["id"] == model for row in selectors.openai_models()):
-        raise ApplicationError(
-            f"The model `{model}` is available but not the one this server serves now (`{active}`); "
-            "staff can switch with POST /api/v1/providers/active",
-            code=ErrorCode.MODEL_NOT_ACTIVE,
-            field="model",
-        )
-    raise ApplicationError(
-        f"The model `{model}` does not exist", code=ErrorCode.MODEL_NOT_FOUND, status=404, field="model"
-    )
+    for row in selectors.models_list():
+        if row["id"] == model:
+            return row
+    return {"id": model, "state": "idle"}
+
+
+def model_load(model: str) -> dict[str, Any]:
+    """Load `model` into the pool now (staff); 404 for an unknown id, 503 when it cannot load."""
+    get_engine().preload(model)
+    return _pool_row(model)
+
+
+def model_unload(model: str) -> dict[str, Any]:
+    """Unload `model` (staff); one with answers running unloads when they end. 404 when it is not a model."""
+    engine = get_engine()
+    if not engine.unload(model):
+        try:
+            spec_for_model(model, engine.default_spec())
+        except UnknownModel as exc:
+            raise ApplicationError(exc.message, code=ErrorCode.MODEL_NOT_FOUND, status=404, field="model") from exc
+    return _pool_row(model)
 
 
 # --- provider switching ------------------------------------------------------------------------
