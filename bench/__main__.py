@@ -33,8 +33,20 @@ from bench.common import MODEL, RESULTS, load_snapshot, machine
 
 QUICK = {"new_tokens": 32, "runs": 2, "rounds": 1, "levels": [1, 4, 8, 16], "few": [1, 8], "hits": 100}
 FULL = {"new_tokens": 64, "runs": 3, "rounds": 3, "levels": [1, 4, 8, 16], "few": [1, 4, 8, 16], "hits": 300}
-SECTIONS = ("local", "llmsite", "transformers", "unbatched", "peer", "dtype", "streaming", "embeddings")
-QUICK_SECTIONS = ("local", "llmsite", "transformers", "unbatched", "peer")
+SECTIONS = (
+    "local",
+    "openvino",
+    "llmsite",
+    "transformers",
+    "unbatched",
+    "peer",
+    "pool",
+    "encoder",
+    "dtype",
+    "streaming",
+    "embeddings",
+)
+QUICK_SECTIONS = ("local", "openvino", "llmsite", "transformers", "unbatched", "peer")
 
 
 def run(sections: list[str], plan: dict) -> dict:
@@ -46,6 +58,19 @@ def run(sections: list[str], plan: dict) -> dict:
         print(f"[bench] {name} (load {before['loadavg']})", flush=True)
         if name == "local":
             out = inference.single(plan["new_tokens"], plan["runs"], [8] if plan["quick"] else [8, 16])
+        elif name == "openvino":
+            from bench import openvino
+
+            precisions = ["fp32"] if plan["quick"] else ["fp32", "int8", "int4"]
+            out = openvino.measure(plan["new_tokens"], plan["runs"], [8, 16], precisions)
+        elif name == "pool":
+            from bench import pool
+
+            out = pool.measure(plan["new_tokens"], plan["runs"], plan["rounds"], 0.5 if plan["quick"] else 2.0)
+        elif name == "encoder":
+            from bench import encoder
+
+            out = encoder.measure(plan["runs"])
         elif name == "llmsite":
             out = serving.llmsite(True, plan["levels"], plan["rounds"], plan["new_tokens"], cache_hits=plan["hits"])
         elif name == "transformers":
@@ -92,9 +117,8 @@ def targets(result: dict) -> list[dict]:
 
     def add(name: str, measured: float | None, goal: float, higher: bool = True) -> None:
         met = None if measured is None else (measured >= goal if higher else measured <= goal)
-        rows.append(
-            {"name": name, "measured": None if measured is None else round(measured, 3), "goal": goal, "met": met}
-        )
+        value = None if measured is None else round(measured, 3)
+        rows.append({"name": name, "measured": value, "goal": goal, "met": met, "higher": higher})
 
     raw = local["raw_generate"] if local else None
 
@@ -109,6 +133,38 @@ def targets(result: dict) -> list[dict]:
         "OpenVINO: TTFT p50 at 8 clients / at 1 client",
         ov_eight["ttft_ms"]["p50"] / ov_one["ttft_ms"]["p50"] if ov_one and ov_eight else None,
         2.0,
+        higher=False,
+    )
+    fp32 = ((result.get("openvino") or {}).get("precisions") or {}).get("fp32") or {}
+    raw_ov = fp32.get("single")
+    raw_ov8 = next((lv for lv in fp32.get("levels", ()) if lv["clients"] == 8), None)
+    add(
+        "OpenVINO: HTTP single stream / raw OpenVINO in process",
+        ov_one["output_token_throughput"] / raw_ov["tok_s"] if ov_one and raw_ov else None,
+        0.9,
+    )
+    add(
+        "OpenVINO: TTFT over HTTP minus raw OpenVINO (ms)",
+        ov_one["ttft_ms"]["p50"] - raw_ov["ttft_ms"] if ov_one and raw_ov else None,
+        15,
+        higher=False,
+    )
+    add(
+        "OpenVINO: 8 clients over HTTP / raw OpenVINO batching at 8",
+        ov_eight["output_token_throughput"] / raw_ov8["tok_s"] if ov_eight and raw_ov8 else None,
+        0.8,
+    )
+    pooled = result.get("pool") or {}
+    runner = pooled.get("runner")
+    add("runner: one stream through the runner / in process", runner["tok_s_ratio"] if runner else None, 0.95)
+    add("runner: time to first token added (ms)", runner["ttft_added_ms"] if runner else None, 10, higher=False)
+    models = pooled.get("pool") or {}
+    add("pool: two models 4 + 4 clients / one model 8 clients", models.get("two_models_ratio"), 0.8)
+    budget = models.get("budget")
+    add(
+        "pool: runners' peak memory / LLM_MEMORY_BUDGET_MB",
+        budget["max_runners_mib"] / budget["budget_mb"] if budget else None,
+        1.0,
         higher=False,
     )
     add("transformers: HTTP single stream / raw generate", ratio(one, raw_level), 0.95)
@@ -254,11 +310,23 @@ def markdown(result: dict) -> str:
             f"(mean common prefix {cmp['mean_common_prefix_tokens']} tokens).",
             "",
         ]
+    if result.get("openvino"):
+        from bench import openvino
+
+        lines += ["Raw OpenVINO GenAI in process, per precision:", "", openvino.markdown(result["openvino"]), ""]
+    if result.get("pool"):
+        from bench import pool
+
+        lines += [pool.markdown(result["pool"]), ""]
+    if result.get("encoder"):
+        from bench import encoder
+
+        lines += ["The embedding encoder, torch against OpenVINO:", "", encoder.markdown(result["encoder"]), ""]
     measured = [row for row in result["targets"] if row["measured"] is not None]
     if measured:
         lines += ["| target | measured | goal | met |", "|---|---:|---:|:---:|"]
     for row in measured:
-        goal = ("≤ " if "TTFT" in row["name"] else "≥ ") + f"{row['goal']}"
+        goal = ("≥ " if row.get("higher", True) else "≤ ") + f"{row['goal']}"
         met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
         lines.append(f"| {row['name']} | {_fmt(row['measured'], 2)} | {goal} | {met} |")
     loads = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -108,3 +109,35 @@ def peak_rss_mib(pid: int) -> float | None:
     except OSError:
         pass
     return None
+
+
+def rss_tree_mib(pid: int) -> dict[str, float]:
+    """Resident memory now of a server and its runner processes (children), in MiB."""
+    import psutil
+
+    try:
+        server = psutil.Process(pid)
+        children = server.children(recursive=True)
+        own = server.memory_info().rss
+    except psutil.Error:
+        return {"server": 0.0, "runners": 0.0, "total": 0.0}
+    runners = 0
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            runners += child.memory_info().rss
+    mib = 2**20
+    return {"server": round(own / mib, 1), "runners": round(runners / mib, 1), "total": round((own + runners) / mib, 1)}
+
+
+def peak_rss_tree_mib(pid: int) -> float | None:
+    """The high-water marks (VmHWM) of a server and its live runner processes, added up, in MiB."""
+    import psutil
+
+    total = peak_rss_mib(pid)
+    if total is None:
+        return None
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return total
+    return round(total + sum(peak_rss_mib(child.pid) or 0 for child in children), 1)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import MODEL, MODEL_DIR, ROOT, peak_rss_mib, story_prompt, summary
+from bench.common import MODEL, MODEL_DIR, ROOT, peak_rss_mib, peak_rss_tree_mib, story_prompt, summary
 from bench.live import LiveSite, free_port
 
 
@@ -117,7 +117,7 @@ def llmsite(
         result: dict = {"levels": asyncio.run(sweep(site.url, headers, MODEL, levels, rounds, new_tokens))}
         if cache_hits:
             result["cache"] = cache_latency(site, cache_hits)
-        result["peak_rss_mib"] = peak_rss_mib(site.server.pid)
+        result["peak_rss_mib"] = peak_rss_tree_mib(site.server.pid)  # the server and its runner
     return result
 
 
