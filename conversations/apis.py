@@ -18,6 +18,7 @@ from llmsite.serializers import PageQuerySerializer, StrictCharField, StrictSeri
 
 TAGS = ["conversations"]
 NOT_FOUND = OpenApiResponse(description="no conversation of yours has that id")
+MODEL_HELP = "the model id its turns named, which the next turns use too; '' follows the site's default model"
 
 
 class MessageInputSerializer(StrictSerializer):
@@ -49,6 +50,7 @@ class ConversationSummarySerializer(serializers.Serializer):
 
     id = serializers.IntegerField()
     title = serializers.CharField()
+    model = serializers.CharField(read_only=True, help_text=MODEL_HELP)
     messages_count = serializers.IntegerField()
     created = serializers.DateTimeField()
     updated = serializers.DateTimeField()
@@ -60,6 +62,7 @@ class ConversationDetailSerializer(serializers.Serializer):
 
     id = serializers.IntegerField()
     title = serializers.CharField()
+    model = serializers.CharField(read_only=True, help_text=MODEL_HELP)
     created = serializers.DateTimeField()
     updated = serializers.DateTimeField()
     messages = serializers.SerializerMethodField()

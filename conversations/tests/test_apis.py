@@ -23,6 +23,7 @@ def test_it_creates_lists_shows_renames_and_deletes_a_conversation(alice_client)
     assert listed["results"][0] | {"created": None, "updated": None} == {
         "id": chat_id,
         "title": "Plans",
+        "model": "",
         "messages_count": 2,
         "created": None,
         "updated": None,
@@ -75,6 +76,19 @@ def test_the_list_is_paginated_most_recently_active_first(alice_client, alice):
     assert [c["title"] for c in second["results"]] == ["c3", "c2"]
     assert alice_client.get("/api/v1/conversations?limit=0").status_code == 400
     assert alice_client.get("/api/v1/conversations?limit=1000").status_code == 400
+
+
+def test_it_shows_the_model_a_conversation_talks_to_once_a_turn_named_one(alice_client, alice):
+    chat = conversation_create(user=alice, title="Pool")
+    url = f"/api/v1/conversations/{chat.pk}"
+    assert alice_client.get(url).json()["model"] == ""  # the site's default answers
+
+    append(chat, "Hi", model="tiny-b", chosen_model="tiny-b")
+
+    assert alice_client.get(url).json()["model"] == "tiny-b"
+    assert alice_client.get("/api/v1/conversations").json()["results"][0]["model"] == "tiny-b"
+    assert alice_client.patch(url, {"title": "Pool", "model": "tiny-a"}, format="json").status_code == 400
+    assert alice_client.get(url).json()["model"] == "tiny-b"  # set by the turns only
 
 
 @pytest.mark.parametrize(
