@@ -4,38 +4,45 @@ from __future__ import annotations
 
 import asyncio
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from inference import services
-from inference.engine import configured_spec, get_engine
-from inference.management.sampling import add_sampling_arguments, completion_request
+from inference.management.sampling import (
+    LIST_HINT,
+    add_model_arguments,
+    add_sampling_arguments,
+    completion_request,
+    footer,
+    model_check,
+)
 from inference.protocol import CompletionRequest
-from inference.providers.base import ProviderUnavailable, TextDelta
-from inference.registry import PROVIDER_NAMES, ProviderSpec, build_provider, default_model
+from inference.providers.base import TextDelta
+from inference.registry import PROVIDER_NAMES, REMOTE_PROVIDERS, default_model
 from llmsite.errors import ApplicationError
 
-HELP = """Commands:
+HELP = f"""Commands:
+  /model [ID]             talk to another model of the pool from the next turn (a local folder name,
+                          openai/<model>, anthropic/<model>; {LIST_HINT}); no ID: the default model
+  /provider NAME [MODEL]  the same, by provider (hf, anthropic, openai) and that provider's model
   /reset                  forget the conversation (keeps the system prompt)
-  /provider NAME [MODEL]  talk to another provider in this chat (hf, anthropic, openai);
-                          the site keeps serving its own choice
   /quit                   leave (Ctrl+D works too; Ctrl+C stops an answer)"""
 
 
 class Command(BaseCommand):
-    help = "Chat with the active model in the terminal, streaming tokens. /reset, /provider NAME [MODEL], /quit."
+    help = "Chat with the default model (or --model ID) in the terminal, streaming tokens. /model, /reset, /quit."
 
     def add_arguments(self, parser):
         parser.add_argument("--system", default="", help="a system prompt for the whole conversation")
+        add_model_arguments(parser)
         add_sampling_arguments(parser)
 
     def handle(self, *args, system, **options):
-        completion_request(options, prompt="")  # refuses bad sampling options before the chat starts
+        completion_request(options, prompt="")  # refuses bad options before the chat starts
+        shown = model_check(options["model"])
         self.options = options
         self.system = system
         self.history: list[dict[str, str]] = []
-        spec = configured_spec()
-        self.stderr.write(f"Chatting with {spec.provider}:{spec.model}. /quit to leave, /help for commands.")
+        self.stderr.write(f"Chatting with {shown}. /quit to leave, /help for commands.")
         while True:
             try:
                 line = input("you> ")
@@ -58,27 +65,32 @@ class Command(BaseCommand):
         if name == "/reset":
             self.history.clear()
             self.stderr.write("(conversation forgotten)")
+        elif name == "/model" and len(args) <= 1:
+            self._switch(args[0] if args else None)
         elif name == "/provider" and 1 <= len(args) <= 2:
-            self._switch(*args)
+            self._switch_provider(*args)
         elif name == "/help":
             self.stderr.write(HELP)
         else:
             self.stderr.write(f"unknown command {line!r}\n{HELP}")
         return None
 
-    def _switch(self, provider: str, model: str | None = None) -> None:
+    def _switch(self, model: str | None) -> None:
+        """Name another model for the next turns; this chat only (the site's default stays)."""
+        try:
+            shown = model_check(model)
+        except CommandError as exc:
+            self.stderr.write(f"cannot switch: {exc}")
+            return
+        self.options["model"] = model
+        self.stderr.write(f"(now talking to {shown})")
+
+    def _switch_provider(self, provider: str, model: str | None = None) -> None:
         if provider not in PROVIDER_NAMES:
             self.stderr.write(f"unknown provider {provider!r}; known: {', '.join(PROVIDER_NAMES)}")
             return
         model = model or default_model(provider)
-        try:
-            chosen = build_provider(ProviderSpec(provider, model, settings.DEVICE))
-            chosen.load()
-        except ProviderUnavailable as exc:
-            self.stderr.write(f"cannot switch: {exc}")
-            return
-        get_engine().set(chosen)  # this process only: the site's choice lives in the database
-        self.stderr.write(f"(now talking to {provider}:{model})")
+        self._switch(f"{provider}/{model}" if provider in REMOTE_PROVIDERS else model)
 
     def _turn(self, text: str) -> None:
         messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
@@ -109,7 +121,5 @@ class Command(BaseCommand):
                 self.stdout.flush()
             else:
                 self.stdout.write("")
-                self.stderr.write(
-                    f"[{event.usage.completion_tokens} tokens, {event.latency_ms:.0f} ms, {event.finish_reason}]"
-                )
+                self.stderr.write(footer(event))
         return "".join(parts)
