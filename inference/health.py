@@ -21,7 +21,23 @@ def provider_check() -> tuple[bool, str]:
         return False, f"loading {status.reason}"
     if status.state == FAILED:
         return False, status.reason
+    runner = getattr(get_engine().provider, "process", None)
+    if runner is not None and runner.state != "ready":  # its runner died: restarting with backoff
+        return False, runner.reason or f"the runner of {status.model} is {runner.state}"
     detail = f"{status.provider}:{status.model} on {status.device}"
     if status.engine:
         detail += f" ({status.engine}{': ' + status.engine_note if status.engine_note else ''})"
     return True, f"{detail}; {status.reason}" if status.reason else detail
+
+
+def models_check() -> tuple[bool, str]:
+    """The pool beside the default: what is loaded, and which models failed (the site stays ready)."""
+    state = get_engine().pool_state()
+    loaded = sorted(mid for mid, row in state.items() if row["state"] == "loaded")
+    failed = [row["reason"] for _mid, row in sorted(state.items()) if row["state"] == "unavailable"]  # "<id>: why"
+    for mid, row in state.items():
+        runner = getattr(row.get("provider"), "process", None)
+        if runner is not None and runner.state != "ready":
+            failed.append(f"{mid}: {runner.reason or runner.state}")
+    detail = f"loaded: {', '.join(loaded) or 'none'}"
+    return True, detail + (f"; failed: {'; '.join(failed)}" if failed else "")

@@ -485,5 +485,6 @@ LOGGING = {
 READINESS_CHECKS = {
     "database": "llmsite.health.database_check",
     "provider": "inference.health.provider_check",
+    "models": "inference.health.models_check",
     "embeddings": "embeddings.health.index_check",
 }

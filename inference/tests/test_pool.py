@@ -232,3 +232,17 @@ def test_the_memory_budget_unloads_by_measured_size(pool, settings):
     pool.clock.now += 1
     pool.lease("b").release()  # b was measured at 300: the least recent (a) makes room first
     assert loaded(pool) == {"b", "c"}
+
+
+def test_readiness_names_a_model_that_failed_and_stays_ready(pool, monkeypatch):
+    from inference import health
+
+    def broken(spec):
+        raise RuntimeError("no weights here")
+
+    monkeypatch.setattr(pool, "_builder", broken)
+    with pytest.raises(ServiceUnavailable, match="no weights here"):
+        pool.lease("b")
+    monkeypatch.setattr("inference.health.get_engine", lambda: pool)
+    ok, detail = health.models_check()
+    assert ok and "failed: b: no weights here" in detail and "loaded: a" in detail

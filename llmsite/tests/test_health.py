@@ -15,7 +15,7 @@ def test_it_reports_ready_with_each_check_by_name(client):
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "provider", "embeddings"}
+    assert set(body["checks"]) == {"database", "provider", "models", "embeddings"}
     assert all(check["ok"] for check in body["checks"].values())
 
 
