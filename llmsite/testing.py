@@ -44,7 +44,9 @@ class LiveServer:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, path: str = "/healthz", timeout: float = 60) -> None:
+    # Generous: the server answers once its model's runner has loaded (a fresh interpreter importing
+    # torch, transformers and OpenVINO), which takes seconds alone and much longer on a busy 2-core machine.
+    def wait_ready(self, path: str = "/healthz", timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
