@@ -1,8 +1,9 @@
 """Browser tests: Debian's chromium driven by Playwright against a live daphne serving a tiny model.
 
 One site serves the whole session: `tiny-a` (a two-layer Llama with the real SmolLM2 tokenizer)
-as the local model, and a fake OpenAI-compatible upstream a staff user can switch the site to
-(answers the tests script: markup, slow streams). Without chromium the tests skip with a
+as the default local model, `tiny-b` (another one) that a conversation may pick, `broken-model`
+(a folder that fails to load), and a fake OpenAI-compatible upstream a staff user can switch the
+site to (answers the tests script: markup, slow streams). Without chromium the tests skip with a
 message, or fail under `make test-e2e` (E2E_REQUIRED=1), which installs it first.
 """
 
@@ -64,8 +65,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     source = settings.BASE_DIR / "data" / "models" / "SmolLM2-135M-Instruct"
     try:
         build_tiny_model(root / "tiny-a", source=source, seed=1)
+        build_tiny_model(root / "tiny-b", source=source, seed=2)
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
+    (root / "broken-model").mkdir()
+    (root / "broken-model" / "config.json").write_text("{}")  # listed as a model; its load fails
     return root
 
 

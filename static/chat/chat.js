@@ -1,6 +1,7 @@
 // The chat page: conversations (list, open, new, rename, delete), streamed answers with Stop,
-// the active model (staff may switch it), answers grounded in a document collection with their
-// sources, feedback and copy on each answer. Talks only to the JSON API and the chat WebSocket.
+// the model each conversation talks to (picked from the pool; staff may switch the site's default),
+// answers grounded in a document collection with their sources, the model that wrote each answer,
+// feedback and copy on each answer. Talks only to the JSON API and the chat WebSocket.
 
 import { api, errorTitle } from "./api.js";
 import { confirmDialog, setBusy } from "./ui.js";
@@ -21,6 +22,7 @@ const els = {
   emptyState: $("empty-state"),
   announcer: $("announcer"),
   connection: $("connection"),
+  modelSelect: $("model-select"),
   providerSelect: $("provider-select"),
   modelLabel: $("model-label"),
   composer: $("composer"),
@@ -44,6 +46,10 @@ const state = {
   current: null, // id of the open conversation, null for a new chat
   generation: null, // {cancel} of the answer being written
   messages: [], // rendered messages: {element, role, text, ...}
+  models: [], // the models a conversation may pick (GET /api/v1/models, local and remote), the default first
+  defaultModel: "", // the id of the model that answers when none is named
+  conversationModel: "", // the open conversation's model ('' : the default answers)
+  chosenModel: null, // picked here and not sent yet; null : the conversation's (else the default)
 };
 
 const CONNECTION_LABELS = {
@@ -145,12 +151,24 @@ function queueDraw(message) {
 
 function describe(done) {
   const parts = [];
-  if (done.model) parts.push(done.model);
   const tokens = done.usage?.completion_tokens;
   if (tokens !== undefined) parts.push(`${tokens} token${tokens === 1 ? "" : "s"}`);
   if (done.latency_ms) parts.push(`${(done.latency_ms / 1000).toFixed(1)} s`);
   if (done.cached) parts.push("cached");
   return parts.join(" · ");
+}
+
+/** The small label naming the model that wrote an answer (and the one asked for, when a fallback answered). */
+function answeredBy(done) {
+  const label = document.createElement("span");
+  label.className = "answered-by";
+  label.textContent = done.model;
+  label.title = `Answered by ${done.model}${done.provider ? ` (${done.provider})` : ""}`;
+  if (done.fallback?.requested) {
+    label.textContent += ` (instead of ${done.fallback.requested})`;
+    label.title += `; ${done.fallback.requested} could not answer: ${done.fallback.reason}`;
+  }
+  return label;
 }
 
 function showSources(message, sources) {
@@ -316,28 +334,32 @@ function finishMessage(message, done) {
   message.element.removeAttribute("aria-busy");
   message.element.classList.remove("streaming");
   draw(message);
-  const description = describe(done);
-  message.meta.textContent = description;
+  let description = describe(done);
+  if (done.finish_reason === "length") description = [description, "cut at the token limit"].filter(Boolean).join(" · ");
+  const parts = [];
   if (done.finish_reason === "cancelled") {
     message.element.classList.add("stopped");
     const badge = document.createElement("span");
     badge.className = "badge";
     badge.textContent = "Stopped";
-    message.meta.prepend(badge, description ? " " : "");
-  } else if (done.finish_reason === "length") {
-    message.meta.textContent = `${description} · cut at the token limit`;
+    parts.push(badge, " ");
   }
+  if (done.model) parts.push(answeredBy(done));
+  if (description) parts.push(done.model ? ` · ${description}` : description);
+  message.meta.replaceChildren(...parts);
   showSources(message, done.sources);
   message.actions.hidden = !message.text;
 }
 
-let shownModel = null; // {provider, model} in the toolbar
+let shownModel = null; // {provider, model}: the site's default, as the toolbar shows it
 
-function noteAnswerModel(done) {
+function noteAnswerModel(done, followedDefault) {
   // Staff may switch the site's model from another tab: keep the toolbar true to what answered.
-  if (done.model && shownModel && (done.model !== shownModel.model || done.provider !== shownModel.provider)) {
+  const other = done.model && shownModel && (done.model !== shownModel.model || done.provider !== shownModel.provider);
+  if (followedDefault && other && !done.fallback) {
     loadProviders();
   }
+  loadModels(); // what answered is loaded now (and another may have been unloaded to make room)
 }
 
 // --- sending -----------------------------------------------------------------------------------
@@ -358,6 +380,8 @@ function requestFields(prompt) {
   if (els.useCollection.checked && els.collectionSelect.value) {
     fields.collection = els.collectionSelect.value;
   }
+  const model = modelToSend();
+  if (model) fields.model = model;
   return fields;
 }
 
@@ -404,6 +428,8 @@ async function send() {
     return;
   }
   const fields = requestFields(prompt);
+  const followedDefault = !fields.model && !state.conversationModel;
+  const conversation = state.current;
   let received = false;
   state.generation = transport.generate(fields, {
     onToken(text) {
@@ -417,7 +443,12 @@ async function send() {
     onDone(done) {
       endGeneration();
       finishMessage(answer, done);
-      noteAnswerModel(done);
+      if (fields.model && done.message && state.current === conversation) {
+        // The stored turn named it: the conversation talks to it from now on.
+        state.conversationModel = fields.model;
+        state.chosenModel = null;
+      }
+      noteAnswerModel(done, followedDefault);
       announce(done.finish_reason === "cancelled" ? "Stopped" : "Answer ready");
       refreshConversations();
     },
@@ -471,7 +502,10 @@ async function refreshConversations() {
   }
   renderConversationList();
   const open = state.conversations.find((c) => c.id === state.current);
-  if (open) setTitle(open.title);
+  if (open) {
+    setTitle(open.title);
+    setConversationModel(open.model);
+  }
 }
 
 function renderConversationList() {
@@ -560,6 +594,8 @@ function newChat() {
   clearThread();
   state.current = null;
   setTitle("");
+  state.chosenModel = null;
+  setConversationModel("");
   if (location.hash) history.replaceState(null, "", location.pathname);
   renderConversationList();
   closeSidebar();
@@ -580,6 +616,8 @@ async function openConversation(id) {
   clearThread();
   state.current = conversation.id;
   setTitle(conversation.title);
+  state.chosenModel = null;
+  setConversationModel(conversation.model);
   let lastPrompt = "";
   for (const stored of conversation.messages) {
     if (stored.role === "system") continue;
@@ -602,7 +640,83 @@ async function openConversation(id) {
   scrollToEnd(true);
 }
 
-// --- model and collections ----------------------------------------------------------------------
+// --- the model picker: which model answers in this conversation ---------------------------------
+const PICKABLE = new Set(["local", "remote"]);
+
+/** The id the picker shows: picked here, else the conversation's, else the site's default. */
+function selectedModel() {
+  return state.chosenModel ?? (state.conversationModel || state.defaultModel);
+}
+
+/** The `model` to send with the next turn; null when the server would pick the same one anyway. */
+function modelToSend() {
+  const chosen = state.chosenModel;
+  if (chosen === null || chosen === (state.conversationModel || state.defaultModel)) return null;
+  return chosen;
+}
+
+function setConversationModel(model) {
+  state.conversationModel = model ?? "";
+  renderModelPicker();
+}
+
+async function loadModels() {
+  let body;
+  try {
+    body = await api("/api/v1/models");
+  } catch (error) {
+    if (!state.models.length) {
+      // No list: the toolbar names the site's model instead, and every turn goes to the conversation's.
+      els.modelSelect.hidden = true;
+      els.modelLabel.hidden = isStaff;
+    }
+    return;
+  }
+  state.models = body.data.filter((row) => PICKABLE.has(row.kind));
+  state.defaultModel = state.models.find((row) => row.default)?.id ?? "";
+  renderModelPicker();
+}
+
+function modelOptionLabel(row) {
+  return [row.id, row.default ? "default" : "", row.state].filter(Boolean).join(" · ");
+}
+
+function renderModelPicker() {
+  const select = els.modelSelect;
+  if (!state.models.length) return;
+  const current = selectedModel();
+  const options = state.models.map((row) => {
+    const option = new Option(modelOptionLabel(row), row.id);
+    if (row.state === "unavailable") {
+      option.disabled = true;
+      option.title = row.reason || "unavailable";
+    }
+    return option;
+  });
+  if (current && !state.models.some((row) => row.id === current)) {
+    // The conversation's model is not served any more: say so, and let another be picked.
+    const gone = new Option(`${current} · not available`, current);
+    gone.disabled = true;
+    gone.title = "This model is not served any more: pick another one";
+    options.push(gone);
+  }
+  select.replaceChildren(...options);
+  select.value = current;
+  const row = state.models.find((m) => m.id === current);
+  const problem = row?.state === "unavailable" ? row.reason || "unavailable" : row || !current ? "" : "not available";
+  select.title = problem ? `${current}: ${problem}` : "The model that answers in this conversation";
+  select.classList.toggle("warning", Boolean(problem));
+  select.disabled = false;
+  select.hidden = false;
+}
+
+function pickModel() {
+  state.chosenModel = els.modelSelect.value;
+  renderModelPicker();
+  announce(`${state.chosenModel} answers your next message`);
+}
+
+// --- the site's default model and collections ---------------------------------------------------
 async function loadProviders() {
   let body;
   try {
@@ -664,7 +778,7 @@ async function switchProvider() {
     showError(notice, error);
   } finally {
     setConnection(transport.state);
-    await loadProviders();
+    await Promise.allSettled([loadProviders(), loadModels()]);
   }
 }
 
@@ -752,6 +866,7 @@ function wire() {
     saveSettings();
     for (const message of state.messages) draw(message);
   });
+  els.modelSelect.addEventListener("change", pickModel);
   els.providerSelect?.addEventListener("change", switchProvider);
 }
 
@@ -764,7 +879,7 @@ async function main() {
   els.prompt.focus();
   const id = conversationIdFromHash();
   const opened = refreshConversations().then(() => (id === null ? null : openConversation(id)));
-  await Promise.allSettled([loadProviders(), loadCollections(saved), opened]);
+  await Promise.allSettled([loadProviders(), loadModels(), loadCollections(saved), opened]);
   root.dataset.ready = "true"; // everything the page shows first has arrived
 }
 
