@@ -3,8 +3,8 @@
 Counters and histograms live in this process (prometheus-client's default registry). With
 several worker processes set PROMETHEUS_MULTIPROC_DIR (an empty folder, wiped at each start)
 before the workers start: prometheus-client then keeps the values in files there and
-`exposition()` sums them over the workers. The live figures (response cache, model state,
-embedding index) are read at scrape time by `SiteCollector` from the process that answers.
+`exposition()` sums them over the workers. The live figures (response cache, model state, the
+model pool, embedding index) are read at scrape time by `SiteCollector` from the process that answers.
 """
 
 from __future__ import annotations
@@ -80,10 +80,15 @@ def observe_inference(record: Any) -> None:
 
 
 class SiteCollector:
-    """Figures read at scrape time: the response cache counters, the model's state, the embedding index."""
+    """Figures read at scrape time: the response cache counters, the model's state, the pool, the embedding index."""
+
+    def describe(self) -> list[Metric]:
+        # Nothing: without it the registry would collect at registration (import time), reading
+        # the database and asking remote providers for their models before the site is up.
+        return []
 
     def collect(self) -> Iterator[Metric]:
-        for part in (self._cache, self._model, self._embeddings, self._recorder):
+        for part in (self._cache, self._model, self._pool, self._embeddings, self._recorder):
             try:
                 yield from part()
             except Exception:  # a failing source must not take the whole scrape down
@@ -113,15 +118,31 @@ class SiteCollector:
         for name in (IDLE, LOADING, READY, FAILED):
             state.add_metric([name], 1.0 if status.state == name else 0.0)
         yield state
-        yield GaugeMetricFamily(
-            "llmsite_model_loaded", "1 when a model is loaded and serving (this process).", float(status.state == READY)
-        )
         if status.provider:
             info = GaugeMetricFamily(
                 "llmsite_model_info", "The served provider, model and device (value 1).", labels=["provider", "model"]
             )
             info.add_metric([status.provider, status.model or ""], 1.0)
             yield info
+
+    def _pool(self) -> Iterator[Metric]:
+        from inference.selectors import models_list
+
+        loaded = GaugeMetricFamily(
+            "llmsite_model_loaded", "1 for a model loaded in this process's pool, else 0.", labels=["model"]
+        )
+        memory = GaugeMetricFamily(
+            "llmsite_model_memory_bytes", "Resident memory of a loaded local model's runner process.", labels=["model"]
+        )
+        queue = GaugeMetricFamily("llmsite_model_queue", "Requests running or waiting on a model.", labels=["model"])
+        for row in models_list():  # asks each loaded runner over its socket: cheap
+            if row["kind"] == "embedding":
+                continue  # not a pool model (its index is llmsite_embedding_index_vectors)
+            loaded.add_metric([row["id"]], float(row["state"] == "loaded"))
+            if row.get("memory_mb") is not None:
+                memory.add_metric([row["id"]], row["memory_mb"] * 2**20)  # runners measure MiB
+            queue.add_metric([row["id"]], float(row.get("queue") or 0))
+        yield from (loaded, memory, queue)
 
     def _embeddings(self) -> Iterator[Metric]:
         from embeddings.services import store_status

@@ -8,6 +8,8 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.services import api_key_create
+from inference.engine import get_engine
+from inference.providers.base import Provider
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +100,38 @@ def test_it_counts_tokens_generated_from_usage_records(staff_client):
     }
     assert tokens[("count-model", "completion")] == 11
     assert tokens[("count-model", "prompt")] == 3
+
+
+class RunnerLike(Provider):
+    """A loaded local model that answers `status()` as a runner process does: its memory and queue."""
+
+    name = "hf"
+
+    def status(self) -> dict:
+        return {"state": "ready", "rss_mb": 150.0, "running": 1, "waiting": 2}
+
+
+@pytest.fixture
+def pool(settings, tmp_path):
+    """Two local models, pool-a (the default) loaded and pool-b not."""
+    for name in ("pool-a", "pool-b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    settings.MODELS_DIR = tmp_path
+    settings.LLM_PROVIDER, settings.LLM_MODEL, settings.DEVICE = "hf", "pool-a", "cpu"
+    engine = get_engine()
+    engine.set(RunnerLike("pool-a"))
+    yield engine
+    engine.reset()
+
+
+def test_it_exposes_each_models_load_memory_and_queue(staff_client, pool):
+    found = families(staff_client.get("/metrics"))
+
+    def by_model(name: str) -> dict[str, float]:
+        return {s.labels["model"]: s.value for s in found[name].samples}
+
+    assert by_model("llmsite_model_loaded") == {"pool-a": 1.0, "pool-b": 0.0}
+    assert by_model("llmsite_model_memory_bytes") == {"pool-a": 150 * 2**20}  # known for loaded models only
+    assert by_model("llmsite_model_queue") == {"pool-a": 3.0, "pool-b": 0.0}  # running + waiting
+    assert found["llmsite_model_loaded"].type == "gauge"
