@@ -117,6 +117,10 @@ def models_list() -> list[dict[str, Any]]:
             row.update({"memory_mb": None, "queue": entry.get("leases", 0) if entry else 0, "last_used": None})
         else:
             row = _local_row(entry)
+        if mid == default and entry is None:
+            status = engine.status()
+            if status.state in ("failed", "loading"):  # the default's own load, which the pool does not track
+                row.update(state="unavailable" if status.state == "failed" else "loading", reason=status.reason)
         rows.append(
             {
                 "id": mid,
