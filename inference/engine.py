@@ -224,6 +224,11 @@ class Engine:
                 raise ApplicationError(exc.message, code=ErrorCode.MODEL_NOT_FOUND, status=404, field="model") from exc
             if not _same_model(spec, default):
                 return self._lease_pooled(spec, keep_alive)
+        # The default is loading (after an unload, an eviction, or at start): wait for it, as requests
+        # for a loading pool model do, rather than answer 503 at once.
+        wait = settings.LLM_RUNNER_START_TIMEOUT + settings.LLM_LOAD_WAIT_SECONDS
+        if self._slot is None and self._state == LOADING and self._load_lock.acquire(timeout=wait):
+            self._load_lock.release()
         if self._slot is None and self._state == IDLE:
             with contextlib.suppress(ProviderUnavailable):  # the state says why; the 503 below tells
                 self.load()

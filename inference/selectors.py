@@ -78,6 +78,16 @@ def _local_row(entry: dict[str, Any] | None) -> dict[str, Any]:
     return row
 
 
+def _embedding_state() -> dict[str, Any]:
+    """The encoder's real state, from the embedding store (it loads with its index)."""
+    from embeddings.services import store_status
+
+    status = store_status()
+    state = {"ready": "loaded", "loading": "loading", "failed": "unavailable"}.get(status.get("state"), "idle")
+    reason = str(status.get("detail") or "") if state == "unavailable" else ""
+    return {"state": state, "reason": reason, "memory_mb": None, "queue": 0, "last_used": None}
+
+
 def models_list() -> list[dict[str, Any]]:
     """Every callable model with its state, the default first (GET /api/v1/models, /v1/models).
 
@@ -131,19 +141,7 @@ def models_list() -> list[dict[str, Any]]:
             }
         )
     embedding = settings.EMBEDDING_MODEL.rstrip("/").rsplit("/", 1)[-1]
-    rows.append(
-        {
-            "id": embedding,
-            "kind": "embedding",
-            "state": "loaded",
-            "reason": "",
-            "memory_mb": None,
-            "queue": 0,
-            "last_used": None,
-            "default": False,
-            "fallbacks": [],
-        }
-    )
+    rows.append({"id": embedding, "kind": "embedding", **_embedding_state(), "default": False, "fallbacks": []})
     return rows
 
 

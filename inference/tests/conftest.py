@@ -42,6 +42,17 @@ def tiny_provider(tiny_models_dir):
     provider.close()
 
 
+@pytest.fixture(scope="session")
+def tiny_b_provider(tiny_models_dir):
+    """`tiny-b` loaded on its own, for what it answers alone."""
+    from inference.providers.hf import HFProvider
+
+    provider = HFProvider("tiny-b", tiny_models_dir / "tiny-b", device="cpu")
+    provider.load()
+    yield provider
+    provider.close()
+
+
 @pytest.fixture(autouse=True)
 def clean_engine_and_cache():
     get_engine().reset()

@@ -246,3 +246,19 @@ def test_readiness_names_a_model_that_failed_and_stays_ready(pool, monkeypatch):
     monkeypatch.setattr("inference.health.get_engine", lambda: pool)
     ok, detail = health.models_check()
     assert ok and "failed: b: no weights here" in detail and "loaded: a" in detail
+
+
+def test_a_request_for_the_default_while_it_reloads_waits_for_it(pool, settings):
+    settings.LLM_MAX_LOADED_MODELS = 1
+    pool.lease("b").release()  # the default made room for b
+    pool.gates["a"] = threading.Event()
+    first = threading.Thread(target=lambda: pool.lease().release())
+    first.start()
+    wait_for(lambda: pool.status().state == "loading")
+    answered = []
+    second = threading.Thread(target=lambda: answered.append(pool.lease().model_id))
+    second.start()
+    pool.gates["a"].set()
+    first.join(DEADLINE)
+    second.join(DEADLINE)
+    assert answered == ["a"]

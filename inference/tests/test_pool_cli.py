@@ -28,17 +28,6 @@ REMOTE = "openai/gpt-pool"
 SAMPLING = {"temperature": 1.0, "seed": 7}
 
 
-@pytest.fixture(scope="module")
-def tiny_b_provider(tiny_models_dir):
-    """`tiny-b` loaded on its own, for what it answers alone."""
-    from inference.providers.hf import HFProvider
-
-    provider = HFProvider("tiny-b", tiny_models_dir / "tiny-b", device="cpu")
-    provider.load()
-    yield provider
-    provider.close()
-
-
 @pytest.fixture
 def pool_settings(tiny_settings, upstream):
     """tiny-a the default, tiny-b beside it, both in this process; `openai/gpt-pool` on the stand-in upstream."""

@@ -105,17 +105,6 @@ def site(tmp_path_factory, tiny_models_dir, upstream):
                 client.close()
 
 
-@pytest.fixture(scope="module")
-def tiny_b_provider(tiny_models_dir):
-    """`tiny-b` loaded on its own, for what it answers alone."""
-    from inference.providers.hf import HFProvider
-
-    provider = HFProvider("tiny-b", tiny_models_dir / "tiny-b", device="cpu")
-    provider.load()
-    yield provider
-    provider.close()
-
-
 def messages(prompt: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}]
 
