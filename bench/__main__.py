@@ -5,20 +5,27 @@
 Sections, in order (each on the default model, SmolLM2-135M-Instruct, CPU, float32):
 - `local`    raw `model.generate` single stream (the limit), the provider one by one and batched,
              static batched `generate` (the ceiling for batching) — in this process;
-- `llmsite`  a live daphne as shipped (LLM_ENGINE=auto: OpenVINO fp32 on the CPU): N concurrent streaming
-             clients on `/v1/chat/completions` (N = 1, 4, 8, 16), then cache-hit latency and throughput
-             against `/healthz` (a trivial JSON view on the same stack); peak server memory;
+- `openvino` raw OpenVINO GenAI in process, per precision (fp32, int8, int4; each exported once if
+             missing): one stream, 8 and 16 at once, perplexity on held-out text, peak RSS (bench/openvino.py);
+- `llmsite`  a live daphne as shipped (LLM_ENGINE=auto: OpenVINO fp32 on the CPU, in a runner process):
+             N concurrent streaming clients on `/v1/chat/completions` (N = 1, 4, 8, 16), then cache-hit
+             latency and throughput against `/healthz` (a trivial JSON view on the same stack); peak
+             memory of the server and its runner;
 - `transformers` the same sweep on the transformers engine with its batching scheduler;
 - `unbatched` the same sweep on the transformers engine with LLM_BATCHING=off;
 - `peer`     the same sweep against `transformers serve --continuous-batching` on the same weights;
+- `pool`     a runner against the same model in process; two models at once; unload and reload;
+             one model loaded at a time; the memory budget over minutes (bench/pool.py);
+- `encoder`  the embedding encoder on torch against OpenVINO, alone and beside generation (bench/encoder.py);
 - `dtype`    float32 against bfloat16 (speed alone and batched, prefill, answers) — full run only;
 - `streaming`, `embeddings` the older focused benchmarks (SSE/WebSocket first-token overhead;
              encoder, FAISS and search) — full run only.
 Writes bench/results/suite.json and bench/results/suite.md (the table the README shows);
 a run with --only writes suite-<sections>.json/.md instead.
-`--quick` (under 2 minutes on an idle 2-core machine) uses 32 new tokens, one request per client,
-and fewer levels for the unbatched and peer servers. Timings on a shared machine move with other
-load: every section records the load average; compare ratios from the same run.
+`--quick` (about 15 minutes on an idle 2-core machine) uses 32 new tokens, one request per client,
+fewer levels for the unbatched and peer servers, and half a minute for the memory budget run.
+Timings on a shared machine move with other load: every section records the load average;
+compare ratios from the same run.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ SECTIONS = (
     "streaming",
     "embeddings",
 )
-QUICK_SECTIONS = ("local", "openvino", "llmsite", "transformers", "unbatched", "peer")
+QUICK_SECTIONS = ("local", "openvino", "llmsite", "transformers", "unbatched", "peer", "pool", "encoder")
 
 
 def run(sections: list[str], plan: dict) -> dict:
@@ -61,8 +68,7 @@ def run(sections: list[str], plan: dict) -> dict:
         elif name == "openvino":
             from bench import openvino
 
-            precisions = ["fp32"] if plan["quick"] else ["fp32", "int8", "int4"]
-            out = openvino.measure(plan["new_tokens"], plan["runs"], [8, 16], precisions)
+            out = openvino.measure(plan["new_tokens"], plan["runs"], [8, 16], ["fp32", "int8", "int4"])
         elif name == "pool":
             from bench import pool
 
