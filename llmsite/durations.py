@@ -38,7 +38,7 @@ def parse_duration(value: str | float | int, name: str = "duration") -> float:
 
 
 def parse_fallbacks(value: str) -> dict[str, tuple[str, ...]]:
-    """"a=b,c;d=e" → {"a": ("b", "c"), "d": ("e",)} (LLM_FALLBACKS)."""
+    """Parse LLM_FALLBACKS: `a=b,c;d=e` → {"a": ("b", "c"), "d": ("e",)}."""
     chains: dict[str, tuple[str, ...]] = {}
     for entry in filter(None, (part.strip() for part in value.split(";"))):
         model, sep, rest = entry.partition("=")
