@@ -342,16 +342,21 @@ class Engine:
                 loaded = [slot for slot in self._loaded_local() if slot is not replacing]
                 others_loading = sum(1 for key, entry in self._loading.items() if key != mid and entry.local)
                 used = sum(slot.memory_mb or 0 for slot in loaded)
+                # A model never measured is expected to need what the largest measured one did.
+                expected = self._memory.get(mid) or max(self._memory.values(), default=0)
                 over_count = limit > 0 and len(loaded) + others_loading + 1 > limit
-                over_memory = budget > 0 and used + self._memory.get(mid, 0) > budget
+                over_memory = budget > 0 and used + expected > budget
                 if not (over_count or over_memory) or not (loaded or others_loading):
                     return
                 idle = [slot for slot in loaded if slot.leases == 0 and not (slot is self._slot and self._pinned)]
                 victim = min(idle, key=lambda slot: slot.last_used) if idle else None
                 if victim is not None:
                     why = "the model limit" if over_count else "the memory budget"
-                    self._unload_locked(victim, f"to make room for {mid} ({why})")
-                    continue
+                    self._unload_locked(victim, f"to make room for {mid} ({why})", close=False)
+            if victim is not None:
+                self._close(victim)  # here and now: its memory is back before the new model loads
+                continue
+            with self._lock:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ServiceUnavailable(
@@ -378,8 +383,9 @@ class Engine:
                 min(idle, key=lambda slot: slot.last_used), f"to keep within the memory budget of {budget} MB"
             )
 
-    def _unload_locked(self, slot: _Slot, why: str) -> None:
-        """Take `slot` out (lock held); it closes now if idle, else when its last lease ends."""
+    def _unload_locked(self, slot: _Slot, why: str, *, close: bool = True) -> None:
+        """Take `slot` out (lock held); it closes now if idle (`close=False`: the caller closes it), else when
+        its last lease ends."""
         logger.info("unloading %s %s", slot.model_id, why)
         if slot is self._slot:
             self._slot = None
@@ -388,7 +394,7 @@ class Engine:
         elif self._pool.get(slot.model_id) is slot:
             del self._pool[slot.model_id]
         slot.retired = True
-        if slot.leases == 0:
+        if slot.leases == 0 and close:
             # Closing ends a runner process (seconds): off the lock, on a thread of its own.
             threading.Thread(target=self._close, args=(slot,), name=f"unload-{slot.model_id}", daemon=True).start()
         self._room.notify_all()
@@ -514,6 +520,9 @@ class Engine:
                     raise
             slot = _Slot(provider, spec, owned=True)
             slot.memory_mb = _memory_of(provider)
+            if slot.memory_mb is not None:
+                with self._lock:
+                    self._memory[slot.model_id] = slot.memory_mb
             self._install(slot)
             with self._lock:
                 self._applied_key = spec.key

@@ -31,11 +31,15 @@ class FakeProvider(Provider):
         self.rss_mb = rss_mb
         self.closed = threading.Event()
 
+    events: list[tuple[str, str]] = []  # ("load" | "close", model), in order, across providers
+
     def load(self):
         if self.gate is not None:
             assert self.gate.wait(DEADLINE)
+        self.events.append(("load", self.model))
 
     def close(self):
+        self.events.append(("close", self.model))
         self.closed.set()
 
     def status(self):
@@ -262,3 +266,10 @@ def test_a_request_for_the_default_while_it_reloads_waits_for_it(pool, settings)
     first.join(DEADLINE)
     second.join(DEADLINE)
     assert answered == ["a"]
+
+
+def test_a_model_unloaded_to_make_room_is_gone_before_the_next_loads(pool, settings):
+    settings.LLM_MAX_LOADED_MODELS = 1
+    FakeProvider.events.clear()
+    pool.lease("b").release()
+    assert FakeProvider.events == [("close", "a"), ("load", "b")]  # never both in memory at once
