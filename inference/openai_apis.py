@@ -256,7 +256,14 @@ def _chat_completion_id(completion_id: str) -> str:
 async def _chat_stream(request: HttpRequest, asked: sse.StreamRequested) -> HttpResponseBase:
     # The id is chosen before the first frame, so every chunk carries the one the usage record gets.
     request_id = uuid.uuid4()
-    events = services.complete_stream(asked.request, user=asked.user, source="openai", request_id=request_id)
+    answering: dict[str, str] = {}  # set before the first event: the model that answers, when a fallback does
+    events = services.complete_stream(
+        asked.request,
+        user=asked.user,
+        source="openai",
+        request_id=request_id,
+        on_fallback=lambda model_id: answering.update(model=model_id),
+    )
     try:
         first = await anext(events)
     except ApplicationError as exc:
@@ -266,7 +273,7 @@ async def _chat_stream(request: HttpRequest, asked: sse.StreamRequested) -> Http
             first,
             events,
             completion_id=services.completion_id(request_id),
-            model=asked.options["model"],
+            model=answering.get("model", asked.options["model"]),
             include_usage=asked.options["include_usage"],
         )
     )

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -420,7 +420,12 @@ class _TryNext(Exception):
 
 
 async def complete_stream(
-    request: CompletionRequest, *, user: Any = None, source: str = "sse", request_id: uuid.UUID | None = None
+    request: CompletionRequest,
+    *,
+    user: Any = None,
+    source: str = "sse",
+    request_id: uuid.UUID | None = None,
+    on_fallback: Callable[[str], None] | None = None,
 ) -> AsyncIterator[TextDelta | CompletionResult]:
     """`complete`, streaming: TextDelta events as tokens are produced, then one CompletionResult.
 
@@ -428,7 +433,9 @@ async def complete_stream(
     then a failing model hands over to its fallbacks, as in `complete`. Closing the iterator early
     cancels the generation within one token and records the request as cancelled with the tokens
     produced so far. A cached answer arrives as one delta. A caller that must name the completion
-    before it ends (a stream's frames) passes `request_id`.
+    before it ends (a stream's frames) passes `request_id`; one that must name the model before the
+    first event passes `on_fallback`, called with the answering model's id before the first event
+    when a fallback answers.
     """
     started = time.perf_counter()
     plan = await sync_to_async(_plan)(request, user=user)
@@ -447,7 +454,11 @@ async def complete_stream(
         call.last_try = last
         try:
             async with contextlib.aclosing(_stream_on(call, hit, request, user=user, source=source)) as events:
+                announced = False
                 async for event in events:
+                    if not announced and call.fallback_reason and on_fallback is not None:
+                        on_fallback(call.lease.model_id)
+                    announced = True
                     yield event
             return
         except _TryNext as failed:

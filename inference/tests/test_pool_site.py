@@ -270,6 +270,14 @@ def test_a_refused_connection_is_answered_by_the_fallback(
     )
     assert completion.model == "tiny-a"
     assert completion.choices[0].message.content == alone(tiny_provider, prompt)
+    # Streamed, every chunk names it too.
+    chunks = list(
+        site.sdk.chat.completions.create(
+            model=REMOTE, messages=messages(prompt), max_tokens=TOKENS, stream=True, **SAMPLING
+        )
+    )
+    assert chunks and {chunk.model for chunk in chunks} == {"tiny-a"}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == alone(tiny_provider, prompt)
 
 
 # --- (d) the list, and staff unloading --------------------------------------------------------------
