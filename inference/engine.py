@@ -519,6 +519,7 @@ class Engine:
                     provider.close()
                     raise
             slot = _Slot(provider, spec, owned=True)
+            slot.last_used = self._clock()  # the pool's clock, as every lease sets it
             slot.memory_mb = _memory_of(provider)
             if slot.memory_mb is not None:
                 with self._lock:

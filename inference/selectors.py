@@ -39,16 +39,6 @@ def provider_list() -> dict[str, Any]:
     return {"active": active, "providers": providers}
 
 
-OWNERS = {"hf": "llmsite", "anthropic": "anthropic", "openai": "openai"}
-
-
-def active_model() -> tuple[str, str]:
-    """(provider, model) the site serves now: the loaded one, else the configured one."""
-    status = get_engine().status()
-    spec = configured_spec()
-    return status.provider or spec.provider, status.model or spec.model
-
-
 def _local_row(entry: dict[str, Any] | None) -> dict[str, Any]:
     """A loaded model's live facts: its runner's memory and queue (asked now), idle time, keep-alive."""
     if entry is None:
