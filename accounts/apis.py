@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 
 from accounts import selectors, services
-from accounts.models import ApiKey
+from accounts.models import API_KEY_SCOPES, MAX_KEY_MODELS, ApiKey
 from accounts.permissions import get_owned_or_404
 from accounts.ratelimits import check_login_rate_limit, check_rate_limit
 
@@ -131,6 +131,10 @@ class ApiKeyOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True)
+    scopes = serializers.ListField(child=serializers.CharField(), help_text="what the key may be used for")
+    models = serializers.ListField(
+        child=serializers.CharField(), source="allowed_models", help_text="the models it may call; empty: all"
+    )
 
 
 class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
@@ -142,6 +146,19 @@ class ApiKeyListCreateApi(APIView):
         name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
         expires_in_days = serializers.IntegerField(required=False, min_value=1, max_value=3650, allow_null=True)
+        scopes = serializers.ListField(
+            child=serializers.ChoiceField(choices=API_KEY_SCOPES),
+            required=False,
+            allow_empty=False,
+            max_length=len(API_KEY_SCOPES),
+            help_text="what the key may be used for (default: all); staff operations always need a login",
+        )
+        models = serializers.ListField(
+            child=serializers.CharField(max_length=500),
+            required=False,
+            max_length=MAX_KEY_MODELS,
+            help_text="model ids the key may call (GET /api/v1/models); default or empty: every model",
+        )
 
         class Meta:
             ref_name = "ApiKeyCreate"

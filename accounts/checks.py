@@ -7,7 +7,7 @@ import re
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-RATE_SETTINGS = ("RATELIMIT_PREDICT", "RATELIMIT_CHAT", "RATELIMIT_EMBED", "RATELIMIT_LOGIN")
+RATE_SETTINGS = ("RATELIMIT_FEEDBACK", "RATELIMIT_LOGIN")
 RATE_RE = re.compile(r"^[1-9]\d*/\d*[smhd]$")
 
 

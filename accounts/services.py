@@ -19,7 +19,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from accounts.models import API_KEY_PREFIX, ApiKey
+from accounts.models import API_KEY_PREFIX, API_KEY_SCOPES, MAX_KEY_MODELS, ApiKey
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
 
@@ -79,11 +79,48 @@ def _hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _checked_scopes(scopes: list[str] | None) -> list[str]:
+    if scopes is None:
+        return list(API_KEY_SCOPES)
+    unknown = [scope for scope in scopes if scope not in API_KEY_SCOPES]
+    if unknown:
+        raise ApplicationError(
+            f"Unknown scope {unknown[0]!r}: a key may have {', '.join(API_KEY_SCOPES)}"
+            " (staff operations always need a login, never a key).",
+            field="scopes",
+        )
+    if not scopes:
+        raise ApplicationError("A key needs at least one scope.", field="scopes")
+    return [scope for scope in API_KEY_SCOPES if scope in scopes]  # canonical order, no repeats
+
+
+def _checked_models(models: list[str] | None) -> list[str]:
+    models = list(dict.fromkeys(models or ()))
+    if len(models) > MAX_KEY_MODELS:
+        raise ApplicationError(f"A key may name at most {MAX_KEY_MODELS} models.", field="models")
+    for model in models:
+        if not model.strip() or len(model) > 500:
+            raise ApplicationError("Model ids are 1 to 500 characters (see GET /api/v1/models).", field="models")
+    return models
+
+
 @transaction.atomic
-def api_key_create(*, user: AbstractBaseUser, name: str = "", expires_at: datetime | None = None) -> tuple[ApiKey, str]:
-    """Create a key and return it with its secret, which is never retrievable again."""
+def api_key_create(
+    *,
+    user: AbstractBaseUser,
+    name: str = "",
+    expires_at: datetime | None = None,
+    scopes: list[str] | None = None,
+    models: list[str] | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is never retrievable again.
+
+    `scopes` (default: all of chat, embeddings, metrics) and `models` (default: any) bound what it may call.
+    """
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError("expires_at must be in the future.", field="expires_at")
+    scopes = _checked_scopes(scopes)
+    models = _checked_models(models)
     if ApiKey.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_ACTIVE_KEYS_PER_USER:
         raise ApplicationError(
             f"You already have {MAX_ACTIVE_KEYS_PER_USER} active API keys; revoke some first.",
@@ -92,7 +129,13 @@ def api_key_create(*, user: AbstractBaseUser, name: str = "", expires_at: dateti
     prefix = secrets.token_hex(6)  # hex: never contains the "_" separator
     key = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey.objects.create(
-        user=user, name=name, prefix=prefix, secret_hash=_hash_key(key), expires_at=expires_at
+        user=user,
+        name=name,
+        prefix=prefix,
+        secret_hash=_hash_key(key),
+        expires_at=expires_at,
+        scopes=scopes,
+        allowed_models=models,
     )
     return api_key, key
 
@@ -154,19 +197,29 @@ def bearer_token_authenticate(token: str) -> tuple[AbstractBaseUser, ApiKey | Ac
     return user, access
 
 
-def user_for_bearer_token(token: str) -> AbstractBaseUser | None:
-    """The active user a JWT access token or API key belongs to, or None (sync: it queries the database)."""
+def credentials_for_bearer_token(token: str) -> tuple[AbstractBaseUser, ApiKey | AccessToken] | None:
+    """(user, credential) for a JWT access token or API key, or None (sync: it queries the database)."""
     if token[:7].lower() == "bearer ":
         token = token[7:]
     try:
-        user, _credential = bearer_token_authenticate(token)
+        return bearer_token_authenticate(token)
     except BearerTokenInvalid:
         return None
-    return user
+
+
+def user_for_bearer_token(token: str) -> AbstractBaseUser | None:
+    """The active user a JWT access token or API key belongs to, or None (sync: it queries the database)."""
+    credentials = credentials_for_bearer_token(token)
+    return credentials[0] if credentials is not None else None
+
+
+async def acredentials_for_bearer_token(token: str) -> tuple[AbstractBaseUser, ApiKey | AccessToken] | None:
+    """`credentials_for_bearer_token` for async callers (WebSocket consumers)."""
+    return await sync_to_async(credentials_for_bearer_token)(token)
 
 
 async def auser_for_bearer_token(token: str) -> AbstractBaseUser | None:
-    """`user_for_bearer_token` for async callers (WebSocket consumers)."""
+    """`user_for_bearer_token` for async callers."""
     return await sync_to_async(user_for_bearer_token)(token)
 
 

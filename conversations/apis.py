@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import SCOPE_CHAT
 from conversations import selectors, services
 from conversations.models import Conversation, Message
 from llmsite.serializers import PageQuerySerializer, StrictCharField, StrictSerializer, page, page_serializer
@@ -74,6 +75,8 @@ class ConversationDetailSerializer(serializers.Serializer):
 
 
 class ConversationListCreateApi(APIView):
+    required_scope = SCOPE_CHAT
+
     class QuerySerializer(PageQuerySerializer):
         class Meta:
             ref_name = "ConversationListQuery"
@@ -117,6 +120,8 @@ class ConversationListCreateApi(APIView):
 
 
 class ConversationDetailApi(APIView):
+    required_scope = SCOPE_CHAT
+
     class RenameSerializer(StrictSerializer):
         class Meta:
             ref_name = "ConversationRename"

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import BearerAuthentication
+from accounts.models import SCOPE_METRICS
 from accounts.permissions import IsStaff
 from dashboard import prometheus, selectors
 from llmsite.serializers import StrictSerializer
@@ -62,6 +63,8 @@ class PlainNegotiation(DefaultContentNegotiation):
 
 
 class PrometheusApi(APIView):
+    required_scope = SCOPE_METRICS
+
     authentication_classes = [MetricsTokenAuthentication, BearerAuthentication, SessionAuthentication]
     permission_classes = [IsStaffOrMetricsToken]
     content_negotiation_class = PlainNegotiation
@@ -88,6 +91,8 @@ class PrometheusApi(APIView):
 
 
 class MetricsApi(APIView):
+    required_scope = SCOPE_METRICS
+
     permission_classes = [IsStaff]
 
     class InputSerializer(StrictSerializer):

@@ -10,18 +10,21 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.ratelimits import ratelimit_api
+from accounts.models import SCOPE_EMBEDDINGS
+from accounts.permissions import IsStaff
 from embeddings import selectors, services
 from llmsite.serializers import StrictCharField, StrictSerializer
+from usage.services import Meter
 
 TAGS = ["embeddings"]
 ERRORS = {
     400: OpenApiResponse(description="invalid input; the message names the limit and `field` the input"),
+    403: OpenApiResponse(description="the API key's scopes or model list do not allow this"),
+    429: OpenApiResponse(description="a usage limit would be crossed (`quota_exceeded`); see Retry-After"),
     503: OpenApiResponse(description="the embedding model cannot be loaded (the reason is in the message)"),
 }
 
@@ -32,6 +35,8 @@ def _text_field(**kwargs: Any) -> StrictCharField:
 
 
 class EncodeApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
     class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "EmbedEncode"
@@ -53,11 +58,12 @@ class EncodeApi(APIView):
         responses={200: OutputSerializer, **ERRORS},
         tags=TAGS,
     )
-    @ratelimit_api(group="embed")
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        model, dim, vectors = services.encode(texts=serializer.validated_data["texts"])
+        model, dim, vectors = services.encode(
+            texts=serializer.validated_data["texts"], meter=Meter.for_request(request)
+        )
         return Response({"model": model, "dim": dim, "embeddings": vectors.tolist()})
 
 
@@ -67,6 +73,8 @@ class DocumentInputSerializer(StrictSerializer):
 
 
 class DocumentAddApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
     class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "EmbedDocumentAdd"
@@ -94,13 +102,15 @@ class DocumentAddApi(APIView):
         responses={201: OutputSerializer, **ERRORS},
         tags=TAGS,
     )
-    @ratelimit_api(group="embed")
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = services.document_add(
-            user=request.user, documents=data["documents"], collection=data.get("collection")
+            user=request.user,
+            documents=data["documents"],
+            collection=data.get("collection"),
+            meter=Meter.for_request(request),
         )
         body = {
             "ids": result.ids,
@@ -123,6 +133,8 @@ class SearchResultSerializer(serializers.Serializer):
 
 
 class SearchApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
     class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "EmbedSearch"
@@ -148,18 +160,23 @@ class SearchApi(APIView):
         },
         tags=TAGS,
     )
-    @ratelimit_api(group="embed")
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         results = services.search(
-            user=request.user, query=data["query"], top_k=data["top_k"], collection=data.get("collection")
+            user=request.user,
+            query=data["query"],
+            top_k=data["top_k"],
+            collection=data.get("collection"),
+            meter=Meter.for_request(request),
         )
         return Response(self.OutputSerializer({"results": results}).data)
 
 
 class DocumentDeleteApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
     @extend_schema(
         operation_id="embed_document_delete",
         summary="Delete one of your documents (and its chunks) from the database and the index",
@@ -175,7 +192,7 @@ class DocumentDeleteApi(APIView):
 
 
 class IndexSaveApi(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsStaff]
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -201,7 +218,7 @@ class IndexSaveApi(APIView):
 
 
 class IndexLoadApi(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsStaff]
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -225,6 +242,8 @@ class IndexLoadApi(APIView):
 
 
 class StatsApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
     class OutputSerializer(serializers.Serializer):
         class Meta:
             ref_name = "EmbedStatsResult"
@@ -267,6 +286,8 @@ class CollectionItemSerializer(CollectionSerializer):
 
 
 class CollectionListApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
     class OutputSerializer(serializers.Serializer):
         class Meta:
             ref_name = "EmbedCollectionListResult"
@@ -301,6 +322,8 @@ class CollectionDocumentSerializer(serializers.Serializer):
 
 
 class CollectionDocumentsApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
     class QuerySerializer(serializers.Serializer):
         class Meta:
             ref_name = "EmbedCollectionDocumentsQuery"

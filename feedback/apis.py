@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import SCOPE_CHAT
 from accounts.ratelimits import ratelimit_api
 from feedback import selectors, services
 from feedback.models import Feedback
@@ -60,6 +61,8 @@ class FeedbackOutputSerializer(serializers.Serializer):
 
 
 class FeedbackApi(APIView):
+    required_scope = SCOPE_CHAT
+
     class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "FeedbackCreate"

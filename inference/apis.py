@@ -7,12 +7,12 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.ratelimits import ratelimit_api
+from accounts.models import SCOPE_CHAT
+from accounts.permissions import IsStaff
 from inference import selectors, services, sse
 from inference.protocol import MAX_COLLECTION_CHARS, MAX_MESSAGES, MAX_MODEL_CHARS, MAX_TOP_K, CompletionRequest
 from inference.providers.base import (
@@ -26,6 +26,7 @@ from inference.providers.base import (
 from inference.registry import DEVICES, PROVIDER_NAMES
 from llmsite.errors import ApplicationError, error_response
 from llmsite.serializers import StrictCharField, StrictSerializer
+from usage.services import Meter
 
 
 def completion_request(fields: dict[str, Any], *, wire_names: dict[str, str] | None = None) -> CompletionRequest:
@@ -61,6 +62,8 @@ class SourceSerializer(serializers.Serializer):
 
 
 class PredictApi(APIView):
+    required_scope = SCOPE_CHAT
+
     content_negotiation_class = sse.EventStreamNegotiation
 
     class InputSerializer(StrictSerializer):
@@ -138,31 +141,32 @@ class PredictApi(APIView):
         responses={
             200: OutputSerializer,
             400: OpenApiResponse(description="invalid input, or the prompt does not fit the context window"),
-            429: OpenApiResponse(description="rate limited (RATELIMIT_PREDICT per user); see Retry-After"),
+            403: OpenApiResponse(description="the API key's scopes or model list do not allow this"),
+            429: OpenApiResponse(description="a usage limit would be crossed (`quota_exceeded`); see Retry-After"),
             503: OpenApiResponse(description="no model is loaded (the reason is in the message)"),
         },
         tags=["inference"],
     )
-    @ratelimit_api(group="predict")
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         asked = serializer.validated_data["request"]
+        meter = Meter.for_request(request)
         if serializer.validated_data["stream"]:
-            return sse.StreamRequested(request.user, asked)
-        result = services.complete(asked, user=request.user, source="api")
-        return Response(result.as_dict(), headers={"X-Cache": "HIT" if result.cached else "MISS"})
+            return sse.StreamRequested(request.user, asked, meter=meter)
+        result = services.complete(asked, user=request.user, source="api", meter=meter)
+        return Response(result.as_dict(), headers={"X-Cache": "HIT" if result.cached else "MISS", **meter.headers()})
 
 
 async def _predict_stream(request: HttpRequest, asked: sse.StreamRequested) -> HttpResponseBase:
     # The first event is awaited before the response starts, so a prompt that does not fit or a
     # missing model is a real 4xx/5xx, not a 200 stream.
-    events = services.complete_stream(asked.request, user=asked.user, source="sse")
+    events = services.complete_stream(asked.request, user=asked.user, source="sse", meter=asked.meter)
     try:
         first = await anext(events)
     except ApplicationError as exc:
         return error_response(request, exc)
-    return sse.event_stream_response(sse.predict_frames(first, events))
+    return sse.event_stream_response(sse.predict_frames(first, events), headers=asked.meter.headers())
 
 
 # POST /api/v1/predict: JSON answers from PredictApi, `stream: true` served on the event loop.
@@ -210,7 +214,7 @@ class ProviderListApi(APIView):
 
 
 class ProviderActivateApi(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsStaff]
 
     class InputSerializer(StrictSerializer):
         class Meta:
@@ -271,7 +275,7 @@ class ModelPoolApi(APIView):
 class ModelLoadApi(APIView):
     """Staff: load a model now (`load`) or unload it (`unload`; an answer running finishes first)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsStaff]
     action = "load"
 
     @extend_schema(
@@ -302,7 +306,7 @@ class CacheStatsApi(APIView):
 
 
 class CacheClearApi(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsStaff]
 
     @extend_schema(summary="Drop every cached answer (staff)", request=None, responses={204: None}, tags=["inference"])
     def delete(self, request: Request) -> Response:

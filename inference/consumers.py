@@ -4,10 +4,13 @@ Protocol (JSON text frames):
 - The browser is authenticated by its session. Other clients send
   `{"type": "auth", "token": "<JWT or API key>"}` first; anything else first, a bad token, or
   no auth within AUTH_TIMEOUT_SECONDS closes the socket with 4401. `{"type": "ready"}` answers
-  a successful authentication (and greets a session user on connect).
+  a successful authentication (and greets a session user on connect). An API key without the
+  `chat` scope gets an `error` (`scope_not_allowed`) and the socket closes with 4403.
 - `{"type": "generate", ...predict fields...}` → `{"type": "token", "text"}`… then
   `{"type": "done", ...predict response fields except text}` or `{"type": "error", "error": {...}}`.
-  One generation at a time: another `generate` meanwhile is an `error` with code `busy`.
+  One generation at a time: another `generate` meanwhile is an `error` with code `busy`. A
+  generation that would cross a usage limit is an `error` with code `quota_exceeded`, `limit`
+  and `resets_at`.
 - `{"type": "cancel"}` stops the generation in flight within one token; it ends with
   `{"type": "done", "finish_reason": "cancelled", ...}`. Closing the socket cancels it too.
 """
@@ -23,17 +26,20 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from rest_framework import serializers
 
-from accounts.ratelimits import RateLimited, acheck_rate_limit
-from accounts.services import auser_for_bearer_token
+from accounts.models import SCOPE_CHAT, ApiKey
+from accounts.permissions import scope_refusal
+from accounts.services import acredentials_for_bearer_token
 from inference import services
 from inference.protocol import CompletionRequest
 from inference.providers.base import TextDelta
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, error_body, from_validation_error
+from usage.services import Meter
 
 logger = logging.getLogger(__name__)
 
 UNAUTHORISED = 4401
+FORBIDDEN = 4403  # an API key without the chat scope
 AUTH_TIMEOUT_SECONDS = 10
 # A frame bigger than the largest valid prompt plus room for the JSON around it is refused unread.
 MAX_FRAME_CHARS_OVER_PROMPT = 64_000
@@ -42,6 +48,7 @@ MAX_FRAME_CHARS_OVER_PROMPT = 64_000
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.user: Any = None
+        self.api_key: ApiKey | None = None
         self.generation: asyncio.Task | None = None
         self.auth_timer: asyncio.TimerHandle | None = None
         self.closed = False
@@ -79,8 +86,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         kind = content.get("type") if isinstance(content, dict) else None
         if self.user is None:
             if kind == "auth" and isinstance(content.get("token"), str) and content["token"]:
-                user = await auser_for_bearer_token(content["token"])
-                if user is not None:
+                credentials = await acredentials_for_bearer_token(content["token"])
+                if credentials is not None:
+                    user, credential = credentials
+                    api_key = credential if isinstance(credential, ApiKey) else None
+                    refusal = scope_refusal(api_key, SCOPE_CHAT)
+                    if refusal:
+                        await self._error(ApplicationError(refusal, code=ErrorCode.SCOPE_NOT_ALLOWED, status=403))
+                        await self.close(code=FORBIDDEN)
+                        return
+                    self.api_key = api_key
                     await self._ready(user)
                     return
             await self._refuse()
@@ -109,7 +124,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _error(self, exc: ApplicationError) -> None:
         if not self.closed:
             await self.send_json(
-                {"type": "error", "error": error_body(exc.code, exc.message, field=exc.field)["error"]}
+                {"type": "error", "error": error_body(exc.code, exc.message, field=exc.field, **exc.details)["error"]}
             )
 
     async def _start(self, content: dict[str, Any]) -> None:
@@ -125,19 +140,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except serializers.ValidationError as exc:
             await self._error(from_validation_error(exc))
             return
-        try:
-            await acheck_rate_limit(None, "chat", user=self.user)
-        except RateLimited as exc:
-            await self._error(
-                ApplicationError(f"{exc.detail} Retry in {exc.wait} s.", code=ErrorCode.RATE_LIMITED, status=429)
-            )
-            return
         self.generation = asyncio.create_task(self._generate(serializer.validated_data["request"]))
 
     async def _generate(self, asked: CompletionRequest) -> None:
         produced = 0
         try:
-            async for event in services.complete_stream(asked, user=self.user, source="ws"):
+            meter = Meter(user=self.user, api_key=self.api_key)
+            async for event in services.complete_stream(asked, user=self.user, source="ws", meter=meter):
                 if isinstance(event, TextDelta):
                     produced += 1
                     await self.send_json({"type": "token", "text": event.text})

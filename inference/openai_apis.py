@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.ratelimits import ratelimit_api
+from accounts.models import SCOPE_CHAT, SCOPE_EMBEDDINGS
 from inference import selectors, services, sse
 from inference.apis import completion_request
 from inference.protocol import MAX_MESSAGES, CompletionRequest
@@ -29,6 +29,7 @@ from inference.providers.base import MAX_STOP, SEED_MAX, TEMPERATURE_MAX, TextDe
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, error_response
 from llmsite.serializers import StrictCharField
+from usage.services import Meter
 
 OPENAI_ROLES = ("system", "developer", "user", "assistant")
 # Parameters OpenAI clients send by default or commonly: accepted when they ask for nothing we
@@ -143,6 +144,8 @@ def _created() -> int:
 
 
 class ChatCompletionsApi(APIView):
+    required_scope = SCOPE_CHAT
+
     content_negotiation_class = sse.EventStreamNegotiation
 
     class InputSerializer(serializers.Serializer):
@@ -186,22 +189,27 @@ class ChatCompletionsApi(APIView):
             ),
             400: OpenApiResponse(description="invalid request (OpenAI error shape)"),
             404: OpenApiResponse(description="unknown model"),
-            429: OpenApiResponse(description="rate limited"),
+            403: OpenApiResponse(description="the API key's scopes or model list do not allow this"),
+            429: OpenApiResponse(description="a usage limit would be crossed; see Retry-After"),
         },
         tags=["openai"],
     )
-    @ratelimit_api(group="predict")
     def post(self, request: Request) -> HttpResponseBase:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         served = data["model"]
+        meter = Meter.for_request(request)
         if data.get("stream"):
             options = data.get("stream_options") or {}
             return sse.StreamRequested(
-                request.user, data["request"], model=served, include_usage=options.get("include_usage", False)
+                request.user,
+                data["request"],
+                meter=meter,
+                model=served,
+                include_usage=options.get("include_usage", False),
             )
-        result = services.complete(data["request"], user=request.user, source="openai")
+        result = services.complete(data["request"], user=request.user, source="openai", meter=meter)
         return Response(
             {
                 "id": _chat_completion_id(result.id),
@@ -220,7 +228,7 @@ class ChatCompletionsApi(APIView):
                 "system_fingerprint": None,
                 "service_tier": "default",
             },
-            headers={"X-Cache": "HIT" if result.cached else "MISS"},
+            headers={"X-Cache": "HIT" if result.cached else "MISS", **meter.headers()},
         )
 
 
@@ -263,6 +271,7 @@ async def _chat_stream(request: HttpRequest, asked: sse.StreamRequested) -> Http
         source="openai",
         request_id=request_id,
         on_fallback=lambda model_id: answering.update(model=model_id),
+        meter=asked.meter,
     )
     try:
         first = await anext(events)
@@ -275,7 +284,8 @@ async def _chat_stream(request: HttpRequest, asked: sse.StreamRequested) -> Http
             completion_id=services.completion_id(request_id),
             model=answering.get("model", asked.options["model"]),
             include_usage=asked.options["include_usage"],
-        )
+        ),
+        headers=asked.meter.headers(),
     )
 
 
@@ -318,6 +328,8 @@ chat_completions = sse.streaming_view(ChatCompletionsApi, _chat_stream)
 
 
 class EmbeddingsApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
     class InputSerializer(serializers.Serializer):
         class Meta:
             ref_name = "EmbeddingsRequest"
@@ -346,7 +358,6 @@ class EmbeddingsApi(APIView):
         responses={200: OpenApiResponse(description="`object: list` of `embedding` objects with usage")},
         tags=["openai"],
     )
-    @ratelimit_api(group="embed")
     def post(self, request: Request) -> Response:
         from embeddings.services import encode_with_usage
 
@@ -361,7 +372,7 @@ class EmbeddingsApi(APIView):
                 status=404,
                 field="model",
             )
-        model, vectors, tokens = encode_with_usage(texts=data["input"], field="input")
+        model, vectors, tokens = encode_with_usage(texts=data["input"], field="input", meter=Meter.for_request(request))
         if data.get("dimensions") not in (None, vectors.shape[1]):
             raise ApplicationError(f"{model} makes {vectors.shape[1]}-dimensional vectors only", field="dimensions")
         rows = []

@@ -46,8 +46,8 @@ async def predict_frames(first: Any, events: AsyncIterator[Any]) -> AsyncIterato
         await events.aclose()
 
 
-def event_stream_response(frames: AsyncIterator[bytes]) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(frames, content_type="text/event-stream; charset=utf-8")
+def event_stream_response(frames: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(frames, content_type="text/event-stream; charset=utf-8", headers=headers)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each frame on at once
     return response
@@ -75,10 +75,11 @@ class StreamRequested(HttpResponse):
     JSON request; only the generation moves to the event loop.
     """
 
-    def __init__(self, user: Any, request: CompletionRequest, **options: Any):
+    def __init__(self, user: Any, request: CompletionRequest, *, meter: Any = None, **options: Any):
         super().__init__(status=200)
         self.user = user
         self.request = request
+        self.meter = meter  # who pays (usage.services.Meter): its limits are checked before the first frame
         self.options = options  # what the endpoint's own frames need (e.g. /v1's model name)
 
 

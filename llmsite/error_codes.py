@@ -51,6 +51,14 @@ class ErrorCode(StrEnum):
     PERMISSION_DENIED = "permission_denied", 403, "Signed in, but not allowed to do this (e.g. staff only)."
     FORBIDDEN = "forbidden", 403, "Not allowed (e.g. a failed CSRF check on a session-authenticated write)."
     RATE_LIMITED = "rate_limited", 429, "Too many requests; `Retry-After` says when to try again."
+    QUOTA_EXCEEDED = (
+        "quota_exceeded",
+        429,
+        "A usage limit (requests or tokens per minute, tokens per day or month, a spend budget) would be crossed;"
+        " `limit` names it, `resets_at` and `Retry-After` say when it resets.",
+    )
+    SCOPE_NOT_ALLOWED = "scope_not_allowed", 403, "The API key's scopes do not include this endpoint's."
+    MODEL_NOT_ALLOWED = "model_not_allowed", 403, "The API key may not call that model (its `models` list)."
     # --- finding things -----------------------------------------------------------------------
     NOT_FOUND = "not_found", 404, "Nothing of yours has that id (another user's looks exactly like a missing one)."
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, "This path does not take that method; `Allow` lists those it does."

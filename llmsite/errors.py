@@ -32,7 +32,16 @@ class ApplicationError(Exception):
     status = 400
     code = ErrorCode.INVALID
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None, field: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -40,6 +49,8 @@ class ApplicationError(Exception):
         if status is not None:
             self.status = status
         self.field = field
+        self.details = details or {}  # extra members of the error object (not under /v1/, whose shape is fixed)
+        self.headers = headers or {}  # e.g. Retry-After
 
 
 class ServiceUnavailable(ApplicationError):
@@ -95,17 +106,23 @@ def from_validation_error(exc: drf_exceptions.ValidationError) -> ApplicationErr
     return ApplicationError(message, code=ErrorCode.INVALID, field=field)
 
 
+def application_error_body(request: HttpRequest | None, exc: ApplicationError) -> dict[str, Any]:
+    return _body_for(request, exc.status, exc.code, exc.message, exc.field, **exc.details)
+
+
 def error_response(request: HttpRequest | None, exc: ApplicationError) -> JsonResponse:
     """An ApplicationError as a JSON response, for views outside DRF (async streaming views)."""
-    return JsonResponse(_body_for(request, exc.status, exc.code, exc.message, exc.field), status=exc.status)
+    response = JsonResponse(application_error_body(request, exc), status=exc.status)
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: render every known failure in our error shape."""
     request = context.get("request")
     if isinstance(exc, ApplicationError):
-        body = _body_for(request, exc.status, exc.code, exc.message, exc.field)
-        return Response(body, status=exc.status)
+        return Response(application_error_body(request, exc), status=exc.status, headers=exc.headers)
 
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()

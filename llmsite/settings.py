@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "embeddings",
     "feedback",
     "training",
+    "usage",
     "dashboard",
 ]
 
@@ -231,15 +232,30 @@ SIMPLE_JWT = {
     "CHECK_REVOKE_TOKEN": True,
 }
 
-# Per-user rate limits (client IP for anonymous calls), counted in the `default` cache.
-RATELIMIT_PREDICT = env.str("RATELIMIT_PREDICT", default="30/m")
-RATELIMIT_CHAT = env.str("RATELIMIT_CHAT", default="30/m")
-RATELIMIT_EMBED = env.str("RATELIMIT_EMBED", default="60/m")
+# Abuse protection of the endpoints that are not metered (django-ratelimit, counted in the
+# `default` cache, per user or client IP). Completions and embeddings are governed by the usage
+# limits below instead (exact, shared through the database).
 RATELIMIT_FEEDBACK = env.str("RATELIMIT_FEEDBACK", default="60/m")
 # Login (token and session) and registration attempts, per client IP and per username.
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="10/m")
 # Behind a proxy, the request.META key holding the client address (e.g. HTTP_X_REAL_IP).
 RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
+
+# --- Usage: the ledger, limits and prices (docs/usage.md) ----------------------------------
+USAGE_ENABLED = env.bool("USAGE_ENABLED", default=True)
+# Site-wide default limits per user (unset: unlimited); a user's own limits in the admin replace them.
+USAGE_DEFAULT_REQUESTS_PER_MINUTE = env.int("USAGE_DEFAULT_REQUESTS_PER_MINUTE", default=None)
+USAGE_DEFAULT_TOKENS_PER_MINUTE = env.int("USAGE_DEFAULT_TOKENS_PER_MINUTE", default=None)
+USAGE_DEFAULT_TOKENS_PER_DAY = env.int("USAGE_DEFAULT_TOKENS_PER_DAY", default=None)
+USAGE_DEFAULT_TOKENS_PER_MONTH = env.int("USAGE_DEFAULT_TOKENS_PER_MONTH", default=None)
+USAGE_DEFAULT_SPEND_PER_DAY = env.float("USAGE_DEFAULT_SPEND_PER_DAY", default=None)
+USAGE_DEFAULT_SPEND_PER_MONTH = env.float("USAGE_DEFAULT_SPEND_PER_MONTH", default=None)
+# Staff are not held to the site defaults (their own limits, if set, still apply).
+USAGE_STAFF_EXEMPT_FROM_DEFAULTS = env.bool("USAGE_STAFF_EXEMPT_FROM_DEFAULTS", default=True)
+# Prices per million tokens, {"model id": [input, output]}; the admin's price table overrides them.
+# Models not priced anywhere cost 0 (local models, by default).
+USAGE_PRICES = env.json("USAGE_PRICES", default={})
+USAGE_CURRENCY = env.str("USAGE_CURRENCY", default="USD")
 
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -248,7 +264,7 @@ REST_FRAMEWORK = {
         "accounts.authentication.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsAuthenticatedInScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

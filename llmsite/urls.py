@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/v1/training/", include("training.urls")),
     path("api/v1/feedback", include("feedback.urls")),
     path("api/v1/metrics", include(dashboard_urls.api_urlpatterns)),
+    path("api/v1/", include("usage.urls")),
     path("api/v1/", include("conversations.urls")),
     path("api/v1/", include("inference.urls")),
     path("v1/", include("inference.openai_urls")),

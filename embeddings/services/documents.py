@@ -12,10 +12,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from embeddings.models import Collection, Document
+from embeddings.services.encoding import encode_metered
 from embeddings.services.index import get_store, index_autosave
 from embeddings.services.validation import invalid, validate_collection_name, validate_metadata, validate_text
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
+from usage.services import Meter
 
 DEFAULT_COLLECTION = "default"
 
@@ -75,12 +77,15 @@ def collection_get_or_create(*, user: Any, name: str) -> Collection:
     return collection
 
 
-def document_add(*, user: Any, documents: Sequence[Mapping[str, Any]], collection: str | None = None) -> AddResult:
+def document_add(
+    *, user: Any, documents: Sequence[Mapping[str, Any]], collection: str | None = None, meter: Meter | None = None
+) -> AddResult:
     """Add documents to one of the user's collections (created on demand); texts already there are skipped.
 
     `ids` has one id per input document, in order (the existing document's id for a skipped
     duplicate). Texts longer than EMBEDDINGS_CHUNK_CHARS are stored whole and indexed as
-    overlapping chunk documents that point at them.
+    overlapping chunk documents that point at them. With a `meter`, the encoded tokens are
+    embedding usage of its payer (held before encoding: QuotaExceeded 429 past a limit).
     """
     limit = settings.EMBEDDINGS_MAX_BATCH
     if not documents:
@@ -112,7 +117,10 @@ def document_add(*, user: Any, documents: Sequence[Mapping[str, Any]], collectio
 
     # Encode before touching the database: the slow part holds no transaction or lock.
     flat_texts = [piece for _, _, pieces in plans.values() for piece in pieces]
-    vectors = store.encode(flat_texts) if flat_texts else np.zeros((0, store.dim), dtype=np.float32)
+    if flat_texts:
+        vectors, _tokens = encode_metered(flat_texts, meter=meter)
+    else:
+        vectors = np.zeros((0, store.dim), dtype=np.float32)
 
     result = AddResult(ids=[])
     new_ids: list[int] = []

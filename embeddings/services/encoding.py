@@ -9,18 +9,50 @@ import numpy as np
 
 from embeddings.services.index import get_store
 from embeddings.services.validation import validate_texts
+from usage.services import Meter
 
 
-def encode(*, texts: Sequence[Any], field: str = "texts") -> tuple[str, int, np.ndarray]:
+def model_id(name: str) -> str:
+    """The embedding model's id as clients name it (GET /v1/models): the last part of its name or folder."""
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def encode_metered(texts: list[str], *, meter: Meter | None) -> tuple[np.ndarray, int]:
+    """Vectors of validated texts and the tokens the encoder read.
+
+    With a `meter`, the tokens are held on its payer's limits before encoding (QuotaExceeded:
+    429) and settled into the ledger as embedding usage once the vectors are made.
+    """
+    store = get_store()
+    encoder = store.encoder
+    tokens = encoder.count_tokens(list(texts)) if encoder is not None and texts else 0
+    if meter is None:
+        return store.encode(texts), tokens
+    model = model_id(store.model_name)
+    meter.check_model(model)
+    reservation = meter.reserve(model=model, prompt_tokens=tokens, max_tokens=0, kind="embedding")
+    try:
+        vectors = store.encode(texts)
+    except BaseException:
+        reservation.release()
+        raise
+    reservation.settle(prompt_tokens=tokens, completion_tokens=0)
+    return vectors, tokens
+
+
+def encode(*, texts: Sequence[Any], field: str = "texts", meter: Meter | None = None) -> tuple[str, int, np.ndarray]:
     """(model name, dimension, unit vectors) for validated texts (errors name `field`)."""
     texts = validate_texts(texts, field=field)
     store = get_store()
-    return store.model_name, store.dim, store.encode(texts)
+    vectors, _tokens = encode_metered(texts, meter=meter)
+    return store.model_name, store.dim, vectors
 
 
-def encode_with_usage(*, texts: Sequence[Any], field: str = "texts") -> tuple[str, np.ndarray, int]:
+def encode_with_usage(
+    *, texts: Sequence[Any], field: str = "texts", meter: Meter | None = None
+) -> tuple[str, np.ndarray, int]:
     """`encode` plus the tokens the encoder read: OpenAI's /v1/embeddings reports them as usage."""
-    model, _dim, vectors = encode(texts=texts, field=field)
-    encoder = get_store().encoder
-    tokens = encoder.count_tokens(list(texts)) if encoder is not None else 0
-    return model, vectors, tokens
+    texts = validate_texts(texts, field=field)
+    store = get_store()
+    vectors, tokens = encode_metered(texts, meter=meter)
+    return store.model_name, vectors, tokens

@@ -7,8 +7,10 @@ from typing import Any
 
 from embeddings.models import Document
 from embeddings.selectors import collection_for_user, collections_visible, searchable_ids
+from embeddings.services.encoding import encode_metered
 from embeddings.services.index import get_store
 from embeddings.services.validation import validate_collection_name, validate_text, validate_top_k
+from usage.services import Meter
 
 SNIPPET_CHARS = 300
 
@@ -37,7 +39,9 @@ class RetrievedChunk:
     snippet: str
 
 
-def search(*, user: Any, query: Any, top_k: Any = 5, collection: str | None = None) -> list[SearchResult]:
+def search(
+    *, user: Any, query: Any, top_k: Any = 5, collection: str | None = None, meter: Meter | None = None
+) -> list[SearchResult]:
     """The `top_k` passages most similar to `query` among what the user may see, best first.
 
     With `collection`: only that collection (the user's own of that name, else shared ones);
@@ -53,7 +57,8 @@ def search(*, user: Any, query: Any, top_k: Any = 5, collection: str | None = No
     if not allowed:
         return []
     store = get_store()
-    hits = store.search(store.encode([query]), top_k, allowed_ids=allowed)[0]
+    vectors, _tokens = encode_metered([query], meter=meter)  # the query's tokens are the meter's embedding usage
+    hits = store.search(vectors, top_k, allowed_ids=allowed)[0]
     docs = Document.objects.select_related("collection").in_bulk([hit.id for hit in hits])
     results = []
     for hit in hits:

@@ -40,6 +40,7 @@ from inference.providers.base import (
 from inference.providers.remote import UpstreamError
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, ServiceUnavailable
+from usage.services import Meter, Reservation
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class _Call:
     requested: str = ""  # the model the client (or its conversation) named; '' for the default
     fallback_reason: str = ""  # why the models before this one in the fallback chain did not answer
     last_try: bool = True  # False while a fallback would follow a failure: the failure is then not recorded
+    reservation: Reservation | None = None  # what the request holds on its payer's limits until it is recorded
 
     @property
     def id(self) -> str:
@@ -131,8 +133,11 @@ class _Plan:
     requested: str
 
 
-def _plan(asked: CompletionRequest, *, user: Any) -> _Plan:
-    """The conversation (404 if not the user's), its history, and the models to try: the asked one, then fallbacks."""
+def _plan(asked: CompletionRequest, *, user: Any, meter: Meter) -> _Plan:
+    """The conversation (404 if not the user's), its history, and the models to try: the asked one, then fallbacks.
+
+    Fallbacks the API key may not call are left out.
+    """
     thread, messages = None, None
     if asked.conversation is not None:
         thread = conversation_selectors.conversation_get(user=user, conversation_id=asked.conversation)
@@ -141,7 +146,7 @@ def _plan(asked: CompletionRequest, *, user: Any) -> _Plan:
     engine = get_engine()
     engine.sync_with_config()
     key = model or engine.default_model_id()
-    fallbacks = tuple(m for m in settings.LLM_FALLBACKS.get(key, ()) if m != key)
+    fallbacks = tuple(m for m in settings.LLM_FALLBACKS.get(key, ()) if m != key and meter.allows_model(m))
     return _Plan(thread, messages, (model, *fallbacks), model or "")
 
 
@@ -154,11 +159,14 @@ def _begin(
     request_id: uuid.UUID | None,
     tried: list[str],
     user: Any,
+    meter: Meter,
 ):
-    """Resolve the request (history, passages, defaults) on `model`'s leased provider, and look up the cache."""
+    """Resolve the request (history, passages, defaults) on `model`'s leased provider, look up the cache, and
+    reserve the request's maximum usage on its payer's limits (QuotaExceeded: 429)."""
     thread, messages = plan.thread, plan.messages
     lease = get_engine().lease(model, keep_alive=asked.keep_alive)
     try:
+        meter.check_model(lease.model_id)
         sources = None
         if asked.collection is not None:
             messages, sources = ground(
@@ -175,11 +183,12 @@ def _begin(
         provider = lease.provider
         key = None
         hit = None
+        try:
+            rendered = provider.render(request)
+            prompt_tokens = provider.count_tokens(rendered)
+        except ProviderError as exc:
+            raise _error_for(exc, asked) from exc
         if request.deterministic:
-            try:
-                rendered = provider.render(request)
-            except ProviderError as exc:
-                raise _error_for(exc, asked) from exc
             key = cache.response_key(
                 provider=provider.name,
                 model=provider.model,
@@ -188,12 +197,24 @@ def _begin(
                 params=request.sampling.cache_params(),
             )
             hit = cache.get(key)
+        if hit is not None:  # the answer is known: hold exactly what it reports
+            reservation = meter.reserve(
+                model=lease.model_id,
+                prompt_tokens=hit["usage"]["prompt_tokens"],
+                max_tokens=hit["usage"]["completion_tokens"],
+                cached=True,
+            )
+        else:
+            reservation = meter.reserve(
+                model=lease.model_id, prompt_tokens=prompt_tokens, max_tokens=request.sampling.max_new_tokens
+            )
     except BaseException:
         lease.release()
         raise
     call = _Call(lease, asked, request, key, started, request_id or uuid.uuid4(), sources, thread)
     call.requested = plan.requested
     call.fallback_reason = "; ".join(tried)
+    call.reservation = reservation
     return call, hit
 
 
@@ -246,6 +267,16 @@ def _record(
         requested_model=call.requested if call.fallback_reason else "",
         fallback_reason=call.fallback_reason[:5000],
     )
+    if call.reservation is not None:
+        call.reservation.settle(
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, status=status
+        )
+
+
+def _release(call: _Call) -> None:
+    """The try failed before producing anything and is not recorded (a fallback follows): nothing is charged."""
+    if call.reservation is not None:
+        call.reservation.release()
 
 
 def _ms(seconds: float) -> float:
@@ -337,7 +368,12 @@ def _model_label(model: str | None) -> str:
 
 
 def complete(
-    request: CompletionRequest, *, user: Any = None, source: str = "api", request_id: uuid.UUID | None = None
+    request: CompletionRequest,
+    *,
+    user: Any = None,
+    source: str = "api",
+    request_id: uuid.UUID | None = None,
+    meter: Meter | None = None,
 ) -> CompletionResult:
     """One completion on the model the request names (else its conversation's, else the default).
 
@@ -348,9 +384,14 @@ def complete(
     conversation or collection, 502 provider failure) or ServiceUnavailable (503, with the reason).
     Blocking: async callers use `complete_stream`. Writes one InferenceRecord whose id is
     `request_id` (a new one when not given); the result's `id` is `cmpl-<its hex>`.
+
+    `meter` (default: the user's, without an API key) holds the request's maximum on its payer's
+    limits before the work (QuotaExceeded: 429) and settles the real usage into the ledger; after
+    the call its `headers()` are the x-ratelimit-* headers. An API key's model list is enforced (403).
     """
     started = time.perf_counter()
-    plan = _plan(request, user=user)
+    meter = meter if meter is not None else Meter(user=user)
+    plan = _plan(request, user=user, meter=meter)
     tried: list[str] = []
     for index, model in enumerate(plan.models):
         last = index == len(plan.models) - 1
@@ -365,6 +406,7 @@ def complete(
                 started=started,
                 tried=tried,
                 last=last,
+                meter=meter,
             )
         except ApplicationError as exc:
             if last or not _falls_back(exc):
@@ -384,10 +426,13 @@ def _complete_on(
     started: float,
     tried: list[str],
     last: bool,
+    meter: Meter,
 ) -> CompletionResult:
-    call, hit = _begin(request, plan, model, started=started, request_id=request_id, tried=tried, user=user)
+    call, hit = _begin(
+        request, plan, model, started=started, request_id=request_id, tried=tried, user=user, meter=meter
+    )
     call.last_try = last
-    with call.lease:
+    with call.lease, _released_unless_recorded(call):
         if hit is not None:
             return _answer_from_cache(call, hit, user=user, source=source)
         try:
@@ -411,6 +456,15 @@ def _complete_on(
         return _finish(call, completion, user=user, source=source, ttft_ms=ttft_ms)
 
 
+@contextlib.contextmanager
+def _released_unless_recorded(call: _Call):
+    """Whatever ends the try without a record (a fallback follows, a bug) gives its reservation back."""
+    try:
+        yield
+    finally:
+        _release(call)  # a no-op once the record settled it
+
+
 class _TryNext(Exception):
     """A stream's model failed before its first token and a fallback follows."""
 
@@ -426,6 +480,7 @@ async def complete_stream(
     source: str = "sse",
     request_id: uuid.UUID | None = None,
     on_fallback: Callable[[str], None] | None = None,
+    meter: Meter | None = None,
 ) -> AsyncIterator[TextDelta | CompletionResult]:
     """`complete`, streaming: TextDelta events as tokens are produced, then one CompletionResult.
 
@@ -444,7 +499,7 @@ async def complete_stream(
         last = index == len(plan.models) - 1
         try:
             call, hit = await sync_to_async(_begin)(
-                request, plan, model, started=started, request_id=request_id, tried=tried, user=user
+                request, plan, model, started=started, request_id=request_id, tried=tried, user=user, meter=meter
             )
         except ApplicationError as exc:
             if last or not _falls_back(exc):
@@ -463,6 +518,9 @@ async def complete_stream(
             return
         except _TryNext as failed:
             tried.append(f"{_model_label(model)}: {failed.error.message}")
+        finally:
+            if call.reservation is not None and not call.reservation.done:
+                await _shielded(sync_to_async(_release)(call))
 
 
 async def _stream_on(
@@ -506,7 +564,8 @@ async def _stream_on(
                 call,
                 user=user,
                 source=source,
-                usage=Usage(0, len(parts)),  # what streamed before the failure was produced (and billed upstream)
+                # What streamed before the failure was produced (and billed upstream).
+                usage=Usage(call.reservation.prompt_tokens if parts and call.reservation else 0, len(parts)),
                 cached=False,
                 latency_ms=_ms(time.perf_counter() - started),
                 ttft_ms=None,
@@ -517,13 +576,15 @@ async def _stream_on(
         finally:
             if not finished:  # the consumer left early (closed or cancelled)
                 produced = len(parts)  # deltas are at least tokens' worth; the provider counted exactly
+                # The prompt was read whether or not an answer came: it is part of the usage.
+                prompt_tokens = call.reservation.prompt_tokens if call.reservation is not None else 0
                 ttft_ms = _ms(first - started) if first is not None else None
                 await _shielded(
                     record(
                         call,
                         user=user,
                         source=source,
-                        usage=Usage(0, produced),
+                        usage=Usage(prompt_tokens, produced),
                         cached=False,
                         latency_ms=_ms(time.perf_counter() - started),
                         ttft_ms=ttft_ms,
@@ -533,7 +594,12 @@ async def _stream_on(
                 )
                 if call.conversation is not None and parts:  # a stopped answer stays in the thread as far as it got
                     partial = _result(
-                        call, "".join(parts), Usage(0, produced), cached=False, ttft_ms=ttft_ms, reason="cancelled"
+                        call,
+                        "".join(parts),
+                        Usage(prompt_tokens, produced),
+                        cached=False,
+                        ttft_ms=ttft_ms,
+                        reason="cancelled",
                     )
                     await _shielded(sync_to_async(_remember)(call, partial))
 
