@@ -97,6 +97,7 @@ class MetricsApi(APIView):
 
     class InputSerializer(StrictSerializer):
         window = serializers.ChoiceField(choices=list(selectors.WINDOWS), default=selectors.DEFAULT_WINDOW)
+        usage_order = serializers.ChoiceField(choices=list(selectors.USAGE_ORDERS), default="tokens")
 
     class EndpointSerializer(serializers.Serializer):
         endpoint = serializers.CharField(help_text="the URL pattern's route, e.g. /api/v1/predict")
@@ -127,12 +128,27 @@ class MetricsApi(APIView):
         feedback = serializers.DictField(help_text="bucket, up, down, timeline [{t, up, down}]")
         training = serializers.DictField(help_text="available, runs [{id, name, status, ..., epochs [{epoch, ...}]}]")
         embeddings = serializers.DictField(help_text="documents, chunks, indexed, collections, index {state, ...}")
+        usage = serializers.DictField(
+            help_text="the ledger's heaviest users, API keys and models of the window (whole hours), by `order` "
+            "(tokens or spend): order, currency, top_users, top_keys, top_models [{id, name, requests, "
+            "prompt_tokens, completion_tokens, total_tokens, cost}] (10 each); a key's row adds prefix and user "
+            "(its owner), and id null for requests made without a key"
+        )
 
     @extend_schema(
         operation_id="dashboard_metrics",
         summary="Dashboard aggregates over a time window (staff)",
         parameters=[
-            OpenApiParameter("window", OpenApiTypes.STR, enum=list(selectors.WINDOWS), default=selectors.DEFAULT_WINDOW)
+            OpenApiParameter(
+                "window", OpenApiTypes.STR, enum=list(selectors.WINDOWS), default=selectors.DEFAULT_WINDOW
+            ),
+            OpenApiParameter(
+                "usage_order",
+                OpenApiTypes.STR,
+                enum=list(selectors.USAGE_ORDERS),
+                default="tokens",
+                description="how `usage` ranks its rows: by total tokens or by spend",
+            ),
         ],
         responses={
             200: OutputSerializer,
@@ -145,5 +161,7 @@ class MetricsApi(APIView):
     def get(self, request: Request) -> Response:
         params = self.InputSerializer(data=request.query_params.dict())
         params.is_valid(raise_exception=True)
-        summary = selectors.metrics_summary(window=params.validated_data["window"])
+        summary = selectors.metrics_summary(
+            window=params.validated_data["window"], usage_order=params.validated_data["usage_order"]
+        )
         return Response(summary, headers={"Cache-Control": "no-store"})

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.db import connections
 from django.db.models import Avg, CharField, Count, F, FloatField, Func, Max, Q, QuerySet, Sum, Window
 from django.db.models.functions import Ceil, Coalesce, RowNumber, Trunc
@@ -44,6 +45,8 @@ DEFAULT_WINDOW = "24h"
 MAX_ENDPOINTS = 50  # the busiest routes; the rest are summed up in `requests.total`
 MAX_MODELS = 20
 TRAINING_RUNS = 5
+TOP_USAGE = 10  # rows per usage ranking (users, keys, models)
+USAGE_ORDERS = ("tokens", "spend")
 
 
 def percentiles_by(
@@ -314,7 +317,53 @@ def embeddings_summary() -> dict[str, Any]:
     }
 
 
-def metrics_summary(*, window: str = DEFAULT_WINDOW, now: datetime | None = None) -> dict[str, Any]:
+def _usage_row(row: dict[str, Any], id_: Any, name: str) -> dict[str, Any]:
+    return {
+        "id": id_,
+        "name": name,
+        "requests": row["requests"],
+        "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"],
+        "total_tokens": row["total_tokens"],
+        "cost": row["cost"],
+    }
+
+
+def usage_summary(*, since: datetime, until: datetime, order: str = "tokens") -> dict[str, Any]:
+    """The heaviest users, API keys and models of the ledger in [since, until), by tokens or by spend.
+
+    The ledger counts whole hours: a bucket counts when its hour starts in the window.
+    """
+    from accounts.models import ApiKey
+    from usage import selectors as usage
+
+    users = usage.top("user", since=since, until=until, order=order, limit=TOP_USAGE)
+    keys = usage.top("key", since=since, until=until, order=order, limit=TOP_USAGE)
+    models = usage.top("model", since=since, until=until, order=order, limit=TOP_USAGE)
+    # A key's row names its owner and prefix too: staff tell keys apart by them, not by their names.
+    known = ApiKey.objects.select_related("user").in_bulk([row["key"] for row in keys if row["key"] is not None])
+
+    def key_row(row: dict[str, Any]) -> dict[str, Any]:
+        api_key = known.get(row["key"])
+        if row["key"] is None:
+            return _usage_row(row, None, "") | {"prefix": "", "user": ""}
+        return _usage_row(row, row["key"], row["name"]) | {
+            "prefix": api_key.display_prefix if api_key else "",
+            "user": api_key.user.get_username() if api_key else "",
+        }
+
+    return {
+        "order": order,
+        "currency": settings.USAGE_CURRENCY,
+        "top_users": [_usage_row(row, row["user"], row["username"]) for row in users],
+        "top_keys": [key_row(row) for row in keys],
+        "top_models": [_usage_row(row, row["model"], row["model"]) for row in models],
+    }
+
+
+def metrics_summary(
+    *, window: str = DEFAULT_WINDOW, usage_order: str = "tokens", now: datetime | None = None
+) -> dict[str, Any]:
     """Everything the dashboard shows for the last `window` (one of WINDOWS)."""
     spec = WINDOWS[window]
     until = now or timezone.now()
@@ -329,4 +378,5 @@ def metrics_summary(*, window: str = DEFAULT_WINDOW, now: datetime | None = None
         "feedback": feedback_summary(since=since, until=until, window=spec),
         "training": training_summary(),
         "embeddings": embeddings_summary(),
+        "usage": usage_summary(since=since, until=until, order=usage_order),
     }

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/docs/", api_docs, name="api-docs"),
     path("admin/", admin.site.urls),
     path("dashboard/", include(dashboard_urls.page_urlpatterns)),
+    path("usage/", include("usage.page_urls")),
     path("accounts/", include("accounts.page_urls")),
     path("api/v1/auth/", include("accounts.urls")),
     path("api/v1/embed/", include("embeddings.urls")),

@@ -74,10 +74,24 @@ def site(live_server_factory, tmp_path):
     return server
 
 
+def add_usage(data_dir: Path) -> None:
+    """A ledger row for `ops` (the live site serves no model here): the usage rankings have a row to show."""
+    code = (
+        "from django.contrib.auth import get_user_model; from usage.services import ledger_add; "
+        "ledger_add(user=get_user_model().objects.get(username='ops'), api_key=None, model='tiny', "
+        "kind='completion', prompt_tokens=120, completion_tokens=80, cost=1500000)"
+    )
+    env = {**os.environ, "DATA_DIR": str(data_dir)}
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+
+
 def test_staff_see_the_charts_drawn_without_errors(site, browser, tmp_path):
     for path in ("/healthz", "/healthz", "/api/v1/metrics", "/no-such-page"):
         httpx.get(site.url + path, timeout=10)
     wait_until_recorded(site.url)
+    add_usage(tmp_path / "data")
 
     problems: list[str] = []
     context = browser.new_context(viewport={"width": 1280, "height": 1600})
@@ -101,6 +115,15 @@ def test_staff_see_the_charts_drawn_without_errors(site, browser, tmp_path):
         assert "/healthz" in page.text_content("[data-chart=endpoints] table")  # in a closed <details>
         # Empty panels say so instead of drawing an empty chart.
         assert page.is_visible("[data-chart=training] [data-role=empty]")
+        # The usage rankings: the ledger's one row in the users' and models' tables; keys: the row without one.
+        users = page.text_content("[data-usage=users] tbody")
+        assert "ops" in users and "200" in users and "1.5" in users
+        assert "tiny" in page.text_content("[data-usage=models] tbody")
+        assert "No key" in page.text_content("[data-usage=keys] tbody")
+        with page.expect_response(lambda response: "usage_order=spend" in response.url):
+            page.select_option("#dash-usage-order", "spend")
+        page.wait_for_selector("#dash-status:has-text('updated')", timeout=20_000)
+        assert "ops" in page.text_content("[data-usage=users] tbody")
 
         shot = tmp_path / "dashboard.png"
         page.screenshot(path=str(shot), full_page=True)

@@ -195,3 +195,55 @@ def test_old_metrics_are_pruned_after_the_retention(settings):
     assert list(RequestMetric.objects.values_list("endpoint", flat=True)) == ["/new"]
     call_command("prune_metrics", "--days", "1", stdout=open("/dev/null", "w"))  # noqa: SIM115
     assert not RequestMetric.objects.exists()
+
+
+def test_usage_ranks_users_keys_and_models_by_tokens_or_by_spend(staff_client, alice, bob):
+    from accounts.services import api_key_create
+    from usage.services import ledger_add
+
+    alice_key, _ = api_key_create(user=alice, name="laptop")
+    now = timezone.now()
+
+    def use(user, api_key, model, prompt, completion, cost, *, at=now):
+        ledger_add(
+            user=user, api_key=api_key, model=model, kind="completion",
+            prompt_tokens=prompt, completion_tokens=completion, cost=cost, at=at,
+        )  # fmt: skip
+
+    # alice: the most tokens (cheap, local); bob: fewer tokens but the most spend (a priced model).
+    use(alice, alice_key, "tiny", 600, 400, 0)
+    use(alice, alice_key, "tiny", 300, 200, 0)
+    use(alice, None, "tiny", 50, 50, 0)
+    use(bob, None, "gpt", 100, 100, 2_500_000)  # 2.5 in the currency unit
+    use(bob, None, "gpt", 10, 10, 0, at=now - timedelta(days=3))  # outside 24h, inside 7d
+
+    usage = staff_client.get("/api/v1/metrics?window=24h").json()["usage"]
+    assert usage["order"] == "tokens" and usage["currency"] == "USD"
+    assert [(r["name"], r["requests"], r["total_tokens"], r["cost"]) for r in usage["top_users"]] == [
+        ("alice", 3, 1600, 0.0),
+        ("bob", 1, 200, 2.5),
+    ]
+    assert [r["id"] for r in usage["top_users"]] == [alice.pk, bob.pk]
+    keys = usage["top_keys"]
+    assert [(r["id"], r["requests"], r["total_tokens"]) for r in keys] == [(alice_key.pk, 2, 1500), (None, 2, 300)]
+    assert (keys[0]["name"], keys[0]["user"], keys[0]["prefix"]) == ("laptop", "alice", alice_key.display_prefix)
+    assert [(r["name"], r["total_tokens"], r["cost"]) for r in usage["top_models"]] == [
+        ("tiny", 1600, 0.0),
+        ("gpt", 200, 2.5),
+    ]
+
+    by_spend = staff_client.get("/api/v1/metrics?window=24h&usage_order=spend").json()["usage"]
+    assert by_spend["order"] == "spend"
+    assert [r["name"] for r in by_spend["top_users"]] == ["bob", "alice"]
+    assert [r["name"] for r in by_spend["top_models"]] == ["gpt", "tiny"]
+
+    week = staff_client.get("/api/v1/metrics?window=7d").json()["usage"]
+    assert [(r["name"], r["requests"]) for r in week["top_users"]] == [("alice", 3), ("bob", 2)]
+
+
+def test_usage_is_empty_without_a_ledger_and_its_order_is_checked(staff_client):
+    usage = staff_client.get("/api/v1/metrics").json()["usage"]
+    assert (usage["top_users"], usage["top_keys"], usage["top_models"]) == ([], [], [])
+    response = staff_client.get("/api/v1/metrics?usage_order=cost")
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "usage_order"

@@ -66,7 +66,8 @@ def test_staff_get_the_page_with_static_scripts_only(staff_client):
     # Every chart has an accessible name and a table with the same figures.
     assert len(page.canvases) == 8
     assert all(canvas.get("role") == "img" and canvas.get("aria-label") for canvas in page.canvases)
-    assert page.tables == len(page.canvases)
+    # Each chart's table, and the usage rankings' three (users, keys, models).
+    assert page.tables == len(page.canvases) + 3
     assert page.headings[0] == "h1" and page.headings.count("h2") >= len(page.canvases)
     html = response.content.decode()
     assert 'data-metrics-url="/api/v1/metrics"' in html

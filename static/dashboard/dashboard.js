@@ -13,6 +13,7 @@
   const refreshMs = Number(root.dataset.refreshSeconds || 30) * 1000;
   const statusLine = document.getElementById("dash-status");
   const windowSelect = document.getElementById("dash-window");
+  const usageOrder = document.getElementById("dash-usage-order");
   const autoBox = document.getElementById("dash-auto");
   const charts = {};
   let lastData = null;
@@ -87,7 +88,8 @@
         row.forEach(function (cell, i) {
           const td = document.createElement(i === 0 ? "th" : "td");
           if (i === 0) td.scope = "row";
-          td.textContent = cell === null || cell === undefined ? "–" : String(cell);
+          if (cell instanceof Node) td.appendChild(cell);
+          else td.textContent = cell === null || cell === undefined ? "–" : String(cell);
           if (columns[i].num) td.className = "num";
           tr.appendChild(td);
         });
@@ -154,6 +156,59 @@
       return Math.round(x + (y - x) * amount);
     };
     return "rgb(" + channel(16) + ", " + channel(8) + ", " + channel(0) + ")";
+  }
+
+  /* A name with a muted second line (a key's prefix and owner). */
+  function twoLines(first, second) {
+    const fragment = document.createDocumentFragment();
+    fragment.append(first);
+    if (second) {
+      const sub = document.createElement("span");
+      sub.className = "dash-sub";
+      sub.textContent = second;
+      fragment.append(sub);
+    }
+    return fragment;
+  }
+
+  function money(value, currency) {
+    try {
+      return new Intl.NumberFormat(undefined, { style: "currency", currency: currency, maximumFractionDigits: 4 }).format(value);
+    } catch (error) {
+      return number.format(value) + " " + currency; // not an ISO 4217 code: the figure and the setting as written
+    }
+  }
+
+  /* The usage ledger's heaviest users, keys and models: one table each. */
+  function renderUsage(usage) {
+    const cost = function (row) { return money(row.cost, usage.currency); };
+    const tables = {
+      users: {
+        first: "User",
+        label: function (row) { return row.id === null ? "Anonymous" : row.name; },
+        rows: usage.top_users,
+      },
+      keys: {
+        first: "API key",
+        label: function (row) {
+          if (row.id === null) return twoLines("No key", "logins: session or token");
+          return twoLines(row.name || row.prefix || "Key #" + row.id, [row.prefix, row.user].filter(Boolean).join(" · "));
+        },
+        rows: usage.top_keys,
+      },
+      models: { first: "Model", label: function (row) { return row.name; }, rows: usage.top_models },
+    };
+    Object.keys(tables).forEach(function (id) {
+      const spec = tables[id];
+      const section = root.querySelector('[data-usage="' + id + '"]');
+      section.querySelector('[data-role="empty"]').hidden = spec.rows.length > 0;
+      section.querySelector('[data-role="table-box"]').hidden = spec.rows.length === 0;
+      setTable(
+        { thead: section.querySelector("thead"), tbody: section.querySelector("tbody") },
+        [{ label: spec.first }, { label: "Requests", num: true }, { label: "Tokens", num: true }, { label: "Cost", num: true }],
+        spec.rows.map(function (row) { return [spec.label(row), fmt(row.requests), fmt(row.total_tokens), cost(row)]; })
+      );
+    });
   }
 
   // --- rendering -------------------------------------------------------------------------------
@@ -298,6 +353,8 @@
     setNote(q, latest ? "Run #" + latest.id + " " + latest.name + " (" + latest.status + "), from " + latest.base_model + "." : "");
     setTable(q, [{ label: "Epoch" }, { label: "Step", num: true }, { label: "Training loss", num: true }, { label: "Evaluation loss", num: true }, { label: "Tokens/s", num: true }],
       epochs.map(function (e) { return [e.epoch, e.step, e.train_loss.toFixed(4), e.eval_loss === null ? null : e.eval_loss.toFixed(4), fmt(e.tokens_per_second)]; }));
+
+    renderUsage(data.usage);
   }
 
   // --- loading ---------------------------------------------------------------------------------
@@ -316,7 +373,8 @@
     inFlight = controller;
     const window_ = windowSelect.value;
     try {
-      const response = await fetch(metricsUrl + "?window=" + encodeURIComponent(window_), {
+      const query = "?window=" + encodeURIComponent(window_) + "&usage_order=" + encodeURIComponent(usageOrder.value);
+      const response = await fetch(metricsUrl + query, {
         credentials: "same-origin",
         headers: { Accept: "application/json" },
         signal: controller.signal,
@@ -357,6 +415,7 @@
     load();
   });
   windowSelect.addEventListener("change", load);
+  usageOrder.addEventListener("change", load);
   autoBox.addEventListener("change", schedule);
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden && autoBox.checked) load();
