@@ -24,6 +24,21 @@ def _fresh_default_cache():
 
 
 @pytest.fixture
+def usage_clock(monkeypatch) -> dict:
+    """Pin the usage limits' clock inside the current minute, so no window rolls over during a test.
+
+    Returns {"now": datetime}; set another moment to move time on.
+    """
+    from django.utils import timezone
+
+    import usage.services
+
+    moment = {"now": timezone.now().replace(second=30, microsecond=0)}
+    monkeypatch.setattr(usage.services, "clock", lambda: moment["now"])
+    return moment
+
+
+@pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", "alice@example.com", "correct-horse-battery")
 

@@ -76,14 +76,14 @@ class ApiKeyAdminForm(forms.ModelForm):
 
     def clean_scopes(self) -> list[str]:
         try:
-            return services._checked_scopes(self.cleaned_data["scopes"])
+            return services.checked_scopes(self.cleaned_data["scopes"])
         except ApplicationError as exc:
             raise forms.ValidationError(exc.message) from exc
 
     def clean_allowed_models(self) -> list[str]:
         models = [part.strip() for part in SEPARATORS.split(self.cleaned_data["allowed_models"]) if part.strip()]
         try:
-            return services._checked_models(models)
+            return services.checked_models(models)
         except ApplicationError as exc:
             raise forms.ValidationError(exc.message) from exc
 

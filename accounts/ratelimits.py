@@ -2,12 +2,12 @@
 
 Counters live in the cache named by RATELIMIT_USE_CACHE (the shared `default` cache), keyed on
 the user id, or on the client IP for anonymous calls. Rates are read from settings at call time
-(`RATELIMIT_PREDICT = "30/m"`, ...), so `settings` overrides in tests apply. Exceeding a rate
+(`RATELIMIT_FEEDBACK = "60/m"`, ...), so `settings` overrides in tests apply. Exceeding a rate
 raises RateLimited: a DRF view answers 429 with `Retry-After`; a plain Django view returns
 `exc.as_response(request)`.
 
-    class PredictApi(APIView):
-        @ratelimit_api(group="predict")  # rate from settings.RATELIMIT_PREDICT
+    class FeedbackApi(APIView):
+        @ratelimit_api(group="feedback")  # rate from settings.RATELIMIT_FEEDBACK
         def post(self, request): ...
 
     async def stream(request):

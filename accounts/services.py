@@ -79,7 +79,7 @@ def _hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _checked_scopes(scopes: list[str] | None) -> list[str]:
+def checked_scopes(scopes: list[str] | None) -> list[str]:
     if scopes is None:
         return list(API_KEY_SCOPES)
     unknown = [scope for scope in scopes if scope not in API_KEY_SCOPES]
@@ -94,7 +94,7 @@ def _checked_scopes(scopes: list[str] | None) -> list[str]:
     return [scope for scope in API_KEY_SCOPES if scope in scopes]  # canonical order, no repeats
 
 
-def _checked_models(models: list[str] | None) -> list[str]:
+def checked_models(models: list[str] | None) -> list[str]:
     models = list(dict.fromkeys(models or ()))
     if len(models) > MAX_KEY_MODELS:
         raise ApplicationError(f"A key may name at most {MAX_KEY_MODELS} models.", field="models")
@@ -119,8 +119,8 @@ def api_key_create(
     """
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError("expires_at must be in the future.", field="expires_at")
-    scopes = _checked_scopes(scopes)
-    models = _checked_models(models)
+    scopes = checked_scopes(scopes)
+    models = checked_models(models)
     if ApiKey.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_ACTIVE_KEYS_PER_USER:
         raise ApplicationError(
             f"You already have {MAX_ACTIVE_KEYS_PER_USER} active API keys; revoke some first.",

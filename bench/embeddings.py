@@ -159,7 +159,6 @@ def bench_http(n_docs: int, n_queries: int) -> dict:
         "DATA_DIR": str(data_dir),
         "MODELS_DIR": str(ROOT / "data" / "models"),
         "DEBUG": "False",
-        "RATELIMIT_EMBED": "1000000/m",
         "LLM_LOAD_AT_START": "never",
         "DJANGO_SUPERUSER_PASSWORD": "bench-password-123",
     }

@@ -48,9 +48,6 @@ class LiveSite:
             "DEBUG": "False",
             "LOG_LEVEL": "WARNING",
             # A benchmark is not abuse: lift the per-user limits.
-            "RATELIMIT_PREDICT": "100000/m",
-            "RATELIMIT_CHAT": "100000/m",
-            "RATELIMIT_EMBED": "100000/m",
             "RATELIMIT_LOGIN": "1000/m",
             "DJANGO_SUPERUSER_PASSWORD": self.password,
             **self.extra_env,

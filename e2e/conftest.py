@@ -91,9 +91,6 @@ def site(chromium, tiny_model_dir, tmp_path_factory) -> Iterator[Site]:
             "OPENAI_API_KEY": "",
             "OPENAI_MODEL": "gpt-test",
             "LLM_REMOTE_MAX_RETRIES": "0",
-            "RATELIMIT_PREDICT": "1000/m",
-            "RATELIMIT_CHAT": "1000/m",
-            "RATELIMIT_EMBED": "1000/m",
             "RATELIMIT_FEEDBACK": "1000/m",
             "RATELIMIT_LOGIN": "1000/m",
         }

@@ -44,6 +44,11 @@ DEFAULT_SETTINGS = {kind: f"USAGE_DEFAULT_{kind.upper()}" for kind in KINDS}
 PRICE_CACHE_SECONDS = 10.0
 
 
+def clock() -> datetime:
+    """Now, for windows and the ledger (tests pin it, so a window never rolls over in the middle of one)."""
+    return timezone.now()
+
+
 class QuotaExceeded(ApplicationError):
     """A limit would be crossed: 429 with the limit, its reset time and Retry-After."""
 
@@ -62,7 +67,7 @@ class QuotaExceeded(ApplicationError):
                 f"{whose} limit of {shown(limit)} {label} would be crossed: {shown(used)} used,"
                 f" this request needs up to {shown(needed)}"
             )
-        retry_after = max(1, math.ceil((resets_at - timezone.now()).total_seconds()))
+        retry_after = max(1, math.ceil((resets_at - clock()).total_seconds()))
         super().__init__(
             f"Usage limit reached: {why}. It resets at {resets_at.isoformat().replace('+00:00', 'Z')}.",
             details={
@@ -304,7 +309,7 @@ class Meter:
             return reservation
         limits = limits_for(self.user, self.api_key)
         if limits:
-            now = timezone.now()
+            now = clock()
             tokens = prompt_tokens + max_tokens
             cost = 0 if cached else cost_of(model, prompt_tokens, max_tokens)
             holds = []
@@ -320,7 +325,7 @@ class Meter:
     def headers(self) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers for the tightest request and token limits of the last reservation."""
         out: dict[str, str] = {}
-        now = timezone.now()
+        now = clock()
         for unit, suffix in (("requests", "requests"), ("tokens", "tokens")):
             states = [s for s in self.states if KINDS[s.kind].unit == unit]
             if not states:
@@ -419,7 +424,7 @@ def ledger_add(
     at: datetime | None = None,
 ) -> None:
     """Add one request to its hour's bucket: one upsert (INSERT ... ON CONFLICT DO UPDATE; SQLite and PostgreSQL)."""
-    hour = (at or timezone.now()).replace(minute=0, second=0, microsecond=0)
+    hour = (at or clock()).replace(minute=0, second=0, microsecond=0)
     user_id = user.pk if getattr(user, "is_authenticated", False) else None
     key_id = api_key.pk if api_key is not None else None
     values = {
@@ -476,7 +481,7 @@ def limits_set(*, user: Any = None, api_key: ApiKey | None = None, values: dict[
 
 def limit_states(user: Any, api_key: ApiKey | None = None, *, now: datetime | None = None) -> list[LimitState]:
     """Every limit on the user (and key) with what is used of its current window: the usage page and API."""
-    now = now or timezone.now()
+    now = now or clock()
     holds = []
     for limit in limits_for(user, api_key):
         start, end = window(limit.kind, now)

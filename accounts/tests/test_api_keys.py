@@ -29,7 +29,7 @@ def test_it_creates_a_key_shown_once_and_stored_hashed(alice_client, alice):
     assert body["prefix"] == "_".join(secret.split("_")[:2]) + "_…"
     stored = ApiKey.objects.get(pk=body["id"])
     assert stored.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
-    assert secret not in {getattr(stored, f.attname) for f in ApiKey._meta.concrete_fields}
+    assert secret not in [getattr(stored, f.attname) for f in ApiKey._meta.concrete_fields]
 
     listed = alice_client.get("/api/v1/auth/keys").json()
     assert [k["name"] for k in listed] == ["laptop"]

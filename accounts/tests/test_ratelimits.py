@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_ratelimit_c
 
 
 class ExpensiveApi(APIView):
-    @ratelimit_api(group="predict")
+    @ratelimit_api(group="feedback")
     def post(self, request):
         return Response({"ok": True})
 
@@ -46,7 +46,7 @@ def hit(client, url="/api/expensive", times=1):
 
 def test_the_31st_request_within_a_minute_at_30_per_minute_is_429(api_client, settings, alice):
     settings.ROOT_URLCONF = __name__
-    assert settings.RATELIMIT_PREDICT == "30/m"
+    settings.RATELIMIT_FEEDBACK = "30/m"
     api_client.force_authenticate(alice)
     assert hit(api_client, times=30) == [200] * 30
     response = api_client.post("/api/expensive")
@@ -54,19 +54,19 @@ def test_the_31st_request_within_a_minute_at_30_per_minute_is_429(api_client, se
     assert 1 <= int(response["Retry-After"]) <= 60
     error = response.json()["error"]
     assert error["code"] == "rate_limited"
-    assert "30/m for predict" in error["message"]
+    assert "30/m for feedback" in error["message"]
 
 
 def test_the_rate_comes_from_settings_at_call_time(api_client, settings, alice):
     settings.ROOT_URLCONF = __name__
-    settings.RATELIMIT_PREDICT = "3/m"
+    settings.RATELIMIT_FEEDBACK = "3/m"
     api_client.force_authenticate(alice)
     assert hit(api_client, times=4) == [200, 200, 200, 429]
 
 
 def test_limits_are_per_user(api_client, settings, alice, bob):
     settings.ROOT_URLCONF = __name__
-    settings.RATELIMIT_PREDICT = "2/m"
+    settings.RATELIMIT_FEEDBACK = "2/m"
     api_client.force_authenticate(alice)
     assert hit(api_client, times=3) == [200, 200, 429]
     api_client.force_authenticate(bob)
@@ -75,7 +75,7 @@ def test_limits_are_per_user(api_client, settings, alice, bob):
 
 def test_anonymous_calls_are_limited_per_client_ip(settings):
     settings.ROOT_URLCONF = __name__
-    settings.RATELIMIT_PREDICT = "1/m"
+    settings.RATELIMIT_FEEDBACK = "1/m"
     assert Client(REMOTE_ADDR="10.0.0.1").post("/api/open").status_code == 200
     assert Client(REMOTE_ADDR="10.0.0.1").post("/api/open").status_code == 429
     assert Client(REMOTE_ADDR="10.0.0.2").post("/api/open").status_code == 200
@@ -83,7 +83,7 @@ def test_anonymous_calls_are_limited_per_client_ip(settings):
 
 def test_it_uses_openai_error_shape_under_v1(api_client, settings, alice):
     settings.ROOT_URLCONF = __name__
-    settings.RATELIMIT_PREDICT = "1/m"
+    settings.RATELIMIT_FEEDBACK = "1/m"
     api_client.force_authenticate(alice)
     hit(api_client, "/v1/expensive")
     response = api_client.post("/v1/expensive")
@@ -146,7 +146,7 @@ def test_registration_is_limited_per_client_ip(api_client, settings):
 
 
 def test_a_malformed_rate_is_a_system_check_error(settings):
-    settings.RATELIMIT_EMBED = "sixty a minute"
+    settings.RATELIMIT_FEEDBACK = "sixty a minute"
     with pytest.raises(SystemCheckError, match=r"accounts\.E001"):
         call_command("check")
 

@@ -21,7 +21,6 @@ def index_dir(tmp_path, settings):
     """Each test gets its own EMBEDDINGS_DIR and a store built from scratch on first use."""
     folder = tmp_path / "embeddings"
     settings.EMBEDDINGS_DIR = folder  # setting_changed resets the process-wide store
-    settings.RATELIMIT_EMBED = "100000/m"
     caches["default"].clear()
     yield folder
     services.reset_store()

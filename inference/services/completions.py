@@ -490,10 +490,11 @@ async def complete_stream(
     produced so far. A cached answer arrives as one delta. A caller that must name the completion
     before it ends (a stream's frames) passes `request_id`; one that must name the model before the
     first event passes `on_fallback`, called with the answering model's id before the first event
-    when a fallback answers.
+    when a fallback answers. `meter` as in `complete`: its headers are set once the first event is.
     """
     started = time.perf_counter()
-    plan = await sync_to_async(_plan)(request, user=user)
+    meter = meter if meter is not None else Meter(user=user)
+    plan = await sync_to_async(_plan)(request, user=user, meter=meter)
     tried: list[str] = []
     for index, model in enumerate(plan.models):
         last = index == len(plan.models) - 1

@@ -25,8 +25,6 @@ def site(tmp_path_factory, tiny_models_dir):
         MODELS_DIR=str(tiny_models_dir),
         LLM_MODEL="tiny-a",
         DEVICE="cpu",
-        RATELIMIT_PREDICT="1000/m",
-        RATELIMIT_EMBED="1000/m",
     )
     with httpx.Client(base_url=server.url, timeout=60) as http:
         http.post(

@@ -64,8 +64,8 @@ def test_an_unauthenticated_call_is_a_401_in_openais_shape(api_client, serving):
     assert response.json()["error"]["type"] == "authentication_error"
 
 
-def test_it_shares_the_predict_rate_limit_and_says_so_in_openais_shape(alice_client, serving, settings):
-    settings.RATELIMIT_PREDICT = "2/m"
+def test_it_shares_the_usage_limits_and_says_so_in_openais_shape(alice_client, serving, settings, usage_clock):
+    settings.USAGE_DEFAULT_REQUESTS_PER_MINUTE = 2
     assert alice_client.post("/api/v1/predict", {"prompt": "Hi", "max_new_tokens": 1}, format="json").status_code == 200
     assert post(alice_client, OK).status_code == 200
     refused = post(alice_client, OK)

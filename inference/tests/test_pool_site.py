@@ -53,7 +53,6 @@ def site_env(tiny_models_dir: Path, upstream_url: str) -> dict[str, str]:
         "LLM_KEEP_ALIVE": "5m",
         "LLM_REMOTE_MAX_RETRIES": "0",
         "LLM_REMOTE_READ_TIMEOUT": str(READ_TIMEOUT),
-        "RATELIMIT_PREDICT": "1000/m",
         "EMBEDDINGS_LOAD_AT_START": "never",  # nothing here embeds: the CPUs go to the models
     }
 

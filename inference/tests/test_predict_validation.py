@@ -77,15 +77,21 @@ def test_it_answers_in_the_documented_shape(alice_client, serving):
     assert response["X-Cache"] == "MISS"
 
 
-def test_the_31st_predict_in_a_minute_is_rate_limited_per_user(alice_client, bob, serving, settings, api_client):
-    settings.RATELIMIT_PREDICT = "30/m"
+def test_the_31st_predict_in_a_minute_is_refused_per_user(alice_client, bob, serving, settings, usage_clock):
+    settings.USAGE_DEFAULT_REQUESTS_PER_MINUTE = 30
     body = {"prompt": "Hi", "max_new_tokens": 1, "temperature": 0}
     for _ in range(30):
         assert alice_client.post("/api/v1/predict", body, format="json").status_code == 200
     refused = alice_client.post("/api/v1/predict", body, format="json")
     assert refused.status_code == 429
-    assert refused.json()["error"]["code"] == "rate_limited"
-    assert int(refused["Retry-After"]) >= 1
+    error = refused.json()["error"]
+    assert (error["code"], error["limit"], error["limit_value"], error["used"]) == (
+        "quota_exceeded",
+        "requests_per_minute",
+        30,
+        30,
+    )
+    assert int(refused["Retry-After"]) == 30  # the pinned clock is half way through its minute
     # Another user has their own budget.
     from rest_framework.test import APIClient
 

@@ -150,8 +150,8 @@ async def test_errors_before_the_first_token_are_http_errors_not_streams(applica
     assert start["status"] == 400
 
 
-async def test_streams_share_the_predict_rate_limit(application, token, serving, settings):
-    settings.RATELIMIT_PREDICT = "1/m"
+async def test_streams_share_the_usage_limits(application, token, serving, settings, usage_clock):
+    settings.USAGE_DEFAULT_REQUESTS_PER_MINUTE = 1
     body = {"prompt": PROMPT, "max_new_tokens": 2, "stream": True}
     first, start = await open_predict(application, body, token)
     assert start["status"] == 200
