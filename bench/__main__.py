@@ -17,6 +17,8 @@ Sections, in order (each on the default model, SmolLM2-135M-Instruct, CPU, float
 - `pool`     a runner against the same model in process; two models at once; unload and reload;
              one model loaded at a time; the memory budget over minutes (bench/pool.py);
 - `encoder`  the embedding encoder on torch against OpenVINO, alone and beside generation (bench/encoder.py);
+- `usage`    cached completions per second with the usage ledger and limits on against off, two live
+             daphnes side by side, alternating; the ledger counts what the clients got (bench/usage.py);
 - `dtype`    float32 against bfloat16 (speed alone and batched, prefill, answers) — full run only;
 - `streaming`, `embeddings` the older focused benchmarks (SSE/WebSocket first-token overhead;
              encoder, FAISS and search) — full run only.
@@ -49,11 +51,12 @@ SECTIONS = (
     "peer",
     "pool",
     "encoder",
+    "usage",
     "dtype",
     "streaming",
     "embeddings",
 )
-QUICK_SECTIONS = ("local", "openvino", "llmsite", "transformers", "unbatched", "peer", "pool", "encoder")
+QUICK_SECTIONS = ("local", "openvino", "llmsite", "transformers", "unbatched", "peer", "pool", "encoder", "usage")
 
 
 def run(sections: list[str], plan: dict) -> dict:
@@ -77,6 +80,10 @@ def run(sections: list[str], plan: dict) -> dict:
             from bench import encoder
 
             out = encoder.measure(plan["runs"])
+        elif name == "usage":
+            from bench import usage
+
+            out = usage.measure(8, 4, 2) if plan["quick"] else usage.measure(15, 6, 3)
         elif name == "llmsite":
             out = serving.llmsite(True, plan["levels"], plan["rounds"], plan["new_tokens"], cache_hits=plan["hits"])
         elif name == "transformers":
@@ -173,6 +180,8 @@ def targets(result: dict) -> list[dict]:
         1.0,
         higher=False,
     )
+    metered = (result.get("usage") or {}).get("concurrent")
+    add("usage: cached completions req/s, accounting on / off", metered["ratio"] if metered else None, 0.9)
     add("transformers: HTTP single stream / raw generate", ratio(one, raw_level), 0.95)
     add(
         "8 clients aggregate / 1 client (batching on)",
@@ -328,6 +337,10 @@ def markdown(result: dict) -> str:
         from bench import encoder
 
         lines += ["The embedding encoder, torch against OpenVINO:", "", encoder.markdown(result["encoder"]), ""]
+    if result.get("usage"):
+        from bench import usage
+
+        lines += ["The cost of accounting (the usage ledger and limits):", "", usage.markdown(result["usage"]), ""]
     measured = [row for row in result["targets"] if row["measured"] is not None]
     if measured:
         lines += ["| target | measured | goal | met |", "|---|---:|---:|:---:|"]

@@ -2,7 +2,7 @@
 
 Part of the suite (`python -m bench --only usage`); runs alone too:
 
-    .venv/bin/python -m bench.usage [--seconds 15] [--single-seconds 6] [--rounds 2] [--clients 8]
+    .venv/bin/python -m bench.usage [--seconds 15] [--single-seconds 6] [--rounds 3] [--clients 8]
 
 Two live daphnes on the same model, side by side, each with its own database: one with
 USAGE_ENABLED=False, one with USAGE_ENABLED=True and site default limits set far above what the
@@ -124,14 +124,14 @@ def _compare(runs: dict[str, list[dict]]) -> dict:
         "on_median_rps": round(statistics.median(on), 1),
         "ratio": round(statistics.median(on) / statistics.median(off), 3),
         "round_ratios": [round(a / b, 3) for a, b in zip(on, off, strict=True)],
-        "off_latency_p50_ms": statistics.median(run["latency_ms"]["p50"] for run in runs["off"]),
-        "on_latency_p50_ms": statistics.median(run["latency_ms"]["p50"] for run in runs["on"]),
-        "off_latency_p95_ms": statistics.median(run["latency_ms"]["p95"] for run in runs["off"]),
-        "on_latency_p95_ms": statistics.median(run["latency_ms"]["p95"] for run in runs["on"]),
+        "off_latency_p50_ms": round(statistics.median(run["latency_ms"]["p50"] for run in runs["off"]), 1),
+        "on_latency_p50_ms": round(statistics.median(run["latency_ms"]["p50"] for run in runs["on"]), 1),
+        "off_latency_p95_ms": round(statistics.median(run["latency_ms"]["p95"] for run in runs["off"]), 1),
+        "on_latency_p95_ms": round(statistics.median(run["latency_ms"]["p95"] for run in runs["on"]), 1),
     }
 
 
-def measure(seconds: float = 15, single_seconds: float = 6, rounds: int = 2, clients: int = 8) -> dict:
+def measure(seconds: float = 15, single_seconds: float = 6, rounds: int = 3, clients: int = 8) -> dict:
     """Both servers, alternating bursts; {"concurrent", "single": comparisons, "ledger": the check, "runs": all}."""
     result: dict = {
         "model": MODEL,
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15, help="each burst of concurrent clients")
     parser.add_argument("--single-seconds", type=float, default=6, help="each burst of one client")
-    parser.add_argument("--rounds", type=int, default=2, help="bursts per server")
+    parser.add_argument("--rounds", type=int, default=3, help="bursts per server")
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args(argv)
     result = measure(args.seconds, args.single_seconds, args.rounds, args.clients)
