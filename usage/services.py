@@ -19,11 +19,12 @@ difference between what was reserved and what was used.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -378,6 +379,7 @@ class Reservation:
                 cached=self.cached,
                 status=status,
             )
+        _prune_now_and_then()
 
     def release(self) -> None:
         """Give back the held tokens and spend: the work failed before producing anything (no ledger entry)."""
@@ -493,6 +495,22 @@ def limit_states(user: Any, api_key: ApiKey | None = None, *, now: datetime | No
 
 
 def counters_prune(*, before: datetime) -> int:
-    """Drop counters of windows that ended before `before` (their totals live on in the ledger)."""
-    deleted, _ = UsageCounter.objects.filter(window_start__lt=before).delete()
+    """Drop counters of windows that started before `before` (their totals live on in the ledger).
+
+    Per-minute counters older than an hour go too: nothing reads a past minute.
+    """
+    minutes = [kind for kind, spec in KINDS.items() if spec.window == "minute"]
+    stale = Q(window_start__lt=before) | Q(kind__in=minutes, window_start__lt=clock() - timedelta(hours=1))
+    deleted, _ = UsageCounter.objects.filter(stale).delete()
     return deleted
+
+
+_settled = itertools.count(1)
+PRUNE_EVERY = 5000  # settlements per process between two prunes of old counters
+PRUNE_AFTER = timedelta(days=40)  # longer than a month: a month's counter is read until it ends
+
+
+def _prune_now_and_then() -> None:
+    """Keep the counters table small without a scheduler: every PRUNE_EVERY settlements, drop old windows."""
+    if next(_settled) % PRUNE_EVERY == 0:
+        counters_prune(before=clock() - PRUNE_AFTER)

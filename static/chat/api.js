@@ -73,6 +73,9 @@ export async function api(path, { method = "GET", body, signal } = {}) {
 /** Human wording for an error code, shown above the server's own message. */
 const TITLES = {
   rate_limited: "Rate limited",
+  quota_exceeded: "Usage limit reached",
+  scope_not_allowed: "This key may not do that",
+  model_not_allowed: "This key may not use that model",
   throttled: "Rate limited",
   loading: "The model is still loading",
   unavailable: "The model is unavailable",

@@ -203,3 +203,15 @@ def test_concurrent_reservations_never_push_a_counter_past_its_limit(alice, usag
         thread.join()
     assert (len(admitted), len(refused)) == (10, 10)
     assert used("tokens_per_day") == 1000
+
+
+def test_pruning_drops_past_minutes_at_once_and_other_windows_after_forty_days(alice, usage_clock):
+    from usage.services import counters_prune
+
+    usage_clock["now"] = usage_clock["now"].replace(hour=10)  # two hours on is the same day
+    limits_set(user=alice, values={"requests_per_minute": 10, "tokens_per_day": 1000})
+    Meter(user=alice).reserve(model="m", prompt_tokens=1, max_tokens=1)
+    usage_clock["now"] += timedelta(hours=2)
+    Meter(user=alice).reserve(model="m", prompt_tokens=1, max_tokens=1)
+    assert counters_prune(before=usage_clock["now"] - timedelta(days=40)) == 1  # the minute two hours ago
+    assert sorted(UsageCounter.objects.values_list("kind", flat=True)) == ["requests_per_minute", "tokens_per_day"]
