@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey
@@ -222,10 +222,21 @@ class _Hold:
 def _hold(holds: list[_Hold]) -> list[LimitState]:
     """Add every hold to its counter, all or nothing; QuotaExceeded names the first that does not fit."""
     with transaction.atomic():
-        UsageCounter.objects.bulk_create(
-            [UsageCounter(subject=h.limit.subject, kind=h.limit.kind, window_start=h.window_start) for h in holds],
-            ignore_conflicts=True,
-        )
+        existing = _counter_values(holds)
+        missing = [hold for hold in holds if _counter_key(hold) not in existing]
+        if missing:  # the first request of a window: its counter opens with what the ledger holds already
+            UsageCounter.objects.bulk_create(
+                [
+                    UsageCounter(
+                        subject=h.limit.subject,
+                        kind=h.limit.kind,
+                        window_start=h.window_start,
+                        used=_opening_usage(h.limit, h.window_start),
+                    )
+                    for h in missing
+                ],
+                ignore_conflicts=True,
+            )
         for hold in holds:
             row = UsageCounter.objects.filter(
                 subject=hold.limit.subject, kind=hold.limit.kind, window_start=hold.window_start
@@ -244,6 +255,25 @@ def _hold(holds: list[_Hold]) -> list[LimitState]:
     return [
         LimitState(h.limit.kind, h.limit.scope, h.limit.value, used.get(_counter_key(h), 0), h.resets_at) for h in holds
     ]
+
+
+def _opening_usage(limit: Limit, start: datetime) -> int:
+    """What the ledger already holds for a limit's window: a limit set during the day counts the day.
+
+    Minute windows open empty (the ledger is hourly); day and month windows start on the hour.
+    """
+    kind = KINDS[limit.kind]
+    if kind.window == "minute":
+        return 0
+    scope, ident = limit.subject.split(":", 1)
+    rows = UsageBucket.objects.filter(hour__gte=start, **{"user_id" if scope == "user" else "api_key_id": ident})
+    if kind.unit == "requests":
+        total = rows.aggregate(n=Sum("requests"))["n"]
+    elif kind.unit == "tokens":
+        total = rows.aggregate(n=Sum(F("prompt_tokens") + F("completion_tokens")))["n"]
+    else:
+        total = rows.aggregate(n=Sum("cost_micros"))["n"]
+    return int(total or 0)
 
 
 def _counter_key(hold: _Hold) -> tuple[str, str, datetime]:
@@ -323,6 +353,12 @@ class Meter:
             self.states = []
         return reservation
 
+    def settled(self, hold: _Hold, delta: int) -> None:
+        """A reservation settled: the states (and so the headers of a JSON answer) show the real usage."""
+        for state in self.states:
+            if (state.kind, state.scope, state.resets_at) == (hold.limit.kind, hold.limit.scope, hold.resets_at):
+                state.used += delta
+
     def headers(self) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers for the tightest request and token limits of the last reservation."""
         out: dict[str, str] = {}
@@ -368,6 +404,7 @@ class Reservation:
                     UsageCounter.objects.filter(
                         subject=hold.limit.subject, kind=hold.limit.kind, window_start=hold.window_start
                     ).update(used=F("used") + delta)
+                    self.meter.settled(hold, delta)
             ledger_add(
                 user=self.meter.user,
                 api_key=self.meter.api_key,

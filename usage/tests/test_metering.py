@@ -140,7 +140,7 @@ def test_spend_comes_from_the_price_table_and_a_budget_refuses_what_could_cross_
         meter.reserve(model="priced", prompt_tokens=200, max_tokens=300)
     assert refused.value.details["limit"] == "spend_per_day"
     meter.reserve(model="priced", prompt_tokens=200, max_tokens=200).settle(prompt_tokens=200, completion_tokens=10)
-    assert used("spend_per_day") == 200 * 1000 + 10 * 3000
+    assert used("spend_per_day") == 3000 + 200 * 1000 + 10 * 3000  # the day's earlier spend counts too
 
 
 def test_a_cached_answer_counts_its_tokens_but_costs_nothing(alice, settings, usage_clock):
@@ -215,3 +215,17 @@ def test_pruning_drops_past_minutes_at_once_and_other_windows_after_forty_days(a
     Meter(user=alice).reserve(model="m", prompt_tokens=1, max_tokens=1)
     assert counters_prune(before=usage_clock["now"] - timedelta(days=40)) == 1  # the minute two hours ago
     assert sorted(UsageCounter.objects.values_list("kind", flat=True)) == ["requests_per_minute", "tokens_per_day"]
+
+
+def test_a_limit_set_during_the_day_counts_what_was_used_that_day_already(alice, usage_clock):
+    Meter(user=alice).reserve(model="m", prompt_tokens=900, max_tokens=900).settle(
+        prompt_tokens=900, completion_tokens=800
+    )
+    limits_set(user=alice, values={"tokens_per_day": 2000, "tokens_per_minute": 1000})
+    with pytest.raises(QuotaExceeded) as refused:
+        Meter(user=alice).reserve(model="m", prompt_tokens=100, max_tokens=250)
+    assert (refused.value.details["limit"], refused.value.details["used"]) == ("tokens_per_day", 1700)
+    meter = Meter(user=alice)
+    meter.reserve(model="m", prompt_tokens=100, max_tokens=200).settle(prompt_tokens=100, completion_tokens=20)
+    assert {state.kind: state.remaining for state in meter.states} == {"tokens_per_day": 180, "tokens_per_minute": 880}
+    assert meter.headers()["x-ratelimit-remaining-tokens"] == "180"
