@@ -19,10 +19,12 @@ difference between what was reserved and what was used.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -219,42 +221,86 @@ class _Hold:
     amount: int
 
 
-def _hold(holds: list[_Hold]) -> list[LimitState]:
-    """Add every hold to its counter, all or nothing; QuotaExceeded names the first that does not fit."""
-    with transaction.atomic():
-        existing = _counter_values(holds)
-        missing = [hold for hold in holds if _counter_key(hold) not in existing]
-        if missing:  # the first request of a window: its counter opens with what the ledger holds already
-            UsageCounter.objects.bulk_create(
-                [
-                    UsageCounter(
-                        subject=h.limit.subject,
-                        kind=h.limit.kind,
-                        window_start=h.window_start,
-                        used=_opening_usage(h.limit, h.window_start),
-                    )
-                    for h in missing
-                ],
-                ignore_conflicts=True,
-            )
+_sqlite_writer = threading.Lock()
+
+
+@contextlib.contextmanager
+def _writing():
+    """One transaction of counter and ledger writes.
+
+    SQLite has one writer at a time and makes the others poll with growing sleeps (up to 100 ms
+    each) while they wait, which under load costs far more than the writes themselves: threads of
+    this process take turns on a lock first, so they queue instead of polling. Other processes
+    still meet SQLite's own lock; PostgreSQL locks rows and needs no such turn.
+    """
+    if connection.vendor == "sqlite":
+        with _sqlite_writer, transaction.atomic():
+            yield
+    else:
+        with transaction.atomic():
+            yield
+
+
+def _table() -> str:
+    return connection.ops.quote_name(UsageCounter._meta.db_table)
+
+
+def _add_if_fits(cursor: Any, hold: _Hold) -> int | None:
+    """Add the hold to its counter when it fits, in one statement; the counter's new value, else None."""
+    cursor.execute(
+        f"UPDATE {_table()} SET used = used + %s "  # noqa: S608 - a quoted table name; values are parameters
+        "WHERE subject = %s AND kind = %s AND window_start = %s AND used <= %s RETURNING used",
+        [
+            hold.amount,
+            hold.limit.subject,
+            hold.limit.kind,
+            connection.ops.adapt_datetimefield_value(hold.window_start),
+            hold.limit.value - hold.amount,
+        ],
+    )
+    row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def _hold(holds: list[_Hold], *, then: Callable[[], None] | None = None) -> list[LimitState]:
+    """Add every hold to its counter, all or nothing; QuotaExceeded names the first that does not fit.
+
+    One conditional UPDATE per limit in the common case; the first request of a window opens its
+    counter with what the ledger already holds. `then` runs in the same transaction once all fit.
+    """
+    states = []
+    with _writing(), connection.cursor() as cursor:
         for hold in holds:
-            row = UsageCounter.objects.filter(
-                subject=hold.limit.subject, kind=hold.limit.kind, window_start=hold.window_start
-            )
-            if not row.filter(used__lte=hold.limit.value - hold.amount).update(used=F("used") + hold.amount):
-                used = row.values_list("used", flat=True).first() or 0
-                raise QuotaExceeded(
-                    kind=hold.limit.kind,
-                    limit=hold.limit.value,
-                    used=used,
-                    needed=hold.amount,
-                    resets_at=hold.resets_at,
-                    scope=hold.limit.scope,
-                )
-        used = _counter_values(holds)
-    return [
-        LimitState(h.limit.kind, h.limit.scope, h.limit.value, used.get(_counter_key(h), 0), h.resets_at) for h in holds
-    ]
+            used = _add_if_fits(cursor, hold)
+            if used is None:
+                current = _counter_values([hold]).get(_counter_key(hold))
+                if current is None:  # no counter for this window yet
+                    UsageCounter.objects.bulk_create(
+                        [
+                            UsageCounter(
+                                subject=hold.limit.subject,
+                                kind=hold.limit.kind,
+                                window_start=hold.window_start,
+                                used=_opening_usage(hold.limit, hold.window_start),
+                            )
+                        ],
+                        ignore_conflicts=True,
+                    )
+                    used = _add_if_fits(cursor, hold)
+                    current = _counter_values([hold]).get(_counter_key(hold), 0) if used is None else None
+                if used is None:
+                    raise QuotaExceeded(
+                        kind=hold.limit.kind,
+                        limit=hold.limit.value,
+                        used=current or 0,
+                        needed=hold.amount,
+                        resets_at=hold.resets_at,
+                        scope=hold.limit.scope,
+                    )
+            states.append(LimitState(hold.limit.kind, hold.limit.scope, hold.limit.value, used, hold.resets_at))
+        if then is not None:
+            then()
+    return states
 
 
 def _opening_usage(limit: Limit, start: datetime) -> int:
@@ -338,6 +384,8 @@ class Meter:
         if not settings.USAGE_ENABLED:
             reservation.done = True
             return reservation
+        # A cached answer's usage is known now: it goes into the ledger in the same transaction.
+        then = reservation.settle_in_place if cached else None
         limits = limits_for(self.user, self.api_key)
         if limits:
             now = clock()
@@ -347,10 +395,13 @@ class Meter:
             for limit in limits:
                 start, end = window(limit.kind, now)
                 holds.append(_Hold(limit, start, end, _amount(limit.kind, tokens=tokens, cost=cost)))
-            self.states = _hold(holds)
+            self.states = _hold(holds, then=then)
             reservation.holds = holds
         else:
             self.states = []
+            if then is not None:
+                with _writing():
+                    then()
         return reservation
 
     def settled(self, hold: _Hold, delta: int) -> None:
@@ -387,6 +438,20 @@ class Reservation:
     holds: list[_Hold] = field(default_factory=list)
     done: bool = False
 
+    def settle_in_place(self) -> None:
+        """Settle a cached answer as it is reserved (it holds exactly its usage): the ledger row only."""
+        self.done = True
+        ledger_add(
+            user=self.meter.user,
+            api_key=self.meter.api_key,
+            model=self.model,
+            kind=self.kind,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.max_tokens,
+            cost=0,
+            cached=True,
+        )
+
     def settle(self, *, prompt_tokens: int, completion_tokens: int, status: str = "ok") -> None:
         """Move the holds to the real usage and add the request to the ledger (status: ok, cancelled, error)."""
         if self.done:
@@ -394,7 +459,7 @@ class Reservation:
         self.done = True
         tokens = prompt_tokens + completion_tokens
         cost = 0 if self.cached else cost_of(self.model, prompt_tokens, completion_tokens)
-        with transaction.atomic():
+        with _writing():
             for hold in self.holds:
                 unit = KINDS[hold.limit.kind].unit
                 if unit == "requests":
@@ -423,7 +488,9 @@ class Reservation:
         if self.done:
             return
         self.done = True
-        with transaction.atomic():
+        if not self.holds:
+            return
+        with _writing():
             for hold in self.holds:
                 if KINDS[hold.limit.kind].unit != "requests" and hold.amount:
                     UsageCounter.objects.filter(
