@@ -24,7 +24,6 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -222,23 +221,32 @@ class _Hold:
 
 
 _sqlite_writer = threading.Lock()
+_writer_state = threading.local()
 
 
 @contextlib.contextmanager
-def _writing():
-    """One transaction of counter and ledger writes.
+def writing():
+    """One transaction of counter and ledger writes (callers add their own writes to it: the request's record).
 
     SQLite has one writer at a time and makes the others poll with growing sleeps (up to 100 ms
     each) while they wait, which under load costs far more than the writes themselves: threads of
     this process take turns on a lock first, so they queue instead of polling. Other processes
-    still meet SQLite's own lock; PostgreSQL locks rows and needs no such turn.
+    still meet SQLite's own lock; PostgreSQL locks rows and needs no such turn. Nested uses join
+    the outer transaction.
     """
-    if connection.vendor == "sqlite":
-        with _sqlite_writer, transaction.atomic():
+    if getattr(_writer_state, "inside", False):
+        yield
+        return
+    lock = _sqlite_writer if connection.vendor == "sqlite" else contextlib.nullcontext()
+    with lock, transaction.atomic():
+        _writer_state.inside = True
+        try:
             yield
-    else:
-        with transaction.atomic():
-            yield
+        finally:
+            _writer_state.inside = False
+
+
+_writing = writing
 
 
 def _table() -> str:
@@ -262,11 +270,11 @@ def _add_if_fits(cursor: Any, hold: _Hold) -> int | None:
     return None if row is None else row[0]
 
 
-def _hold(holds: list[_Hold], *, then: Callable[[], None] | None = None) -> list[LimitState]:
+def _hold(holds: list[_Hold]) -> list[LimitState]:
     """Add every hold to its counter, all or nothing; QuotaExceeded names the first that does not fit.
 
     One conditional UPDATE per limit in the common case; the first request of a window opens its
-    counter with what the ledger already holds. `then` runs in the same transaction once all fit.
+    counter with what the ledger already holds.
     """
     states = []
     with _writing(), connection.cursor() as cursor:
@@ -298,8 +306,6 @@ def _hold(holds: list[_Hold], *, then: Callable[[], None] | None = None) -> list
                         scope=hold.limit.scope,
                     )
             states.append(LimitState(hold.limit.kind, hold.limit.scope, hold.limit.value, used, hold.resets_at))
-        if then is not None:
-            then()
     return states
 
 
@@ -384,8 +390,6 @@ class Meter:
         if not settings.USAGE_ENABLED:
             reservation.done = True
             return reservation
-        # A cached answer's usage is known now: it goes into the ledger in the same transaction.
-        then = reservation.settle_in_place if cached else None
         limits = limits_for(self.user, self.api_key)
         if limits:
             now = clock()
@@ -395,13 +399,10 @@ class Meter:
             for limit in limits:
                 start, end = window(limit.kind, now)
                 holds.append(_Hold(limit, start, end, _amount(limit.kind, tokens=tokens, cost=cost)))
-            self.states = _hold(holds, then=then)
+            self.states = _hold(holds)
             reservation.holds = holds
         else:
             self.states = []
-            if then is not None:
-                with _writing():
-                    then()
         return reservation
 
     def settled(self, hold: _Hold, delta: int) -> None:
@@ -437,20 +438,6 @@ class Reservation:
     cached: bool = False
     holds: list[_Hold] = field(default_factory=list)
     done: bool = False
-
-    def settle_in_place(self) -> None:
-        """Settle a cached answer as it is reserved (it holds exactly its usage): the ledger row only."""
-        self.done = True
-        ledger_add(
-            user=self.meter.user,
-            api_key=self.meter.api_key,
-            model=self.model,
-            kind=self.kind,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.max_tokens,
-            cost=0,
-            cached=True,
-        )
 
     def settle(self, *, prompt_tokens: int, completion_tokens: int, status: str = "ok") -> None:
         """Move the holds to the real usage and add the request to the ledger (status: ok, cancelled, error)."""

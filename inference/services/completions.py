@@ -40,6 +40,7 @@ from inference.providers.base import (
 from inference.providers.remote import UpstreamError
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, ServiceUnavailable
+from usage import services as metering
 from usage.services import Meter, Reservation
 
 
@@ -250,6 +251,39 @@ def _record(
     finish_reason: str = "",
     error: str = "",
 ) -> None:
+    # The record and the usage go in one transaction: one turn at the database per request.
+    with metering.writing():
+        _write_record(
+            call,
+            user=user,
+            source=source,
+            usage=usage,
+            cached=cached,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            status=status,
+            finish_reason=finish_reason,
+            error=error,
+        )
+        if call.reservation is not None:
+            call.reservation.settle(
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, status=status
+            )
+
+
+def _write_record(
+    call: _Call,
+    *,
+    user: Any,
+    source: str,
+    usage: Usage,
+    cached: bool,
+    latency_ms: float,
+    ttft_ms: float | None,
+    status: str,
+    finish_reason: str,
+    error: str,
+) -> None:
     InferenceRecord.objects.create(
         request_id=call.request_id,
         user=user if getattr(user, "is_authenticated", False) else None,
@@ -267,10 +301,6 @@ def _record(
         requested_model=call.requested if call.fallback_reason else "",
         fallback_reason=call.fallback_reason[:5000],
     )
-    if call.reservation is not None:
-        call.reservation.settle(
-            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, status=status
-        )
 
 
 def _release(call: _Call) -> None:
