@@ -162,22 +162,39 @@ def site_defaults() -> dict[str, int]:
     return values
 
 
+def _limit_rows(user: Any, api_key: ApiKey | None) -> dict[bool, dict[str, Any]]:
+    """{True: the user's row, False: the key's row} of set values, in one plain query.
+
+    Read on every request (a limit staff set applies to the next one, in every process), so the
+    ORM's few milliseconds of building and reading a query are skipped here.
+    """
+    columns = ", ".join(connection.ops.quote_name(kind) for kind in KINDS)
+    table = connection.ops.quote_name(UsageLimit._meta.db_table)
+    where, params = "user_id = %s", [user.pk]
+    if api_key is not None:
+        where, params = "user_id = %s OR api_key_id = %s", [user.pk, api_key.pk]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT user_id, {columns} FROM {table} WHERE {where}", params)  # noqa: S608 - names only
+        rows = cursor.fetchall()
+    found = {}
+    for user_id, *values in rows:
+        found[user_id is not None] = {
+            kind: value for kind, value in zip(KINDS, values, strict=True) if value is not None
+        }
+    return found
+
+
 def limits_for(user: Any, api_key: ApiKey | None = None) -> list[Limit]:
     """Every limit on `user` (theirs over the site defaults) and on `api_key`, in a fixed order."""
     if user is None or not getattr(user, "is_authenticated", False):
         return []
-    rows = {
-        (row.user_id is not None): row
-        for row in UsageLimit.objects.filter(Q(user=user) | Q(api_key=api_key) if api_key else Q(user=user))
-    }
-    own = rows.get(True)
+    rows = _limit_rows(user, api_key)
+    own = rows.get(True, {})
     values = {} if (user.is_staff and settings.USAGE_STAFF_EXEMPT_FROM_DEFAULTS) else site_defaults()
-    if own is not None:
-        values.update({kind: _as_count(kind, value) for kind, value in own.values().items()})
+    values.update({kind: _as_count(kind, value) for kind, value in own.items()})
     limits = [Limit(f"user:{user.pk}", kind, value) for kind, value in values.items()]
-    key_row = rows.get(False)
-    if api_key is not None and key_row is not None:
-        limits += [Limit(f"key:{api_key.pk}", kind, _as_count(kind, v)) for kind, v in key_row.values().items()]
+    if api_key is not None:
+        limits += [Limit(f"key:{api_key.pk}", kind, _as_count(kind, v)) for kind, v in rows.get(False, {}).items()]
     # One order for every process: two transactions never wait on each other's rows in a cycle.
     return sorted(limits, key=lambda limit: (limit.subject, limit.kind))
 
