@@ -390,11 +390,20 @@ class Meter:
         return self.api_key is None or self.api_key.allows_model(model)
 
     def reserve(
-        self, *, model: str, prompt_tokens: int, max_tokens: int, kind: str = "completion", cached: bool = False
+        self,
+        *,
+        model: str,
+        prompt_tokens: int,
+        max_tokens: int,
+        kind: str = "completion",
+        cached: bool = False,
+        deferred: bool = False,
     ) -> Reservation:
         """Hold the request's maximum on every limit that applies; QuotaExceeded (429) when one would be crossed.
 
         `cached`: the answer is already known (a cache hit), so nothing is spent on it.
+        `deferred`: hold nothing yet; the caller applies the holds with `Reservation.apply()` inside the
+        transaction that records the request (an answer that is already known: one transaction in all).
         """
         reservation = Reservation(
             meter=self,
@@ -416,8 +425,11 @@ class Meter:
             for limit in limits:
                 start, end = window(limit.kind, now)
                 holds.append(_Hold(limit, start, end, _amount(limit.kind, tokens=tokens, cost=cost)))
-            self.states = _hold(holds)
             reservation.holds = holds
+            if deferred:
+                reservation.pending = True
+            else:
+                self.states = _hold(holds)
         else:
             self.states = []
         return reservation
@@ -455,11 +467,26 @@ class Reservation:
     cached: bool = False
     holds: list[_Hold] = field(default_factory=list)
     done: bool = False
+    pending: bool = False  # reserved with deferred=True and not applied yet: nothing is held
+
+    def apply(self) -> None:
+        """Hold a deferred reservation now (QuotaExceeded when a limit would be crossed); a no-op otherwise.
+
+        Called inside `writing()`, a refusal rolls back what the transaction wrote before it.
+        """
+        if self.pending:
+            self.pending = False
+            try:
+                self.meter.states = _hold(self.holds)
+            except QuotaExceeded:
+                self.done = True  # nothing is held: nothing to settle or release
+                raise
 
     def settle(self, *, prompt_tokens: int, completion_tokens: int, status: str = "ok") -> None:
         """Move the holds to the real usage and add the request to the ledger (status: ok, cancelled, error)."""
         if self.done:
             return
+        self.apply()
         self.done = True
         tokens = prompt_tokens + completion_tokens
         cost = 0 if self.cached else cost_of(self.model, prompt_tokens, completion_tokens)
@@ -492,7 +519,7 @@ class Reservation:
         if self.done:
             return
         self.done = True
-        if not self.holds:
+        if not self.holds or self.pending:
             return
         with _writing():
             for hold in self.holds:

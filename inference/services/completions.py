@@ -198,12 +198,13 @@ def _begin(
                 params=request.sampling.cache_params(),
             )
             hit = cache.get(key)
-        if hit is not None:  # the answer is known: hold exactly what it reports
+        if hit is not None:  # the answer is known: hold exactly what it reports, as it is recorded
             reservation = meter.reserve(
                 model=lease.model_id,
                 prompt_tokens=hit["usage"]["prompt_tokens"],
                 max_tokens=hit["usage"]["completion_tokens"],
                 cached=True,
+                deferred=True,
             )
         else:
             reservation = meter.reserve(
@@ -251,8 +252,11 @@ def _record(
     finish_reason: str = "",
     error: str = "",
 ) -> None:
-    # The record and the usage go in one transaction: one turn at the database per request.
+    # The record and the usage go in one transaction: one turn at the database per request (a
+    # cached answer's limits are checked here too; a refusal writes nothing).
     with metering.writing():
+        if call.reservation is not None:
+            call.reservation.apply()
         _write_record(
             call,
             user=user,

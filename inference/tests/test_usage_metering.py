@@ -193,3 +193,15 @@ def test_a_staff_members_key_reads_metrics_but_never_changes_the_site(staff):
     assert refused.status_code == 403
     assert "not an API key" in refused.json()["error"]["message"]
     assert key_client(staff, scopes=["chat"]).get("/api/v1/metrics").status_code == 403
+
+
+def test_a_cached_answer_is_refused_past_a_limit_and_nothing_is_recorded(alice, alice_client, serving, usage_clock):
+    from inference.models import InferenceRecord
+
+    first = alice_client.post("/api/v1/predict", ASK, format="json").json()
+    limits_set(user=alice, values={"tokens_per_day": tokens_of(first) + 1})
+    refused = alice_client.post("/api/v1/predict", ASK, format="json")  # would come from the cache
+    assert refused.status_code == 429
+    assert refused.json()["error"]["limit"] == "tokens_per_day"
+    assert InferenceRecord.objects.count() == 1
+    assert ledger()["requests"] == 1
