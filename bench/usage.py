@@ -6,8 +6,8 @@ Part of the suite (`python -m bench --only usage`); runs alone too:
 
 Two live daphnes on the same model, side by side, each with its own database: one with
 USAGE_ENABLED=False, one with USAGE_ENABLED=True and site default limits set far above what the
-run can use, so every request takes the whole path (reserve on three limits with conditional
-UPDATEs, settle, upsert the hour's ledger row) and none is refused. On each, a registered user
+run can use, so every request takes the whole path (held against three limits, a conditional
+UPDATE each, and added to the hour's ledger row) and none is refused. On each, a registered user
 (not staff: staff are exempt from the site defaults) takes a JWT and fills the response cache
 with one deterministic request; then `clients` closed-loop clients send that same request to
 `POST /api/v1/predict` for `seconds`, then one client for `single_seconds`. A cached answer
@@ -26,6 +26,7 @@ import asyncio
 import json
 import secrets
 import statistics
+import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -40,7 +41,7 @@ from llmsite.testing import LiveServer, start_live_server
 PATH = "/api/v1/predict"
 BODY = {"prompt": "What is the capital of France?", "max_new_tokens": 16, "temperature": 0}
 PASSWORD = secrets.token_urlsafe(16)  # a fresh database each run
-# Set, so that every request reserves and settles on them, and never reached.
+# Set, so that every request is held against them, and never reached.
 LIMITS = {
     "USAGE_DEFAULT_REQUESTS_PER_MINUTE": "1000000",
     "USAGE_DEFAULT_TOKENS_PER_MINUTE": "1000000000",
@@ -109,6 +110,13 @@ async def _burst(url: str, token: str, clients: int, seconds: float) -> dict:
     }
 
 
+def _commit() -> str:
+    """The code measured: HEAD, marked when the tree outside bench/ differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", ":!bench"], cwd=ROOT).returncode
+    return head.stdout.strip() + ("+changes" if dirty else "")
+
+
 def _order(rounds: int) -> list[str]:
     """off, on, on, off, off, on, ...: each mode goes first as often as the other (linear drift cancels)."""
     return [mode for r in range(rounds) for mode in (MODES if r % 2 == 0 else MODES[::-1])]
@@ -138,6 +146,7 @@ def measure(seconds: float = 15, single_seconds: float = 6, rounds: int = 3, cli
         "request": BODY,
         "limits": LIMITS,
         "plan": {"seconds": seconds, "single_seconds": single_seconds, "rounds": rounds, "clients": clients},
+        "commit": _commit(),
         "load_before": load_snapshot(),
     }
     with tempfile.TemporaryDirectory(prefix="llmsite-usage-") as tmp:
@@ -212,12 +221,14 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        f"Two daphnes side by side, one with USAGE_ENABLED=False, one with it on and default limits set but never "
-        f"reached (reserve + settle + ledger on every request); {plan['rounds']} rounds of {plan['seconds']} s "
-        f"({plan['clients']} clients) and {plan['single_seconds']} s (1 client) per server, alternating; medians. "
+        f"Two daphnes side by side, one with USAGE_ENABLED=False, one with it on and three default limits "
+        f"set but never reached (every request is held against them and written to the ledger); "
+        f"{plan['rounds']} rounds of {plan['seconds']} s ({plan['clients']} clients) and "
+        f"{plan['single_seconds']} s (1 client) per server, alternating; medians. "
         f"Ledger check: {ledger['responses_200']} answers with 200, the ledger counts {ledger['ledger_requests']} "
         f"requests ({'equal' if ledger['matches'] else '**not equal**'}). Other statuses: {result['non_200']}. "
-        f"Load average at the start {result['load_before']['loadavg']}, at the end {result['load_after']['loadavg']}.",
+        f"Run at {result['load_before']['at']} on commit {result['commit']}; load average at the start "
+        f"{result['load_before']['loadavg']}, at the end {result['load_after']['loadavg']}.",
         "",
     ]
     return "\n".join(lines)
