@@ -57,8 +57,26 @@ def site_env(tiny_models_dir: Path, upstream_url: str) -> dict[str, str]:
     }
 
 
-def api_key(server: LiveServer, username: str, *, staff: bool = False) -> str:
-    """A personal API key of a new user (a superuser with `staff`)."""
+class RefreshingBearer(httpx.Auth):
+    """A login's access token, refreshed when it expires: staff operations take a login, never an API key."""
+
+    def __init__(self, base_url: str, tokens: dict[str, str]):
+        self.base_url, self.tokens = base_url, tokens
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers["Authorization"] = f"Bearer {self.tokens['access']}"
+        response = yield request
+        if response.status_code == 401:
+            refreshed = httpx.post(
+                f"{self.base_url}/api/v1/auth/token/refresh", json={"refresh": self.tokens["refresh"]}
+            )
+            self.tokens = refreshed.raise_for_status().json()
+            request.headers["Authorization"] = f"Bearer {self.tokens['access']}"
+            yield request
+
+
+def login(server: LiveServer, username: str, *, staff: bool = False) -> dict[str, str]:
+    """The access and refresh tokens of a new user (a superuser with `staff`)."""
     with httpx.Client(base_url=server.url, timeout=60) as http:
         credentials = {"username": username, "password": PASSWORD}
         if staff:
@@ -67,7 +85,13 @@ def api_key(server: LiveServer, username: str, *, staff: bool = False) -> str:
             subprocess.run([sys.executable, *command], cwd=ROOT, env=env, check=True, capture_output=True)
         else:
             http.post("/api/v1/auth/register", json=credentials).raise_for_status()
-        access = http.post("/api/v1/auth/token", json=credentials).raise_for_status().json()["access"]
+        return http.post("/api/v1/auth/token", json=credentials).raise_for_status().json()
+
+
+def api_key(server: LiveServer, username: str) -> str:
+    """A personal API key of a new user."""
+    access = login(server, username)["access"]
+    with httpx.Client(base_url=server.url, timeout=60) as http:
         created = http.post("/api/v1/auth/keys", json={"name": "pool"}, headers={"Authorization": f"Bearer {access}"})
         return created.raise_for_status().json()["key"]
 
@@ -78,8 +102,8 @@ def prepared(server: LiveServer, data_dir: Path, env: dict[str, str]) -> LiveSer
     server.database = data_dir / "db.sqlite3"
     server.api_key = api_key(server, "ada")
     server.http = httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {server.api_key}"})
-    staff_key = api_key(server, "sam", staff=True)
-    server.staff = httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {staff_key}"})
+    staff = RefreshingBearer(server.url, login(server, "sam", staff=True))
+    server.staff = httpx.Client(base_url=server.url, timeout=60, auth=staff)
     server.sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key=server.api_key, max_retries=0, timeout=60)
     return server
 
