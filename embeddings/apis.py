@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from accounts.models import SCOPE_EMBEDDINGS
 from accounts.permissions import IsStaff
 from embeddings import selectors, services
-from llmsite.serializers import StrictCharField, StrictSerializer
+from llmsite.serializers import OFFSET_MAX, StrictCharField, StrictSerializer
 from usage.services import Meter
 
 TAGS = ["embeddings"]
@@ -330,7 +330,7 @@ class CollectionDocumentsApi(APIView):
 
         owner = serializers.CharField(required=False, help_text="Pick another user's shared collection by owner.")
         limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=100)
-        offset = serializers.IntegerField(required=False, default=0, min_value=0)
+        offset = serializers.IntegerField(required=False, default=0, min_value=0, max_value=OFFSET_MAX)
 
     class OutputSerializer(serializers.Serializer):
         class Meta:

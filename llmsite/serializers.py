@@ -9,6 +9,9 @@ from rest_framework import serializers
 
 PAGE_DEFAULT = 50
 PAGE_MAX = 200
+# SQLite and PostgreSQL take a 64-bit OFFSET; a larger one was a 500 ("datatype mismatch"). No
+# list here comes near a billion rows, so anything past that is a client's mistake: a 400.
+OFFSET_MAX = 10**9
 
 
 class StrictCharField(serializers.CharField):
@@ -37,7 +40,7 @@ class PageQuerySerializer(serializers.Serializer):
     """`?limit=&offset=` of a list endpoint; subclass it to add filters."""
 
     limit = serializers.IntegerField(required=False, default=PAGE_DEFAULT, min_value=1, max_value=PAGE_MAX)
-    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+    offset = serializers.IntegerField(required=False, default=0, min_value=0, max_value=OFFSET_MAX)
 
 
 def page(queryset: QuerySet, *, limit: int, offset: int) -> dict[str, Any]:
