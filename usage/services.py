@@ -263,9 +263,6 @@ def writing():
             _writer_state.inside = False
 
 
-_writing = writing
-
-
 def _table() -> str:
     return connection.ops.quote_name(UsageCounter._meta.db_table)
 
@@ -319,7 +316,7 @@ def _hold(holds: list[_Hold]) -> list[LimitState]:
     One conditional UPDATE for all limits in the common case; the first request of a window opens
     its counter with what the ledger already holds, and a refusal is then found one limit at a time.
     """
-    with _writing(), connection.cursor() as cursor:
+    with writing(), connection.cursor() as cursor:
         moved = _add_all_if_all_fit(cursor, holds)
         if len(moved) < len(holds):
             for hold in holds:  # undo a partial move (a counter was missing), then one by one
@@ -530,7 +527,7 @@ class Reservation:
         self.done = True
         tokens = prompt_tokens + completion_tokens
         cost = 0 if self.cached else cost_of(self.model, prompt_tokens, completion_tokens)
-        with _writing():
+        with writing():
             for hold in self.holds:
                 unit = KINDS[hold.limit.kind].unit
                 if unit == "requests":
@@ -561,7 +558,7 @@ class Reservation:
         self.done = True
         if not self.holds or self.pending:
             return
-        with _writing():
+        with writing():
             for hold in self.holds:
                 if KINDS[hold.limit.kind].unit != "requests" and hold.amount:
                     UsageCounter.objects.filter(

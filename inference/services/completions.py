@@ -257,54 +257,27 @@ def _record(
     with metering.writing():
         if call.reservation is not None:
             call.reservation.apply()
-        _write_record(
-            call,
-            user=user,
+        InferenceRecord.objects.create(
+            request_id=call.request_id,
+            user=user if getattr(user, "is_authenticated", False) else None,
             source=source,
-            usage=usage,
-            cached=cached,
+            provider=call.lease.provider.name,
+            model=call.lease.provider.model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
+            cached=cached,
             status=status,
             finish_reason=finish_reason,
-            error=error,
+            error=error[:5000],
+            requested_model=call.requested if call.fallback_reason else "",
+            fallback_reason=call.fallback_reason[:5000],
         )
         if call.reservation is not None:
             call.reservation.settle(
                 prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, status=status
             )
-
-
-def _write_record(
-    call: _Call,
-    *,
-    user: Any,
-    source: str,
-    usage: Usage,
-    cached: bool,
-    latency_ms: float,
-    ttft_ms: float | None,
-    status: str,
-    finish_reason: str,
-    error: str,
-) -> None:
-    InferenceRecord.objects.create(
-        request_id=call.request_id,
-        user=user if getattr(user, "is_authenticated", False) else None,
-        source=source,
-        provider=call.lease.provider.name,
-        model=call.lease.provider.model,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        latency_ms=latency_ms,
-        ttft_ms=ttft_ms,
-        cached=cached,
-        status=status,
-        finish_reason=finish_reason,
-        error=error[:5000],
-        requested_model=call.requested if call.fallback_reason else "",
-        fallback_reason=call.fallback_reason[:5000],
-    )
 
 
 def _release(call: _Call) -> None:
