@@ -162,9 +162,11 @@ def _as_json_error(request: HttpRequest, response: HttpResponse) -> HttpResponse
     fallback = ErrorCode.SERVER_ERROR if status >= 500 else ErrorCode.ERROR
     code, message = _STATUS_CODES.get(status, (fallback, response.reason_phrase))
     replacement = JsonResponse(_body_for(request, status, code, message), status=status)
-    for header in ("Retry-After", "Allow", "WWW-Authenticate"):
-        if header in response:
-            replacement[header] = response[header]
+    # Everything but the body's own headers carries over: Retry-After, Allow, WWW-Authenticate, and
+    # the security headers the inner middlewares set (X-Frame-Options, Vary, ...).
+    for header, value in response.items():
+        if header.lower() not in ("content-type", "content-length"):
+            replacement[header] = value
     return replacement
 
 
