@@ -59,8 +59,12 @@ def validate_collection_name(name: Any, *, field: str = "collection") -> str:
     if not isinstance(name, str) or not name.strip():
         raise invalid("collection must be a non-empty name", field)
     name = name.strip()
-    if len(name) > 100 or "/" in name:
-        raise invalid("collection names have 1 to 100 characters and no '/'", field)
+    # The name is a segment of the collection's URL: what a client or proxy would rewrite there
+    # ('.', '..', '/', '\\') or cannot send (control characters) would name a collection no one can reach.
+    if len(name) > 100 or name in (".", "..") or any(c in "/\\" or not c.isprintable() for c in name):
+        raise invalid(
+            "collection names have 1 to 100 printable characters, no '/' or '\\', and are not '.' or '..'", field
+        )
     return name
 
 

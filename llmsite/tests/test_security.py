@@ -11,6 +11,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.services import api_key_create
 from conversations.models import Conversation
+from embeddings.models import Collection, Document
 
 pytestmark = pytest.mark.django_db
 
@@ -23,18 +24,26 @@ def b64(data: dict) -> str:
 
 # --- API1 broken object level authorisation: another user's ids look like missing ones ----------
 def test_another_users_objects_are_404_on_every_object_endpoint(alice, bob_client):
-    conversation = Conversation.objects.create(user=alice, title="private")
+    conversation = Conversation.objects.create(user=alice, title="secret words")
     key, _secret = api_key_create(user=alice, name="private")
+    collection = Collection.objects.create(owner=alice, name="private")
+    document = Document.objects.create(owner=alice, collection=collection, text="secret words", content_hash="0" * 64)
     for method, url in [
         ("get", f"/api/v1/conversations/{conversation.pk}"),
         ("patch", f"/api/v1/conversations/{conversation.pk}"),
         ("delete", f"/api/v1/conversations/{conversation.pk}"),
         ("delete", f"/api/v1/auth/keys/{key.pk}"),
+        ("delete", f"/api/v1/embed/documents/{document.pk}"),
+        ("get", "/api/v1/embed/collections/private/documents"),
+        ("get", f"/api/v1/embed/collections/private/documents?owner={alice.username}"),
     ]:
         response = getattr(bob_client, method)(url, {"title": "mine"} if method == "patch" else None, format="json")
-        assert response.status_code == 404, (method, url, response.status_code)
-        assert "private" not in response.content.decode()
-    assert Conversation.objects.get(pk=conversation.pk).title == "private"
+        assert response.status_code == 404, (method, url, response.status_code)  # never 403: nothing to learn
+        assert "secret words" not in response.content.decode()
+    assert Conversation.objects.get(pk=conversation.pk).title == "secret words"
+    assert Document.objects.filter(pk=document.pk).exists()
+    search = bob_client.post("/api/v1/embed/search", {"query": "private", "collection": "private"}, format="json")
+    assert search.status_code == 404
     answer = bob_client.post("/api/v1/predict", {"prompt": "hi", "conversation": conversation.pk}, format="json")
     assert answer.status_code == 404
     usage = bob_client.get("/api/v1/usage", {"user": alice.pk})
@@ -116,6 +125,14 @@ def test_a_name_that_would_leave_its_folder_is_refused(staff_client, name):
     assert dataset.status_code == 400, dataset.content
     activate = staff_client.post("/api/v1/providers/active", {"provider": "hf", "model": name}, format="json")
     assert activate.status_code == 400, activate.content
+    openai_model = staff_client.get(f"/v1/models/{name}")
+    assert openai_model.status_code in (400, 404), openai_model.content
+    predict = staff_client.post("/api/v1/predict", {"prompt": "hi", "model": name}, format="json")
+    assert predict.status_code in (400, 404), predict.content
+    collection = staff_client.post(
+        "/api/v1/embed/add", {"documents": [{"text": "x"}], "collection": name}, format="json"
+    )
+    assert collection.status_code == 400, collection.content
 
 
 # --- API4 unrestricted resource consumption: bodies ----------------------------------------------
