@@ -54,8 +54,16 @@ class ApplicationError(Exception):
 
 
 class ServiceUnavailable(ApplicationError):
+    """A 503 that always says when to try again (`Retry-After`): a full queue clears soon, a load takes longer."""
+
     status = 503
     code = ErrorCode.UNAVAILABLE
+
+    def __init__(self, message: str, *, retry_after: int | None = None, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        if retry_after is None:
+            retry_after = 1 if self.code == ErrorCode.PROVIDER_BUSY else 5
+        self.headers.setdefault("Retry-After", str(retry_after))
 
 
 def error_body(code: str, message: str, *, field: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -91,6 +92,9 @@ def _error_for(exc: ProviderError, request: CompletionRequest) -> ApplicationErr
     if isinstance(exc, ProviderUnavailable):
         return ServiceUnavailable(exc.message)
     if isinstance(exc, UpstreamError):  # a remote API failed: it says which status fits (502, 503, 504, 400)
+        if exc.status == 503:  # pass on how long the upstream asked us to wait
+            wait = math.ceil(exc.retry_after) if exc.retry_after is not None else None
+            return ServiceUnavailable(exc.message, code=exc.code, retry_after=wait)
         return ApplicationError(exc.message, code=exc.code, status=exc.status)
     if exc.permanent:
         return ApplicationError(exc.message, code=ErrorCode.PROVIDER_ERROR, status=502)

@@ -272,6 +272,7 @@ def test_an_overflowing_queue_is_a_503_for_the_client(tiny_models_dir, alice_cli
         provider.close()
     assert response.status_code == 503, response.content
     assert response.json()["error"]["code"] == "provider_busy"
+    assert response["Retry-After"] == "1"  # a full queue clears within moments
 
 
 def test_the_site_builds_a_batching_provider_from_settings(tiny_settings):

@@ -85,6 +85,7 @@ def test_a_failed_load_leaves_the_site_up_with_readyz_and_predict_503(client, al
     response = alice_client.post("/api/v1/predict", {"prompt": "hi"}, format="json")
     assert response.status_code == 503
     assert "broken" in response.json()["error"]["message"]
+    assert int(response["Retry-After"]) > 0
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["provider"]["ok"] is False

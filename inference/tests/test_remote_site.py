@@ -178,6 +178,19 @@ def test_a_refused_key_is_a_502_that_shows_the_key_nowhere(alice_client, remote_
 
 
 @pytest.mark.django_db
+def test_an_upstream_rate_limit_beyond_the_longest_wait_is_a_503_passing_on_its_retry_after(
+    alice_client, remote_settings, upstream
+):
+    services.provider_activate(provider="openai")
+    refusal = {"error": {"message": "slow down", "type": "rate_limit_error"}}
+    upstream.script("POST", "/v1/chat/completions", json_reply(429, refusal, {"retry-after": "120"}))
+    response = alice_client.post("/api/v1/predict", {"prompt": "hello"}, format="json")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "upstream_rate_limited"
+    assert response["Retry-After"] == "120"
+
+
+@pytest.mark.django_db
 def test_an_upstream_that_stays_silent_is_a_504(alice_client, remote_settings, upstream):
     remote_settings.LLM_REMOTE_READ_TIMEOUT = 0.2
     remote_settings.LLM_REMOTE_MAX_RETRIES = 0
