@@ -7,7 +7,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test test-e2e setup install install-dev install-exporter migrate models lint format clean
+.PHONY: run test test-e2e loadtest setup install install-dev install-exporter migrate models lint format clean
 
 run: setup
 	$(BIN)/python manage.py collectstatic --noinput -v0
@@ -20,6 +20,11 @@ test: setup install-dev
 .PHONY: bench
 bench: setup install-dev
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# A bounded load run on loopback (bench/load.py): 200 clients, mixed traffic, report and chart in
+# bench/results/load.{md,json,png}; fails when a pass condition fails. `make loadtest LOADTEST_ARGS="--clients 50"`.
+loadtest: setup install-dev
+	$(BIN)/python -m bench.load $(LOADTEST_ARGS)
 
 # Browser tests (e2e/): Debian's chromium driven by Playwright (never a downloaded browser build).
 # Installs chromium with apt when it is missing (CI runs as root on a clean machine); fails, not skips, without it.

@@ -24,7 +24,7 @@ from django.http.response import HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 from django.utils.functional import SimpleLazyObject, empty
 
-from dashboard import prometheus
+from dashboard import loop_lag, prometheus
 from dashboard.recorder import Sample
 from dashboard.services import get_recorder
 
@@ -115,6 +115,7 @@ def MetricsMiddleware(get_response: Callable[..., Any]) -> Callable[..., Any]:  
 
         async def middleware(request: HttpRequest) -> HttpResponseBase:
             started, arrived = time.perf_counter(), datetime.now(UTC)
+            loop_lag.watch_running_loop()
             response = await get_response(request)
             _observe(request, response, started, arrived)
             return response

@@ -41,6 +41,11 @@ ACTIVE_STREAMS = Gauge(
     ["endpoint"],
     multiprocess_mode="livesum",
 )
+EVENT_LOOP_LAG = Histogram(
+    "llmsite_event_loop_lag_seconds",
+    "How late the web process's event loop woke a task that asked to sleep 0.1 s (a blocked loop shows here).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 INFERENCE_REQUESTS = Counter(
     "llmsite_inference_requests",
     "Completion requests (usage records), by provider, model, source, status and whether the cache answered.",

@@ -84,7 +84,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "llmsite.staticfiles.AsyncWhiteNoiseMiddleware",  # WhiteNoise, without a thread hop per request
     # After WhiteNoise (static files are not recorded), before everything that can answer early.
     "dashboard.middleware.MetricsMiddleware",
     # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below; pages may tighten it).
