@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from embeddings import services
+from embeddings.health import index_check
 from embeddings.store import MANIFEST_FILE
 from llmsite.tests.crashpoint import kill, stop_at
 
@@ -101,6 +102,8 @@ def test_a_full_disk_fails_the_save_naming_the_disk_and_keeps_the_previous_index
     settings.EMBEDDINGS_AUTOSAVE = True
     many = services.document_add(user=alice, documents=MANY, collection="notes").ids
     assert len(services.get_store()) == len(first) + len(many)
+    ready, detail = index_check()  # still ready, and says what is wrong
+    assert ready and f"no space left on the device holding {full_disk_index}" in detail
 
     response = staff_client.post("/api/v1/embed/save")
     assert response.status_code == 507, response.content
