@@ -19,7 +19,7 @@ from django.conf import settings
 
 from llmsite.testing import LiveServer, start_live_server
 
-pytestmark = [pytest.mark.live_server, pytest.mark.real_model]
+pytestmark = [pytest.mark.crash, pytest.mark.live_server, pytest.mark.real_model]
 
 PASSWORD = "a long pass phrase"
 DEADLINE = 60  # seconds to wait for something that happens (a process gone), on a busy machine

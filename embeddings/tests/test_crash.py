@@ -19,7 +19,8 @@ from embeddings.health import index_check
 from embeddings.store import MANIFEST_FILE
 from llmsite.tests.crashpoint import kill, stop_at
 
-pytestmark = [pytest.mark.real_model, pytest.mark.django_db(transaction=True)]  # the child reads committed rows
+# transaction=True: the child process reads committed rows.
+pytestmark = [pytest.mark.crash, pytest.mark.real_model, pytest.mark.django_db(transaction=True)]
 
 FIRST = [
     {"text": "The llmsite staging server is named kestrel-7."},

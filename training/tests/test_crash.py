@@ -23,7 +23,8 @@ from training import services
 from training.models import TrainingRun
 from training.tests.conftest import FAST, TINY
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the worker processes read and write committed rows
+# transaction=True: the worker processes read and write committed rows.
+pytestmark = [pytest.mark.crash, pytest.mark.django_db(transaction=True)]
 
 NAME = "crashy"
 
