@@ -38,6 +38,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from llmsite.durable import fsync_path
+
 INDEX_TYPES = ("flat", "hnsw")
 INDEX_FILE = "index.faiss"  # the index of a manifest that names none (saved before index files had their own names)
 MANIFEST_FILE = "index.json"
@@ -150,14 +152,6 @@ class Hit:
     score: float
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 TEMP_SUFFIX = ".tmp"
 
 
@@ -179,7 +173,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 class EmbeddingStore:

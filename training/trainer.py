@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 from llmsite.devices import DeviceUnavailable
 from llmsite.devices import resolve_device as _resolve_device
+from llmsite.durable import fsync_path
 
 IGNORE = -100
 MANIFEST = "llmsite-training.json"
@@ -614,8 +615,8 @@ class Trainer:
             tmp.chmod(0o755)
             for path in tmp.iterdir():
                 path.chmod(0o644)
-                _fsync(path)
-            _fsync(tmp)
+                fsync_path(path)
+            fsync_path(tmp)
             if target.exists():
                 raise TrainingError(f"{target} appeared while training; the checkpoint was not saved")
             os.replace(tmp, target)
@@ -625,7 +626,7 @@ class Trainer:
         # The rename survives a power cut too. Past the rename the checkpoint is in place and
         # complete, whatever this says: it must not fail the run.
         with contextlib.suppress(OSError):
-            _fsync(target.parent)
+            fsync_path(target.parent)
 
 
 def _out_of_space(exc: BaseException) -> bool:
@@ -633,14 +634,6 @@ def _out_of_space(exc: BaseException) -> bool:
         return exc.errno in (errno.ENOSPC, errno.EDQUOT)
     # safetensors reports a full disk in its own exception type, the OS error only in its text.
     return "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def partial_checkpoints(output_folder: Path) -> list[Path]:

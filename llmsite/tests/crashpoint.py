@@ -106,7 +106,6 @@ def stop_at(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    process.log_path = log_path  # type: ignore[attr-defined]
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if process.poll() is not None:
