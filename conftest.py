@@ -140,3 +140,39 @@ def browser(chromium):
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
+
+
+# --- faults ------------------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator:
+    """Mount tmpfs file systems of a given size (e.g. "64k") on fresh folders; they are unmounted after the test.
+
+    A full disk is real only on a real file system: this needs root (CI and the dev machines run
+    as root); elsewhere the test is skipped and says why.
+    """
+    import shutil
+    import subprocess
+
+    mounted: list[Path] = []
+    mount_command, umount_command = shutil.which("mount"), shutil.which("umount")
+
+    def mount(size: str) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs to fill up needs root")
+        if not mount_command or not umount_command:
+            pytest.skip("mount and umount are not installed")
+        folder = tmp_path / f"disk-{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(
+            [mount_command, "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:  # root without the right to mount (an unprivileged container)
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run([umount_command, "--lazy", str(folder)], check=False)

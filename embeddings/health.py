@@ -24,6 +24,8 @@ def index_check() -> tuple[bool, str]:
         )
         if status.get("origin") == "rebuilt" and status.get("detail"):
             detail += f"; the saved index was not usable: {status['detail']}"
+        if status.get("save_error"):  # still ready: the index in memory serves, the database holds the text
+            detail += f"; {status['save_error']}"
         return True, detail
     if state == "loading":
         # Usable: requests that need the index wait for the load to finish.

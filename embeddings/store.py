@@ -9,10 +9,14 @@ the folder the index is saved in, so tests and benchmarks use it without a serve
 - Thread safety: FAISS does not support concurrent writes, nor reads during a write. One
   readers-writer lock guards the index: searches share it, add/remove/swap take it alone,
   so a reader never sees a half-written index.
-- `save()` writes the serialised index and a JSON manifest atomically and durably (temporary
-  file in the same folder, fsync, os.replace, fsync the folder); `load()` verifies the
-  manifest (model, dimension, index type, count, checksum) and refuses anything that does not
-  match with `IndexMismatch` / `IndexCorrupt`, so the caller rebuilds instead of serving wrong.
+- `save()` writes the serialised index under a name of its own (`index-<checksum>.faiss`), then
+  the JSON manifest that names it; each atomically and durably (temporary file in the same
+  folder, fsync, os.replace, fsync the folder). Replacing the manifest is the one moment the
+  new index takes over, so a save that crashes or runs out of disk at any point leaves the
+  previous manifest naming the previous, intact index file. Files no manifest names (left by a
+  killed save) are removed by the next save. `load()` verifies the manifest (model, dimension,
+  index type, count, checksum) and refuses anything that does not match with `IndexMismatch` /
+  `IndexCorrupt`, so the caller rebuilds instead of serving wrong.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -33,10 +38,14 @@ from typing import Any
 import faiss
 import numpy as np
 
+from llmsite.durable import fsync_path
+
 INDEX_TYPES = ("flat", "hnsw")
-INDEX_FILE = "index.faiss"
+INDEX_FILE = "index.faiss"  # the index of a manifest that names none (saved before index files had their own names)
 MANIFEST_FILE = "index.json"
 MANIFEST_VERSION = 1
+# The only index files a manifest may name (never a path): loading reads nothing outside the folder.
+INDEX_FILE_PATTERN = re.compile(r"^index(-[0-9a-f]{16})?\.faiss$")
 # Below this many allowed ids a filtered search scores them exactly (reconstruct + matmul):
 # cheaper than a selector walk, and HNSW recall degrades under very selective filters.
 EXACT_FILTER_LIMIT = 4096
@@ -143,18 +152,17 @@ class Hit:
     score: float
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+TEMP_SUFFIX = ".tmp"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so a crash leaves either the old file or the new one, never half."""
+    """Write `data` to `path` so a crash leaves either the old file or the new one, never half.
+
+    The data goes to a hidden temporary file beside `path` first (removed when writing fails,
+    e.g. on a full disk; left behind only by a killed process).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -165,7 +173,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 class EmbeddingStore:
@@ -380,6 +388,7 @@ class EmbeddingStore:
     def manifest(self, *, count: int, checksum: str, size: int) -> dict[str, Any]:
         return {
             "version": MANIFEST_VERSION,
+            "file": f"index-{checksum[:16]}.faiss",
             "model": self.model_name,
             "dim": self.dim,
             "index_type": self.index_type,
@@ -391,7 +400,11 @@ class EmbeddingStore:
         }
 
     def save(self, folder: str | Path | None = None) -> dict[str, Any]:
-        """Write the index and its manifest atomically; returns the manifest."""
+        """Write the index, then the manifest naming it, atomically; returns the manifest.
+
+        Raises OSError when the folder cannot take them (a full disk): the previous index and
+        manifest are then untouched, and nothing of this save stays on disk.
+        """
         target = Path(folder) if folder is not None else self.folder
         if target is None:
             raise StoreError("no folder to save the index in")
@@ -402,14 +415,21 @@ class EmbeddingStore:
             count = int(self._index.ntotal)
         manifest = self.manifest(count=count, checksum=hashlib.sha256(data).hexdigest(), size=len(data))
         target.mkdir(parents=True, exist_ok=True)
-        # Index first, manifest last: a crash between them leaves a checksum mismatch,
-        # which load() reports as corrupt, never an index paired with the wrong manifest.
-        # The file lock keeps two server processes from interleaving their pairs.
+        # The file lock keeps savers in other processes out: while it is held, no other save is
+        # half-done, so whatever the manifest does not name is a leftover of a killed one.
         with open(target / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                atomic_write(target / INDEX_FILE, data)
-                atomic_write(target / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
+                _remove_unnamed(target, keep=_named_file(target))
+                try:
+                    atomic_write(target / manifest["file"], data)
+                    # The commit point: until here the old manifest names the old file, still in place.
+                    atomic_write(target / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
+                except BaseException:
+                    if _named_file(target) != manifest["file"]:  # not committed: nothing may point at it
+                        (target / manifest["file"]).unlink(missing_ok=True)
+                    raise
+                _remove_unnamed(target, keep=manifest["file"])
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         return manifest
@@ -419,7 +439,7 @@ class EmbeddingStore:
         if target is None:
             raise StoreError("no folder to load the index from")
         path = target / MANIFEST_FILE
-        if not path.is_file() or not (target / INDEX_FILE).is_file():
+        if not path.is_file():
             raise IndexMissing(f"no saved index in {target}")
         try:
             manifest = json.loads(path.read_text())
@@ -427,33 +447,74 @@ class EmbeddingStore:
             raise IndexCorrupt(f"unreadable manifest {path}: {exc}") from exc
         if not isinstance(manifest, dict):
             raise IndexCorrupt(f"manifest {path} is not a JSON object")
+        name = manifest.setdefault("file", INDEX_FILE)
+        if not isinstance(name, str) or not INDEX_FILE_PATTERN.match(name):
+            raise IndexCorrupt(f"manifest {path} names {name!r}, not an index file of this folder")
         return manifest
+
+    def _read_index(self, target: Path) -> tuple[dict[str, Any], bytes]:
+        """The manifest and the bytes of the index file it names."""
+        manifest = self.read_manifest(target)
+        try:
+            return manifest, (target / manifest["file"]).read_bytes()
+        except FileNotFoundError:
+            # Another process may have saved (and removed the file this manifest named) meanwhile.
+            newer = self.read_manifest(target)
+            try:
+                return newer, (target / newer["file"]).read_bytes()
+            except FileNotFoundError as exc:
+                raise IndexCorrupt(f"the manifest names {newer['file']}, which is missing") from exc
 
     def load(self, folder: str | Path | None = None) -> dict[str, Any]:
         """Replace the in-memory index with the saved one after verifying it; returns the manifest."""
         target = Path(folder) if folder is not None else self.folder
-        manifest = self.read_manifest(target)
-        assert target is not None  # read_manifest raised otherwise
+        if target is None:
+            raise StoreError("no folder to load the index from")
+        manifest, data = self._read_index(target)
+        name = manifest["file"]
         expected = {"model": self.model_name, "dim": self.dim, "index_type": self.index_type}
         for key, value in expected.items():
             if manifest.get(key) != value:
                 raise IndexMismatch(f"saved index has {key}={manifest.get(key)!r}, this store needs {value!r}")
-        data = (target / INDEX_FILE).read_bytes()
         if len(data) != manifest.get("bytes"):
-            raise IndexCorrupt(f"{INDEX_FILE} has {len(data)} bytes, the manifest says {manifest.get('bytes')}")
+            raise IndexCorrupt(f"{name} has {len(data)} bytes, the manifest says {manifest.get('bytes')}")
         if f"sha256:{hashlib.sha256(data).hexdigest()}" != manifest.get("checksum"):
-            raise IndexCorrupt(f"{INDEX_FILE} fails its checksum")
+            raise IndexCorrupt(f"{name} fails its checksum")
         try:
             index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as exc:
-            raise IndexCorrupt(f"FAISS cannot read {INDEX_FILE}: {exc}") from exc
+            raise IndexCorrupt(f"FAISS cannot read {name}: {exc}") from exc
         if not isinstance(index, faiss.IndexIDMap2) or index.d != self.dim:
-            raise IndexMismatch(f"{INDEX_FILE} is not a {self.dim}-dimensional IndexIDMap2")
+            raise IndexMismatch(f"{name} is not a {self.dim}-dimensional IndexIDMap2")
         if int(index.ntotal) != manifest.get("count"):
-            raise IndexCorrupt(f"{INDEX_FILE} holds {index.ntotal} vectors, the manifest says {manifest.get('count')}")
+            raise IndexCorrupt(f"{name} holds {index.ntotal} vectors, the manifest says {manifest.get('count')}")
         if self.index_type == "hnsw":
             faiss.downcast_index(index.index).hnsw.efSearch = self.hnsw_ef_search
         with self._lock.write():
             self._index = index
             self._tombstones = set()
         return manifest
+
+
+def _named_file(folder: Path) -> str | None:
+    """The index file the folder's manifest names; None when there is no readable manifest."""
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    name = manifest.get("file", INDEX_FILE) if isinstance(manifest, dict) else None
+    return name if isinstance(name, str) and INDEX_FILE_PATTERN.match(name) else None
+
+
+def _remove_unnamed(folder: Path, *, keep: str | None) -> None:
+    """Remove temporary files and index files other than `keep` (call with the save lock held).
+
+    Without a readable manifest (keep=None) only temporary files go: an index file may be all
+    that is left to look at.
+    """
+    for path in folder.iterdir():
+        name = path.name
+        leftover = name.startswith(".") and name.endswith(TEMP_SUFFIX)
+        unnamed = keep is not None and name != keep and INDEX_FILE_PATTERN.match(name) is not None
+        if leftover or unnamed:
+            path.unlink(missing_ok=True)

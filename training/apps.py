@@ -12,7 +12,7 @@ class TrainingConfig(AppConfig):
     def ready(self) -> None:
         from llmsite.processes import is_server_process, start_in_background
 
-        # A server that starts marks failed the runs its previous life left `running` (training
+        # A server that starts ends the runs its previous life left `running` (training
         # threads die with their process), then resumes the queued ones when it trains in-process.
         # In the background: the database is not for ready() itself.
         if is_server_process():
@@ -29,6 +29,6 @@ def _recover_at_start() -> None:
 
     reaped = services.runs_reap(startup=True)
     if reaped:
-        logger.warning("marked %d interrupted training run(s) failed", reaped)
+        logger.warning("recorded the end of %d training run(s) whose worker died", reaped)
     if settings.TRAINING_EXECUTOR == "thread" and TrainingRun.objects.filter(status="queued").exists():
         services.worker_kick()

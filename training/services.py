@@ -5,7 +5,9 @@
   `manage.py training_worker` (worker). Returns at once.
 - `run_create(..., claim=True)` + `run_execute(run)`: what `manage.py train` does in its own process.
 - `run_cancel(...)`: a queued run is cancelled at once, a running one stops between two steps.
-- `runs_reap(...)`: runs whose worker died are marked failed (stale heartbeat, or a dead pid on this host).
+- `runs_reap(...)`: runs whose worker died are recorded as ended (stale heartbeat, or a dead pid on
+  this host): failed, with the reason, and the checkpoint it was writing removed; or succeeded
+  when the worker died after its checkpoint was complete and in place.
 
 The run row is the job: a worker claims a queued run by moving it to `running` in one
 conditional UPDATE (so two workers never take the same run), then writes `heartbeat_at` every
@@ -22,6 +24,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import socket
 import threading
 import time
@@ -50,7 +53,9 @@ from training.trainer import (
     TrainingCancelled,
     TrainingConfig,
     TrainingError,
+    partial_checkpoints,
     resolve_device,
+    saved_manifest,
     train,
 )
 
@@ -310,7 +315,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def runs_reap(*, startup: bool = False) -> int:
-    """Mark failed the running runs whose worker is gone; returns how many.
+    """Record the end of the running runs whose worker is gone (see `_end_dead`); returns how many.
 
     Gone means: no heartbeat for TRAINING_STALE_SECONDS (any host), or a worker on this host
     whose process no longer exists, or, at start-up, a run held under this very host:pid
@@ -322,24 +327,51 @@ def runs_reap(*, startup: bool = False) -> int:
     running = TrainingRun.objects.filter(status=Status.RUNNING)
     for run in running.filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)):
         seen = timezone.localtime(run.heartbeat_at).isoformat(timespec="seconds") if run.heartbeat_at else "never"
-        reaped += _fail_dead(run, f"its worker {run.worker or '?'} stopped sending heartbeats (last: {seen})")
+        reaped += _end_dead(run, f"its worker {run.worker or '?'} stopped sending heartbeats (last: {seen})")
     host = socket.gethostname()
     me = worker_id()
     for run in running.filter(worker__startswith=f"{host}:"):
         pid = run.worker.rsplit(":", 1)[1]
         if startup and run.worker == me:
-            reaped += _fail_dead(run, f"its worker {run.worker} was restarted while the run was running")
+            reaped += _end_dead(run, f"its worker {run.worker} was restarted while the run was running")
         elif pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            reaped += _fail_dead(run, f"its worker process {run.worker} ended while the run was running")
+            reaped += _end_dead(run, f"its worker process {run.worker} ended while the run was running")
     return reaped
 
 
-def _fail_dead(run: TrainingRun, why: str) -> int:
-    updated = TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING, worker=run.worker).update(
-        status=Status.FAILED, finished_at=timezone.now(), error=f"the run was interrupted: {why}"
-    )
+def _end_dead(run: TrainingRun, why: str) -> int:
+    """End a run whose worker died: succeeded if its checkpoint had landed complete, else failed.
+
+    The checkpoint lands by one rename, after its manifest was written: a model folder whose
+    manifest names this run is the run's complete result. Anything less is a hidden partial
+    folder (never listed or loadable), removed here.
+    """
+    rows = TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING, worker=run.worker)
+    output = settings.MODELS_DIR / run.name
+    manifest = saved_manifest(output)
+    if manifest is not None and manifest.get("run") == run.pk and manifest.get("name") == run.name:
+        metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
+        note = f"its worker died after saving the checkpoint: {why}"
+        if run.serve:
+            note += "; it was not made the served model"
+        updated = rows.update(
+            status=Status.SUCCEEDED,
+            finished_at=timezone.now(),
+            output_dir=str(output),
+            step=metrics.get("steps", run.step),
+            eval_loss_before=metrics.get("eval_loss_before", run.eval_loss_before),
+            eval_loss_after=metrics.get("eval_loss_after", run.eval_loss_after),
+            final_metrics={**metrics, "recovered": note},
+        )
+        if updated:
+            logger.warning("training run %s recorded as succeeded: %s", run.pk, note)
+        return updated
+    updated = rows.update(status=Status.FAILED, finished_at=timezone.now(), error=f"the run was interrupted: {why}")
     if updated:
         logger.warning("training run %s marked failed: %s", run.pk, why)
+        # No run of this name is active now (names are unique among active runs): nobody writes these.
+        for folder in partial_checkpoints(output):
+            shutil.rmtree(folder, ignore_errors=True)
     return updated
 
 

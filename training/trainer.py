@@ -15,9 +15,11 @@
 - `should_stop()` is checked before every micro-batch and eval batch; True raises
   TrainingCancelled, and nothing is saved.
 - Progress goes to `on_event` as the dataclasses below, from the training thread.
-- The checkpoint (weights, tokenizer, config, a manifest) is written into a hidden temporary
-  folder beside `output_folder` and renamed into place, so a half-written folder is never
-  mistaken for a model.
+- The checkpoint (weights, tokenizer, config, a manifest) is written into a hidden folder
+  beside `output_folder` (`.<name>.partial-<random>`), fsynced, and renamed into place, so a
+  half-written folder is never mistaken for a model. A process killed meanwhile leaves that
+  hidden folder: `partial_checkpoints()` finds it for whoever cleans up after the dead run.
+  A disk that cannot take the checkpoint is a TrainingError naming it, with nothing left behind.
 
 Speed: for the architectures in SELECTIVE_HEAD_TYPES the output projection runs only on the
 positions that have a target token; on chat data most positions are prompt, and the 49k-word
@@ -26,10 +28,13 @@ projection of every position is the single most expensive layer of a small model
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -40,9 +45,11 @@ from typing import Any, Literal
 
 from llmsite.devices import DeviceUnavailable
 from llmsite.devices import resolve_device as _resolve_device
+from llmsite.durable import fsync_path
 
 IGNORE = -100
 MANIFEST = "llmsite-training.json"
+PARTIAL_PREFIX = ".{name}.partial-"  # + mkdtemp's random letters: a checkpoint being written
 # Models whose logits are exactly `lm_head(base_model(...).last_hidden_state)` (no soft-capping
 # or logit scaling), so computing the head on selected positions gives the same loss.
 SELECTIVE_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gpt2"})
@@ -570,11 +577,25 @@ class Trainer:
         return result
 
     def _save(self, result: TrainingResult) -> None:
-        """Weights, tokenizer, config and manifest, written aside and renamed into place."""
+        """Weights, tokenizer, config and manifest, written aside, made durable and renamed into place."""
         target = self.config.output_folder
+        try:
+            self._write_checkpoint(target, result)
+        except TrainingError:
+            raise
+        except Exception as exc:
+            if _out_of_space(exc):
+                raise TrainingError(
+                    f"the checkpoint was not saved: no space left on the device holding {target.parent}"
+                ) from exc
+            if isinstance(exc, OSError):
+                raise TrainingError(f"the checkpoint was not saved in {target.parent}: {exc.strerror or exc}") from exc
+            raise
+
+    def _write_checkpoint(self, target: Path, result: TrainingResult) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         self.model.config.use_cache = True
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX.format(name=target.name), dir=target.parent))
         try:
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
@@ -594,12 +615,45 @@ class Trainer:
             tmp.chmod(0o755)
             for path in tmp.iterdir():
                 path.chmod(0o644)
+                fsync_path(path)
+            fsync_path(tmp)
             if target.exists():
                 raise TrainingError(f"{target} appeared while training; the checkpoint was not saved")
             os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        # The rename survives a power cut too. Past the rename the checkpoint is in place and
+        # complete, whatever this says: it must not fail the run.
+        with contextlib.suppress(OSError):
+            fsync_path(target.parent)
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    # safetensors reports a full disk in its own exception type, the OS error only in its text.
+    return "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
+
+
+def partial_checkpoints(output_folder: Path) -> list[Path]:
+    """The hidden folders a save into `output_folder` left behind when its process was killed."""
+    pattern = re.compile(re.escape(PARTIAL_PREFIX.format(name=output_folder.name)) + r"[a-z0-9_]+$")
+    try:
+        return sorted(p for p in output_folder.parent.iterdir() if pattern.match(p.name) and p.is_dir())
+    except FileNotFoundError:
+        return []
+
+
+def saved_manifest(output_folder: Path) -> dict[str, Any] | None:
+    """The manifest of a complete checkpoint in `output_folder` (written last, before the rename); else None."""
+    try:
+        manifest = json.loads((output_folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or not (output_folder / "config.json").is_file():
+        return None
+    return manifest
 
 
 def _perplexity(loss: float) -> float:

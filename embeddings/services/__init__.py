@@ -22,6 +22,7 @@ from embeddings.services.documents import (
 from embeddings.services.encoding import encode, encode_with_usage
 from embeddings.services.index import (
     REBUILD_BATCH,
+    IndexSaveFailed,
     build_store,
     get_encoder,
     get_store,
@@ -52,6 +53,7 @@ __all__ = [
     "REBUILD_BATCH",
     "SNIPPET_CHARS",
     "AddResult",
+    "IndexSaveFailed",
     "RetrievedChunk",
     "SearchResult",
     "build_store",

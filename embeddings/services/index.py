@@ -10,6 +10,7 @@ misses ones that are.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -25,7 +26,8 @@ from embeddings import selectors
 from embeddings.models import Document
 from embeddings.services.validation import MAX_TOP_K
 from embeddings.store import EmbeddingStore, Encoder, IndexMissing, StoreError
-from llmsite.errors import ServiceUnavailable
+from llmsite.error_codes import ErrorCode
+from llmsite.errors import ApplicationError, ServiceUnavailable
 from llmsite.model_store import ModelNotFound, resolve_encoder_folder
 
 logger = logging.getLogger(__name__)
@@ -179,22 +181,55 @@ def index_rebuild_count() -> int:
     return selectors.indexed_documents().count()
 
 
+class IndexSaveFailed(ApplicationError):
+    """The index could not be written (a full disk: 507); the previous saved index is untouched."""
+
+    status = 503
+    code = ErrorCode.UNAVAILABLE
+
+
+def _save_failed(exc: OSError, folder: Any) -> IndexSaveFailed:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return IndexSaveFailed(
+            f"could not save the embedding index: no space left on the device holding {folder}; "
+            "the previous saved index is unchanged",
+            status=507,
+        )
+    return IndexSaveFailed(
+        f"could not save the embedding index in {folder}: {exc.strerror or exc}; the previous saved index is unchanged"
+    )
+
+
 def index_save(*, store: EmbeddingStore | None = None) -> dict[str, Any]:
-    """Write the index and its manifest to EMBEDDINGS_DIR atomically; returns the manifest."""
+    """Write the index and its manifest to EMBEDDINGS_DIR atomically; returns the manifest.
+
+    IndexSaveFailed (507 on a full disk, else 503) when the folder cannot take it; the previous
+    saved index then stays as it was, and the index in memory keeps serving.
+    """
     store = get_store() if store is None else store
-    manifest = store.save()
-    _status.update(saved_at=manifest["saved_at"])
+    try:
+        manifest = store.save()
+    except OSError as exc:
+        error = _save_failed(exc, store.folder)
+        _status.update(save_error=error.message)
+        raise error from exc
+    _status.update(saved_at=manifest["saved_at"], save_error="")
     return manifest
+
+
+def _save_or_log(store: EmbeddingStore) -> None:
+    try:
+        index_save(store=store)
+    except IndexSaveFailed as exc:
+        # The index in memory is right and the database holds the text: a later save, or the next
+        # start, writes the file. /readyz shows the failure meanwhile.
+        logger.error("%s", exc.message)
 
 
 def index_autosave(store: EmbeddingStore) -> None:
     """Save after a change when EMBEDDINGS_AUTOSAVE is on; a failed save is logged, never raised."""
     if settings.EMBEDDINGS_AUTOSAVE:
-        try:
-            index_save(store=store)
-        except OSError:
-            # The index in memory is right and the database holds the text: the next start repairs the file.
-            logger.exception("saving the embedding index failed")
+        _save_or_log(store)
 
 
 def index_reconcile(*, store: EmbeddingStore | None = None) -> tuple[int, int]:
@@ -225,7 +260,8 @@ def index_load(*, store: EmbeddingStore | None = None) -> dict[str, Any]:
         # A first start has no index yet: that is expected, not worth a warning.
         level = logging.INFO if isinstance(exc, IndexMissing) else logging.WARNING
         logger.log(level, "embedding index at %s not used (%s); rebuilding it from the database", store.folder, exc)
-        count = index_rebuild(store=store)
+        count = index_rebuild(store=store, save=False)
+        _save_or_log(store)  # a disk that cannot take it must not keep the rebuilt index from serving
         _status.update(state="ready", origin="rebuilt", detail=str(exc), loaded_at=time.time())
         return {"origin": "rebuilt", "reason": str(exc), "vectors": count}
     added, removed = index_reconcile(store=store)
@@ -233,7 +269,7 @@ def index_load(*, store: EmbeddingStore | None = None) -> dict[str, Any]:
         logger.warning(
             "embedding index at %s was behind the database: %d vectors added, %d removed", store.folder, added, removed
         )
-        index_save(store=store)
+        _save_or_log(store)
     _status.update(state="ready", origin="loaded", detail="", loaded_at=time.time())
     return {"origin": "loaded", "vectors": len(store), "added": added, "removed": removed, "manifest": manifest}
 

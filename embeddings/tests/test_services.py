@@ -10,7 +10,7 @@ import pytest
 
 from embeddings import services
 from embeddings.models import Collection, Document
-from embeddings.store import INDEX_FILE, MANIFEST_FILE
+from embeddings.store import MANIFEST_FILE
 from llmsite.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
@@ -57,7 +57,7 @@ def test_save_then_a_new_store_loads_identical_results(store, alice):
 def test_a_truncated_index_at_start_is_detected_and_rebuilt(store, alice, index_dir, caplog):
     ids = add_three(alice).ids
     services.index_save()
-    path = index_dir / INDEX_FILE
+    path = index_dir / services.get_store().read_manifest()["file"]
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     services.reset_store()
     with caplog.at_level(logging.WARNING, logger="embeddings.services"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import numpy as np
@@ -16,6 +17,11 @@ RNG = np.random.default_rng(7)
 
 def vectors(n: int, dim: int = 8) -> np.ndarray:
     return unit(RNG.normal(size=(n, dim)))
+
+
+def index_path(store: EmbeddingStore):
+    """The index file the saved manifest names."""
+    return store.folder / store.read_manifest()["file"]
 
 
 @pytest.mark.parametrize("index_type", ["flat", "hnsw"])
@@ -90,16 +96,18 @@ def test_it_writes_no_temporary_files_and_no_pickle(tiny_store):
     store = tiny_store()
     store.add([1], vectors(1))
     store.save()
+    store.add([2], vectors(1))
+    store.save()  # the second save removes the first one's index file
     names = sorted(p.name for p in store.folder.iterdir())
-    assert names == [".lock", INDEX_FILE, MANIFEST_FILE]
-    assert b"pickle" not in (store.folder / INDEX_FILE).read_bytes()[:64]
+    assert names == [".lock", index_path(store).name, MANIFEST_FILE]
+    assert b"pickle" not in index_path(store).read_bytes()[:64]
 
 
 def test_it_refuses_a_truncated_index(tiny_store):
     store = tiny_store()
     store.add(list(range(10)), vectors(10))
     store.save()
-    path = store.folder / INDEX_FILE
+    path = index_path(store)
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(IndexCorrupt):
         tiny_store().load()
@@ -109,7 +117,7 @@ def test_it_refuses_a_flipped_byte(tiny_store):
     store = tiny_store()
     store.add(list(range(10)), vectors(10))
     store.save()
-    path = store.folder / INDEX_FILE
+    path = index_path(store)
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -128,6 +136,55 @@ def test_it_refuses_an_index_built_for_something_else(tiny_store, key, value):
     path.write_text(json.dumps(manifest))
     with pytest.raises(IndexMismatch, match=key):
         tiny_store().load()
+
+
+def test_it_loads_an_index_saved_before_index_files_had_their_own_names(tiny_store):
+    store = tiny_store()
+    data = vectors(5)
+    store.add(list(range(5)), data)
+    store.save()
+    manifest = json.loads((store.folder / MANIFEST_FILE).read_text())
+    index_path(store).rename(store.folder / INDEX_FILE)
+    del manifest["file"]
+    (store.folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    fresh = tiny_store()
+    fresh.load()
+    assert fresh.search(data[3], 1)[0][0].id == 3
+    fresh.save()
+    assert not (store.folder / INDEX_FILE).exists()
+
+
+@pytest.mark.parametrize("name", ["../index.faiss", "/etc/passwd", "index-xyz.faiss", "other.faiss"])
+def test_it_refuses_a_manifest_naming_a_file_outside_its_own_index_files(tiny_store, name):
+    store = tiny_store()
+    store.add([1], vectors(1))
+    store.save()
+    manifest = json.loads((store.folder / MANIFEST_FILE).read_text())
+    manifest["file"] = name
+    (store.folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorrupt, match="not an index file"):
+        tiny_store().load()
+
+
+@pytest.mark.parametrize("fails_at", ["index", "manifest"])
+def test_a_save_that_runs_out_of_disk_leaves_the_previous_index(small_disk, fails_at):
+    folder = small_disk("32k")
+    store = EmbeddingStore(model_name="tiny", dim=8, folder=folder)
+    data = vectors(1000)
+    store.add([0], data[:1])
+    store.save()
+    before = sorted(p.name for p in folder.iterdir())
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    # Flat index: 90 bytes + 40 per vector. Fill every free block with the index (the manifest then
+    # finds none), or need more blocks than there are.
+    count = (free - 90) // 40 if fails_at == "manifest" else 1000
+    store.add(list(range(1, count)), data[1:count])
+    with pytest.raises(OSError, match="No space left"):
+        store.save()
+    assert sorted(p.name for p in folder.iterdir()) == before
+    fresh = EmbeddingStore(model_name="tiny", dim=8, folder=folder)
+    fresh.load()
+    assert fresh.ids() == {0}
 
 
 def test_it_says_when_nothing_was_saved(tiny_store):

@@ -19,6 +19,7 @@ from training.trainer import (
     TrainingError,
     encode_chat,
     encode_text,
+    partial_checkpoints,
     split,
     train,
 )
@@ -159,3 +160,11 @@ def test_the_checkpoint_loads_through_the_hf_provider_and_generates(tiny_base, t
     finally:
         provider.close()
     assert completion.usage.completion_tokens >= 1
+
+
+def test_partial_checkpoints_are_only_those_of_the_named_model(tmp_path):
+    for name in (".a.partial-k3x_9q2z", ".a.partial-b.partial-k3x_9q2z", ".ab.partial-k3x_9q2z", "a", ".a"):
+        (tmp_path / name).mkdir()
+    assert [p.name for p in partial_checkpoints(tmp_path / "a")] == [".a.partial-k3x_9q2z"]
+    assert [p.name for p in partial_checkpoints(tmp_path / "a.partial-b")] == [".a.partial-b.partial-k3x_9q2z"]
+    assert partial_checkpoints(tmp_path / "missing" / "a") == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from embeddings import services
@@ -18,7 +18,10 @@ class Command(BaseCommand):
         store = services.get_store()
         total = services.index_rebuild_count()
         with tqdm(total=total, unit="doc", desc="encoding", disable=no_progress, file=self.stderr) as bar:
-            count = services.index_rebuild(store=store, progress=bar.update)
+            try:
+                count = services.index_rebuild(store=store, progress=bar.update)
+            except services.IndexSaveFailed as exc:
+                raise CommandError(exc.message) from exc
         self.stdout.write(
             self.style.SUCCESS(f"Rebuilt the {store.index_type} index: {count} vectors ({store.model_name}).")
         )

@@ -15,7 +15,8 @@ from training import services
 class Command(BaseCommand):
     help = (
         "Train the queued runs one after another, then wait for more. Start it beside the servers when "
-        "TRAINING_EXECUTOR=worker; runs it was training when it died are marked failed when it starts again."
+        "TRAINING_EXECUTOR=worker; runs it was training when it died are recorded as ended when it starts again "
+        "(failed, or succeeded when the checkpoint was complete)."
     )
 
     def add_arguments(self, parser):
@@ -39,7 +40,7 @@ class Command(BaseCommand):
     def _loop(self, *, once: bool, poll: float, threads: int | None) -> None:
         reaped = services.runs_reap(startup=True)
         if reaped:
-            self.stderr.write(f"marked {reaped} interrupted run(s) failed")
+            self.stderr.write(f"recorded the end of {reaped} run(s) whose worker died")
         self.stdout.write(f"training worker {services.worker_id()} waiting for runs")
         try:
             while True:
