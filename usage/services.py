@@ -677,6 +677,20 @@ def counters_prune(*, before: datetime) -> int:
     return deleted
 
 
+def counters_recount() -> int:
+    """Drop every counter, so each reopens from the ledger at its next use; returns how many went.
+
+    A request holds its maximum on the counters until it settles; a process killed mid-answer never
+    settles, and its holds would count against the limits until their windows end (a month, for a
+    monthly limit). The ledger has only settled usage, so counters rebuilt from it are exact again:
+    day and month windows reopen with what the ledger holds, minute windows empty (the ledger is
+    hourly: at most one minute's requests are forgiven). Only while no request is in flight in any
+    process (a live request's hold would be forgotten too): `make run` does it before it serves.
+    """
+    deleted, _ = UsageCounter.objects.all().delete()
+    return deleted
+
+
 _settled = itertools.count(1)
 PRUNE_EVERY = 5000  # settlements per process between two prunes of old counters
 PRUNE_AFTER = timedelta(days=40)  # longer than a month: a month's counter is read until it ends

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts import services as accounts_services
 from usage.models import UsageCounter
-from usage.services import ledger_add
+from usage.services import Meter, QuotaExceeded, ledger_add, limits_set
 
 pytestmark = pytest.mark.django_db
 
@@ -210,3 +210,17 @@ def test_prune_removes_counters_older_than_40_days(db):
     assert UsageCounter.objects.count() == 2
     with pytest.raises(CommandError, match="--days must be more than 31"):
         run("prune", "--days", "31")
+
+
+def test_recount_drops_holds_a_crash_left_and_keeps_what_the_ledger_holds(db, alice, usage_clock):
+    limits_set(user=alice, values={"tokens_per_day": 1000})
+    Meter(user=alice).reserve(model="m", prompt_tokens=100, max_tokens=100).settle(
+        prompt_tokens=100, completion_tokens=50
+    )
+    Meter(user=alice).reserve(model="m", prompt_tokens=100, max_tokens=600)  # its process dies: never settled
+    with pytest.raises(QuotaExceeded):
+        Meter(user=alice).reserve(model="m", prompt_tokens=100, max_tokens=100)  # 150 + 700 + 200 > 1000
+    out, _ = run("recount")
+    assert out.startswith("Dropped 1 usage counters")
+    Meter(user=alice).reserve(model="m", prompt_tokens=100, max_tokens=100)  # 150 settled + 200 held
+    assert UsageCounter.objects.get(kind="tokens_per_day").used == 350

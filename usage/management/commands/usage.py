@@ -4,6 +4,7 @@ manage.py usage report --since 2026-11-01 --by model
 manage.py usage report --since 7d --by key --user alice --csv usage.csv
 manage.py usage report --since 24h --csv -          # CSV on stdout, nothing else
 manage.py usage prune
+manage.py usage recount             # after a crash, before serving: counters rebuilt from the ledger
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ class Command(BaseCommand):
     help = (
         "usage report [--since 30d] [--until …] [--by user|key|model] [--user NAME] [--csv PATH|-]: "
         "requests, tokens and spend from the usage ledger. "
-        f"usage prune: drop limit counters older than {PRUNE_DAYS} days."
+        f"usage prune: drop limit counters older than {PRUNE_DAYS} days. "
+        "usage recount: rebuild the limit counters from the ledger (while no server runs)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{report,prune}")
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{report,prune,recount}")
         report = actions.add_parser("report", help="Sum the ledger by user, API key or model.")
         report.add_argument(
             "--since",
@@ -112,10 +114,18 @@ class Command(BaseCommand):
         )
         prune = actions.add_parser("prune", help=f"Drop limit counters older than {PRUNE_DAYS} days.")
         prune.add_argument("--days", type=int, default=PRUNE_DAYS, help=f"keep this many days (default {PRUNE_DAYS})")
+        actions.add_parser(
+            "recount",
+            help="Rebuild the limit counters from the ledger, dropping holds of requests a crash left unsettled. "
+            "Run it while no server runs.",
+        )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "report":
             self._report(**options)
+        elif action == "recount":
+            removed = services.counters_recount()
+            self.stdout.write(f"Dropped {removed} usage counters; they reopen from the ledger at their next use.")
         else:
             self._prune(days=options["days"])
 
