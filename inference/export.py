@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 from inference.providers.openvino import MARKER, PRECISIONS, is_exported, openvino_folder
 
 DEFAULT_EXPORTER = Path(sys.prefix) / "exporter"
@@ -71,6 +73,7 @@ def export_openvino(
     if problem:
         raise ExportFailed(problem)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(target.parent, precision)
     staging = target.parent / f".{precision}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     environment = {**os.environ, "PYTHONPATH": str(exporter), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -100,3 +103,11 @@ def export_openvino(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _remove_abandoned(parent: Path, precision: str) -> None:
+    """Drop staging folders of exports whose process is gone (killed mid-export): never loaded, only disk."""
+    for staging in parent.glob(f".{precision}.partial-*"):
+        pid = staging.name.rsplit("-", 1)[1]
+        if not (pid.isdigit() and psutil.pid_exists(int(pid))):
+            shutil.rmtree(staging, ignore_errors=True)
