@@ -87,6 +87,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After WhiteNoise (static files are not recorded), before everything that can answer early.
     "dashboard.middleware.MetricsMiddleware",
+    # While the server shuts down, new requests get 503 here (after the metrics: refusals are counted too).
+    "llmsite.shutdown.DrainMiddleware",
     # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below; pages may tighten it).
     "csp.middleware.CSPMiddleware",
     "llmsite.errors.JsonErrorMiddleware",

@@ -143,7 +143,15 @@ class OpenVINOScheduler:
                 self._closing = True
             self._end_all(ProviderUnavailable(f"the local model failed: {exc}", permanent=False))
             return
+        cancelled = bool(self._active)
         self._end_all(ProviderUnavailable("the local model is shutting down", permanent=False))
+        if cancelled:
+            # One more step frees the cancelled requests' KV cache blocks: the pipeline reports blocks
+            # still held when it is destroyed as leaked.
+            try:
+                self.pipeline.step()
+            except Exception:  # closing anyway; the log says so
+                logger.exception("the OpenVINO pipeline failed while closing")
 
     def _admit(self) -> bool:
         """Add waiting jobs while there is room; False when closing. Sleeps while there is nothing to do."""

@@ -20,6 +20,7 @@ leaves this process right after the step that made it, with no hand-over to anot
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -141,7 +142,8 @@ class _Handler(socketserver.StreamRequestHandler):
             else:
                 self._send({"error": wire.error_to_dict(result)})
             finished.set()
-            wake_write.send(b"x")
+            with contextlib.suppress(OSError):  # the handler saw `finished` first and closed the pair
+                wake_write.send(b"x")
 
         self.request.settimeout(SEND_TIMEOUT)
         try:
