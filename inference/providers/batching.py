@@ -101,7 +101,8 @@ class Progress:
     ) -> Progress:
         busy = running > 0 or waiting > 0
         stalled = round(time.monotonic() - moved_at, 1) if busy else 0.0
-        return cls(thread.is_alive(), running, waiting, stalled, steps, failure)
+        # A thread whose loop failed is ending: it is not alive for its work even before it has returned.
+        return cls(thread.is_alive() and not failure, running, waiting, stalled, steps, failure)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -13,7 +13,6 @@ import asyncio
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -25,20 +24,11 @@ from inference.providers.batching import BatchJob
 from inference.providers.hf import HFProvider
 from inference.providers.local import LocalOptions
 from inference.runners.client import READY, RESTARTING, RunnerProvider
+from inference.tests.test_runners import wait_for
 
 DEADLINE = 60.0
 BOUND = 1.0  # READINESS_STALL_SECONDS in these tests
 FAULTS = Path(__file__).resolve().parent / "faults"
-
-
-def wait_for(condition, what: str, deadline: float = DEADLINE):
-    ends = time.monotonic() + deadline
-    while time.monotonic() < ends:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ask(max_new_tokens: int = 8) -> GenerationRequest:
@@ -225,67 +215,3 @@ def test_a_runner_that_stops_answering_is_not_ready_until_it_answers_again(runne
     finally:
         os.kill(runner.process.pid, signal.SIGCONT)
     wait_for(lambda: not health.engine_problem(runner, "tiny-b"), "the runner to answer again")
-
-
-# --- the OpenVINO engine --------------------------------------------------------------------------
-class HeldPipeline:
-    """The real OpenVINO pipeline, whose `step()` first waits for `gate`, and fails once `fail` is set."""
-
-    def __init__(self, pipeline, gate: threading.Event, fail: threading.Event):
-        self.pipeline, self.gate, self.fail = pipeline, gate, fail
-
-    def add_request(self, *args):
-        return self.pipeline.add_request(*args)
-
-    def step(self):
-        self.gate.wait()
-        if self.fail.is_set():
-            raise RuntimeError("the pipeline failed")
-        self.pipeline.step()
-
-
-@pytest.mark.real_model
-def test_an_openvino_engine_that_stops_stepping_is_not_ready_and_one_whose_pipeline_failed_has_stopped(bound):
-    from django.conf import settings
-
-    from inference.providers.openvino import OpenVINOProvider, OpenVINOScheduler, is_exported
-    from llmsite.model_store import ModelNotFound, resolve_llm_folder
-
-    model = "SmolLM2-135M-Instruct"
-    try:
-        folder = resolve_llm_folder(model, settings.MODELS_DIR)
-    except ModelNotFound as exc:
-        pytest.skip(str(exc))
-    if not is_exported(folder, "fp32"):
-        pytest.fail(f"{model} has no OpenVINO export: make test runs prepare_models, which makes it")
-    provider = OpenVINOProvider(model, folder)
-    provider.load()
-    gate, fail = threading.Event(), threading.Event()
-    provider.scheduler.close()
-    provider.scheduler = OpenVINOScheduler(
-        HeldPipeline(provider.pipeline, gate, fail),
-        eos_token_ids=provider._eos_ids(),
-        limits=provider.limits,
-        name=model,
-    )
-    get_engine().set(provider)
-    try:
-        assert health.provider_check()[0]
-        finished, outcome = start(provider, ask())
-        ok, detail = wait_for(lambda: (r := health.provider_check()) and not r[0] and r, "readiness to fail")
-        assert f"the engine of {model} is stuck: no step completed for" in detail and "1 running" in detail, detail
-        gate.set()
-        assert finished.wait(DEADLINE) and isinstance(outcome[0], Completion)
-        assert health.provider_check()[0]
-
-        fail.set()
-        with pytest.raises(ProviderUnavailable, match="the pipeline failed"):
-            provider.generate(ask())
-        ok, detail = health.provider_check()
-        assert not ok and f"the engine thread of {model} has stopped: RuntimeError: the pipeline failed" in detail
-        with pytest.raises(ProviderUnavailable, match=f"the engine thread of {model} stopped"):
-            provider.generate(ask())
-    finally:
-        gate.set()
-        get_engine().reset()
-        provider.close()

@@ -12,7 +12,6 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from rest_framework_simplejwt.tokens import AccessToken
 
 from inference.models import InferenceRecord
 from inference.tests.test_streaming import authed_socket, open_predict, parse_frames, read_body
@@ -25,18 +24,6 @@ GRACE = 30
 def serving_again():
     yield
     drain.reset()
-
-
-@pytest.fixture
-def application():
-    from llmsite.asgi import application
-
-    return application
-
-
-@pytest.fixture
-def token(alice):
-    return str(AccessToken.for_user(alice))
 
 
 @pytest.mark.django_db(transaction=True)
