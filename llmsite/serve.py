@@ -3,9 +3,10 @@
     python -m llmsite.serve -b 127.0.0.1 -p 8000        # any of daphne's options; the application is llmsite's
 
 daphne alone stops at once on SIGTERM: Twisted stops the reactor and daphne cancels every running
-application, so streams are cut mid-answer, records of their ends are never written, and request
-metrics still buffered are left to luck; daphne 4.2 has no ASGI lifespan either. This is daphne's own
-command line (every option works the same) with a server that handles the signals itself:
+application, so answers are cut mid-stream with no error event, a plain answer gets no response at
+all, and the runners and buffered request metrics are left to the interpreter's exit; daphne 4.2 has
+no ASGI lifespan to hook into either. This is daphne's own command line (every option works the
+same) with a server that handles the signals itself:
 
 1. it stops taking new work (`llmsite.shutdown.drain`): new requests get 503 `shutting_down` with
    Retry-After, /readyz answers 503 "shutting down", new WebSockets are refused;
