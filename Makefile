@@ -1,4 +1,5 @@
-# llmsite: `make run` serves the site, `make test` runs the whole suite. Both set everything up first.
+# llmsite: `make run` serves the site (daphne; SIGTERM or Ctrl-C drains it, see docs/architecture.md#shutdown),
+# `make test` runs the whole suite. Both set everything up first.
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 run: setup
 	$(BIN)/python manage.py collectstatic --noinput -v0
-	$(BIN)/daphne -b $(HOST) -p $(PORT) llmsite.asgi:application
+	$(BIN)/python -m llmsite.serve -b $(HOST) -p $(PORT)
 
 test: setup install-dev
 	./scripts/pytest.sh $(PYTEST_ARGS)

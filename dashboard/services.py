@@ -110,10 +110,25 @@ def get_recorder() -> Recorder:
             if _recorder is None:
                 _recorder = build_recorder()
                 if _recorder.background:
-                    # A normal shutdown (daphne on SIGTERM/SIGINT) writes what is still buffered.
+                    # The server flushes as it shuts down (request_metrics_flush, after its requests ended);
+                    # this writes what was recorded after that, and serves servers that exit without it.
                     atexit.register(_recorder.stop)
             recorder = _recorder
     return recorder
+
+
+def request_metrics_flush() -> int:
+    """Stop the flusher thread and write every buffered sample now; how many were written.
+
+    The server calls it as it shuts down, once its requests have ended (llmsite/serve.py): samples
+    recorded after it are still written at exit.
+    """
+    recorder = _recorder
+    if recorder is None:
+        return 0
+    before = recorder.written
+    recorder.stop(flush=True)
+    return recorder.written - before
 
 
 def set_recorder(recorder: Recorder | None) -> Recorder | None:

@@ -13,6 +13,8 @@ Protocol (JSON text frames):
   and `resets_at`.
 - `{"type": "cancel"}` stops the generation in flight within one token; it ends with
   `{"type": "done", "finish_reason": "cancelled", ...}`. Closing the socket cancels it too.
+- While the server shuts down, a `generate` gets an `error` (`shutting_down`); one already running
+  finishes, or ends with that error when the grace period ends; then the socket closes (1001).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from inference.protocol import CompletionRequest
 from inference.providers.base import TextDelta
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, error_body, from_validation_error
+from llmsite.shutdown import drain, shutting_down_error
 from usage.services import Meter
 
 logger = logging.getLogger(__name__)
@@ -132,6 +135,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
         if self.generation is not None and not self.generation.done():
             await self._error(ApplicationError("a generation is already running on this socket", code=ErrorCode.BUSY))
+            return
+        if drain.draining:  # the server is shutting down: generations already running finish, no new one starts
+            await self._error(shutting_down_error())
             return
         fields = {key: value for key, value in content.items() if key != "type"}
         serializer = PredictApi.InputSerializer(data=fields)

@@ -183,6 +183,7 @@ class Engine:
         self._loading_key: tuple[Any, ...] | None = None
         self._checked_at = 0.0
         self._switching = False
+        self._shut = False  # shutdown() ran: nothing loads any more
 
     # --- state ------------------------------------------------------------------------
     def status(self) -> EngineStatus:
@@ -216,6 +217,8 @@ class Engine:
         with the reason while loading or after a failed load. `keep_alive` (seconds; negative:
         forever) replaces the model's idle time before unloading, as Ollama's per-request keep_alive.
         """
+        if self._shut:
+            raise ServiceUnavailable("the server is shutting down", code=ErrorCode.SHUTTING_DOWN)
         if model is not None:
             default = self.default_spec()
             try:
@@ -482,6 +485,8 @@ class Engine:
         On failure the previous provider (if any) keeps serving and ProviderUnavailable is
         raised; with nothing to fall back to, the engine is `failed` with the reason.
         """
+        if self._shut:
+            raise ProviderUnavailable("the server is shutting down", permanent=False)
         with self._load_lock:
             spec = spec or configured_spec()
             current = self._slot
@@ -548,6 +553,7 @@ class Engine:
         with self._lock:
             old, self._slot = self._slot, None
             self._state, self._reason = IDLE, ""
+            self._shut = False
             self._pinned = False
             self._applied_key = None
             self._checked_at = 0.0
@@ -561,12 +567,35 @@ class Engine:
         for slot in idle:
             self._close(slot)
 
+    def shutdown(self) -> None:
+        """Close every model now, answering or not, and load none after: the server is exiting.
+
+        Closing a local model ends its runner process (SIGTERM, then SIGKILL after a while); an answer
+        still running on it ends with an error. The models close side by side, so this takes as long as
+        the slowest.
+        """
+        with self._lock:
+            self._shut = True
+            slots = list(self._pool.values()) + ([self._slot] if self._slot is not None else [])
+            self._pool.clear()
+            self._slot = None
+            self._state, self._reason = FAILED, "the server is shutting down"
+            for slot in slots:
+                slot.retired = True
+        closing = [threading.Thread(target=self._close, args=(slot,), name=f"close-{slot.model_id}") for slot in slots]
+        for thread in closing:
+            thread.start()
+        for thread in closing:
+            thread.join()
+
     def sync_with_config(self, *, force: bool = False, background: bool = True) -> bool:
         """Switch when the configuration changed since the last load; returns whether it changed.
 
         Throttled to one database read per LLM_CONFIG_CHECK_SECONDS unless `force`.
         """
         now = time.monotonic()
+        if self._shut:
+            return False
         if self._pinned or self._state == IDLE:
             return False  # pinned by set(), or nothing loaded yet: the first lease loads the current config
         if not force and now - self._checked_at < settings.LLM_CONFIG_CHECK_SECONDS:

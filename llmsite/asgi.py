@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, Channels for WebSockets (served by daphne)."""
+"""ASGI entry point: Django for HTTP, Channels for WebSockets (served by daphne through `python -m llmsite.serve`)."""
 
 import os
 
@@ -18,11 +18,15 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from llmsite.routing import websocket_urlpatterns  # noqa: E402
+from llmsite.shutdown import tracked  # noqa: E402
 from llmsite.websocket import browser_origin_validator  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": browser_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+# `tracked`: while the server shuts down it waits for the requests counted here (llmsite/serve.py).
+application = tracked(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": browser_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

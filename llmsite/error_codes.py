@@ -72,6 +72,12 @@ class ErrorCode(StrEnum):
     BUSY = "busy", 400, "A generation is already running on this WebSocket; cancel it or wait for `done`."
     PROVIDER_BUSY = "provider_busy", 503, "The local model's queue is full; `Retry-After` says when to try again."
     PROVIDER_ERROR = "provider_error", 502, "The model failed to answer (a permanent provider failure)."
+    SHUTTING_DOWN = (
+        "shutting_down",
+        503,
+        "The server is shutting down: it takes no new work, and an answer still running when its grace period"
+        " ends stops with this error. Another instance may serve at once; `Retry-After` says when this one may.",
+    )
     SERVER_ERROR = "server_error", 500, "The server failed; it has been logged. Never caused by what a client sends."
     # --- remote providers (the upstream API) ---------------------------------------------------
     UPSTREAM_AUTH = "upstream_auth", 502, "The remote provider refused the configured API key."

@@ -2,7 +2,8 @@
 
 `/healthz` answers while the process runs. `/readyz` runs each check in
 `settings.READINESS_CHECKS` (dotted paths to callables returning `(ok, detail)`) and says
-by name which one is not ready, so an operator sees the reason without reading logs.
+by name which one is not ready, so an operator sees the reason without reading logs; while the
+server shuts down it answers 503 with status `shutting_down`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from llmsite.shutdown import drain
 
 Check = Callable[[], tuple[bool, str]]
 
@@ -97,5 +100,9 @@ class ReadyzApi(APIView):
     )
     def get(self, request: Request) -> Response:
         checks = run_checks()
+        if drain.draining:  # a balancer stops sending work here; what runs finishes (llmsite/shutdown.py)
+            detail = f"shutting down: {drain.active} requests finishing, {drain.remaining():.0f} s of grace left"
+            checks["shutdown"] = {"ok": False, "detail": detail}
+            return Response({"status": "shutting_down", "checks": checks}, status=503)
         ready = all(c["ok"] for c in checks.values())
         return Response({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)

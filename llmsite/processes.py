@@ -10,16 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 SERVER_PROGRAMS = ("daphne", "uvicorn", "gunicorn", "hypercorn")
+SERVE_MODULE = ("llmsite", "serve.py")  # `python -m llmsite.serve`: daphne with graceful shutdown
 
 _logger = logging.getLogger(__name__)
 
 
 def is_server_process(argv: list[str] | None = None) -> bool:
-    """Whether this process serves HTTP (daphne, uvicorn, gunicorn, runserver's serving child)."""
+    """Whether this process serves HTTP (llmsite.serve, daphne, uvicorn, gunicorn, runserver's serving child)."""
     argv = sys.argv if argv is None else argv
     if not argv:
         return False
-    if any(part in SERVER_PROGRAMS for part in Path(argv[0]).parts):
+    program = Path(argv[0]).parts
+    if any(part in SERVER_PROGRAMS for part in program) or program[-2:] == SERVE_MODULE:
         return True
     if len(argv) > 1 and argv[1] == "runserver":
         # The autoreloader's parent only watches files; its child (RUN_MAIN=true) serves.

@@ -87,6 +87,8 @@ MIDDLEWARE = [
     "llmsite.staticfiles.AsyncWhiteNoiseMiddleware",  # WhiteNoise, without a thread hop per request
     # After WhiteNoise (static files are not recorded), before everything that can answer early.
     "dashboard.middleware.MetricsMiddleware",
+    # While the server shuts down, new requests get 503 here (after the metrics: refusals are counted too).
+    "llmsite.shutdown.DrainMiddleware",
     # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below; pages may tighten it).
     "csp.middleware.CSPMiddleware",
     "llmsite.errors.JsonErrorMiddleware",
@@ -504,3 +506,15 @@ READINESS_CHECKS = {
     "models": "inference.health.models_check",
     "embeddings": "embeddings.health.index_check",
 }
+# /readyz: a local model with work waiting or running whose engine completed no step for this long (or whose
+# runner process has not answered for this long) is not ready. Far above any real step, a long prefill on a
+# slow CPU included (inference/health.py).
+READINESS_STALL_SECONDS = env.float("READINESS_STALL_SECONDS", default=30.0)
+if READINESS_STALL_SECONDS <= 0:
+    raise ImproperlyConfigured("READINESS_STALL_SECONDS must be greater than 0")
+
+# Shutdown (python -m llmsite.serve, llmsite/shutdown.py): after SIGTERM new requests get 503 and answers
+# already running have this long to finish; those still running then end with an error event.
+SHUTDOWN_GRACE_SECONDS = env.float("SHUTDOWN_GRACE_SECONDS", default=30.0)
+if SHUTDOWN_GRACE_SECONDS < 0:
+    raise ImproperlyConfigured("SHUTDOWN_GRACE_SECONDS must be 0 or more")

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """A daphne process serving llmsite on a free port, as `make run` would."""
+    """A daphne process serving llmsite on a free port, as `make run` would (`python -m llmsite.serve`)."""
 
     def __init__(self, env: dict[str, str], log_path: Path | None = None):
         self.port = free_port()
@@ -32,7 +32,7 @@ class LiveServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "llmsite.asgi:application"],
+            [sys.executable, "-m", "llmsite.serve", "-b", "127.0.0.1", "-p", str(self.port)],
             cwd=ROOT,
             env=env,
             stdout=self._log,
@@ -58,12 +58,14 @@ class LiveServer:
                 time.sleep(0.2)
         raise TimeoutError(f"daphne did not answer {path} within {timeout} s")
 
-    def stop(self) -> None:
+    # SIGTERM drains: answers still running get the shutdown grace (SHUTDOWN_GRACE_SECONDS) before they end.
+    def stop(self, timeout: float = 60) -> None:
         self.process.terminate()
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
         self._log.close()
 
 

@@ -22,6 +22,11 @@ Jobs wait in a bounded queue while the batch is full; `submit` raises `QueueFull
 `cancel` event is set leaves before the next step. Callbacks run on the scheduler thread: keep
 them short (the provider detokenizes there and hands text to an event loop).
 
+`progress()` says whether the thread is alive and how long work has waited for a completed step:
+readiness (`inference.health`) fails on a dead thread or a stuck step. An error outside the per-step
+handler ends the thread, but never silently: every waiting and running job ends with the reason,
+and new ones are refused with it.
+
 Tests drive the loop step by step instead of racing it: inside `with scheduler.paused():` the
 loop starts no step, so jobs submitted there are all waiting when it resumes; `advance(n)` runs
 exactly n steps and returns once they are done. With no pause open the loop runs as it always
@@ -32,9 +37,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -71,6 +78,38 @@ class BatchLimits:
         free = max(0, self.max_batch_size - running)
         if waiting >= free + self.max_queue:
             raise QueueFull(self.max_queue)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Whether an engine thread is moving: what readiness (`inference.health`) judges a local model by.
+
+    `stalled_s` counts from the last completed step, or from when work arrived at an idle engine,
+    and only while work waits or runs: an idle engine is never stalled, however long it rests.
+    """
+
+    alive: bool  # the engine thread runs
+    running: int
+    waiting: int
+    stalled_s: float  # seconds without a completed step while work waits or runs; 0 when idle
+    steps: int
+    failure: str = ""  # why the engine thread ended, when it ended by an error
+
+    @classmethod
+    def measure(
+        cls, *, thread: threading.Thread, moved_at: float, running: int, waiting: int, steps: int, failure: str
+    ) -> Progress:
+        busy = running > 0 or waiting > 0
+        stalled = round(time.monotonic() - moved_at, 1) if busy else 0.0
+        # A thread whose loop failed is ending: it is not alive for its work even before it has returned.
+        return cls(thread.is_alive() and not failure, running, waiting, stalled, steps, failure)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Progress:
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
 
 @dataclass(eq=False)
@@ -200,6 +239,10 @@ class BatchScheduler:
         self._pauses = 0  # open paused() blocks: while any is open, the loop only runs the steps advance() grants
         self._granted = 0  # steps advance() granted that the paused loop has not started yet
         self.steps = 0  # forward passes so far (prefills and decoding steps); tests count shared steps with it
+        self.name = name
+        self.failure = ""  # why the scheduler thread ended, when an error ended it
+        self._joining: list[BatchJob] = []  # the jobs being admitted to the step in progress
+        self._moved_at = time.monotonic()  # the last completed step, or when work came to an idle loop
         self._thread = threading.Thread(target=self._loop, name=f"batch-{name}", daemon=True)
         self._thread.start()
 
@@ -208,10 +251,28 @@ class BatchScheduler:
         """Queue `job`; raises QueueFull when `max_queue` jobs already wait, ProviderUnavailable once closed."""
         with self._wake:
             if self._closing:
-                raise ProviderUnavailable("the local model is shutting down", permanent=False)
+                raise ProviderUnavailable(self._closed_reason(), permanent=False)
             self.limits.check_room(waiting=len(self._waiting), running=self.running)
+            if not self._waiting and self._batch is None:
+                self._moved_at = time.monotonic()  # an idle loop's stall clock starts with its work
             self._waiting.append(job)
             self._wake.notify()
+
+    def progress(self) -> Progress:
+        """Whether the scheduler thread is alive and moving (readiness asks, from any thread)."""
+        return Progress.measure(
+            thread=self._thread,
+            moved_at=self._moved_at,
+            running=self.running + len(self._joining),  # jobs being prefilled run too
+            waiting=len(self._waiting),
+            steps=self.steps,
+            failure=self.failure,
+        )
+
+    def _closed_reason(self) -> str:
+        if self.failure:
+            return f"the engine thread of {self.name} stopped: {self.failure}"
+        return "the local model is shutting down"
 
     @property
     def running(self) -> int:
@@ -277,6 +338,27 @@ class BatchScheduler:
 
     # --- the scheduler thread -----------------------------------------------------------
     def _loop(self) -> None:
+        """Step until closed; whatever ends the thread, every waiting and running job learns it."""
+        try:
+            self._step_until_closed()
+            failure = ProviderUnavailable("the local model was unloaded", permanent=False)
+        except BaseException as exc:  # outside the per-step handler: a bug in the loop itself ends the thread
+            logger.exception("the scheduler thread of %s failed", self.name)
+            with self._wake:
+                self.failure = f"{type(exc).__name__}: {exc}"
+                self._closing = True  # new jobs are refused with the reason, not left waiting forever
+                self._stepping = False
+                self._between_steps.notify_all()
+            failure = ProviderUnavailable(self._closed_reason(), permanent=False)
+        with self._wake:
+            jobs = self._joining + list(self._waiting) + (self._batch.jobs if self._batch is not None else [])
+            self._joining = []
+            self._waiting.clear()
+            self._batch = None
+        for job in jobs:
+            job.end("cancelled", failure)
+
+    def _step_until_closed(self) -> None:
         import torch
 
         with torch.inference_mode():
@@ -296,6 +378,7 @@ class BatchScheduler:
                 try:
                     if newcomers:
                         self._prefill(newcomers)
+                        self._joining = []  # they run in the batch now, or have ended
                     if self._batch is not None:
                         self._decode()
                 except Exception as exc:  # a failed step fails the requests in it, not the server
@@ -304,11 +387,8 @@ class BatchScheduler:
                     for job in newcomers + (self._batch.jobs if self._batch is not None else []):
                         job.end("cancelled", error)
                     self._batch = None
-        failure = ProviderUnavailable("the local model was unloaded", permanent=False)
-        for job in list(self._waiting) + (self._batch.jobs if self._batch is not None else []):
-            job.end("cancelled", failure)
-        self._waiting.clear()
-        self._batch = None
+                self._joining = []
+                self._moved_at = time.monotonic()
 
     def _held(self) -> bool:
         """Whether a pause keeps the loop from starting its next step (called with the lock held)."""
@@ -318,7 +398,9 @@ class BatchScheduler:
         """Waiting jobs that join at this step (called with the lock held)."""
         room = self.limits.max_batch_size - self.running
         budget = self.limits.max_batched_tokens - self.running
+        # Kept on the scheduler while it is chosen: should this loop fail, these jobs are ended too.
         chosen: list[BatchJob] = []
+        self._joining = chosen
         longest = 0
         while self._waiting and len(chosen) < room:
             job = self._waiting[0]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.providers.base import ModelInfo, ProviderUnavailable
-from inference.providers.batching import BatchJob, BatchLimits
+from inference.providers.batching import BatchJob, BatchLimits, Progress
 from inference.providers.hf import HFProvider, folder_identity
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,10 @@ class OpenVINOScheduler:
         self.pipeline = pipeline
         self.eos = frozenset(eos_token_ids)
         self.limits = limits
+        self.name = name
         self.steps = 0
+        self.failure = ""  # why the loop ended, when the pipeline failed
+        self._moved_at = time.monotonic()  # the last completed step, or when work came to an idle loop
         self._ids = itertools.count()
         self._waiting: deque[BatchJob] = deque()
         self._active: dict[int, tuple[BatchJob, Any]] = {}
@@ -98,10 +101,24 @@ class OpenVINOScheduler:
         """Queue `job`; raises QueueFull when `max_queue` jobs already wait, ProviderUnavailable once closed."""
         with self._wake:
             if self._closing:
-                raise ProviderUnavailable("the local model is shutting down", permanent=False)
+                reason = f"the engine thread of {self.name} stopped: {self.failure}" if self.failure else ""
+                raise ProviderUnavailable(reason or "the local model is shutting down", permanent=False)
             self.limits.check_room(waiting=len(self._waiting), running=len(self._active))
+            if not self._waiting and not self._active:
+                self._moved_at = time.monotonic()  # an idle loop's stall clock starts with its work
             self._waiting.append(job)
             self._wake.notify()
+
+    def progress(self) -> Progress:
+        """Whether the loop's thread is alive and moving (readiness asks, from any thread)."""
+        return Progress.measure(
+            thread=self._thread,
+            moved_at=self._moved_at,
+            running=len(self._active),
+            waiting=len(self._waiting),
+            steps=self.steps,
+            failure=self.failure,
+        )
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop after the current step; waiting and running jobs end with ProviderUnavailable."""
@@ -118,13 +135,23 @@ class OpenVINOScheduler:
                 self.pipeline.step()
                 self.steps += 1
                 self._report()
+                self._moved_at = time.monotonic()
         except Exception as exc:  # the pipeline failed: every job learns it, new ones are refused
             logger.exception("the OpenVINO pipeline failed")
             with self._wake:
+                self.failure = f"{type(exc).__name__}: {exc}"
                 self._closing = True
             self._end_all(ProviderUnavailable(f"the local model failed: {exc}", permanent=False))
             return
+        cancelled = bool(self._active)
         self._end_all(ProviderUnavailable("the local model is shutting down", permanent=False))
+        if cancelled:
+            # One more step frees the cancelled requests' KV cache blocks: the pipeline reports blocks
+            # still held when it is destroyed as leaked.
+            try:
+                self.pipeline.step()
+            except Exception:  # closing anyway; the log says so
+                logger.exception("the OpenVINO pipeline failed while closing")
 
     def _admit(self) -> bool:
         """Add waiting jobs while there is room; False when closing. Sleeps while there is nothing to do."""

@@ -37,6 +37,7 @@ from inference.providers.base import (
     StreamEvent,
     TextDelta,
 )
+from inference.providers.batching import Progress
 from inference.providers.hf import HFProvider
 from inference.providers.local import LocalOptions
 from inference.runners import wire
@@ -46,6 +47,11 @@ logger = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0  # seconds between restarts of a runner that keeps dying
 STOP_GRACE = 10.0  # SIGTERM, then SIGKILL after this long
+# How often a ready runner is asked for its `info` (its engine's progress), and how long one answer may take.
+# Readiness reads the last answer, so a probe never waits on a runner; how long one has been silent is
+# judged there (`inference.health`), against a bound far above a step's hold of the runner's GIL.
+POLL_SECONDS = 1.0
+POLL_TIMEOUT = 5.0
 
 STARTING, READY, RESTARTING, FAILED, STOPPED = "starting", "ready", "restarting", "failed", "stopped"
 
@@ -61,7 +67,8 @@ class RunnerProcess:
         self.state = STOPPED
         self.reason = ""  # why it is not ready (the load error, how it exited)
         self.restarts = 0
-        self.info: dict[str, Any] = {}
+        self.info: dict[str, Any] = {}  # the runner's last answer to `info` (polled while it is ready)
+        self.answered_at = time.monotonic()  # when it last answered (its handshake counts)
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -79,6 +86,7 @@ class RunnerProcess:
         threading.Thread(
             target=self._watch, args=(self._proc,), name=f"runner-watch-{self.options.model}", daemon=True
         ).start()
+        threading.Thread(target=self._poll, name=f"runner-poll-{self.options.model}", daemon=True).start()
         return info
 
     def _spawn(self) -> dict[str, Any]:
@@ -120,6 +128,7 @@ class RunnerProcess:
                 return self._failed(str(frame["error"]))
             if "ready" in frame:
                 self.info = frame["ready"]
+                self.answered_at = time.monotonic()
                 self.state, self.reason = READY, ""
                 logger.info("runner of %s ready (pid %d, %s)", self.options.model, proc.pid, self.info.get("engine"))
                 return self.info
@@ -135,8 +144,9 @@ class RunnerProcess:
             code = proc.wait()
             if self._stopping.is_set():
                 return
+            why = _last_words(proc)
             self.state = RESTARTING
-            self.reason = f"the runner of {self.options.model} exited with code {code}; restarting"
+            self.reason = f"the runner of {self.options.model} exited with code {code}{why}; restarting"
             logger.error("%s (pid %d)", self.reason, proc.pid)
             while not self._stopping.wait(backoff):
                 with self._lock:
@@ -157,6 +167,51 @@ class RunnerProcess:
                 break
             else:
                 return
+
+    def _poll(self) -> None:
+        """Ask the ready runner for its `info` every POLL_SECONDS, until stopped: readiness reads the last answer."""
+        while not self._stopping.wait(POLL_SECONDS):
+            if self.state != READY:
+                continue
+            try:
+                self.info = self.call({"op": "info"}, timeout=POLL_TIMEOUT)
+            except ProviderError:
+                continue  # silent: `silent_s` grows, and readiness judges it
+            self.answered_at = time.monotonic()
+
+    def silent_s(self) -> float:
+        """Seconds since the ready runner last answered (0 when it is not ready: its state says why)."""
+        return round(time.monotonic() - self.answered_at, 1) if self.state == READY else 0.0
+
+    def call(self, frame: dict[str, Any], *, timeout: float | None) -> dict[str, Any]:
+        """One request, one answer line; the runner's error raised as its ProviderError.
+
+        ProviderUnavailable when no runner listens, a retryable ProviderError when it does not answer in time.
+        """
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise self.unavailable() from exc
+        with sock:
+            try:
+                sock.sendall(wire.encode(frame))
+                with sock.makefile("rb") as answers:
+                    line = answers.readline(wire.MAX_LINE)
+            except OSError as exc:  # a timeout included
+                raise ProviderError(f"the runner of {self.options.model} did not answer: {exc}") from exc
+        return self.answer(line)
+
+    def answer(self, line: bytes) -> dict[str, Any]:
+        """A frame the runner wrote; its error raised as the ProviderError it was."""
+        if not line:
+            raise ProviderError(f"the runner of {self.options.model} stopped while answering", permanent=False)
+        frame = wire.decode(line)
+        if "error" in frame:
+            raise wire.error_from_dict(frame["error"])
+        return frame
 
     def stop(self) -> None:
         """End the runner (SIGTERM, then SIGKILL after STOP_GRACE); it is not restarted."""
@@ -186,6 +241,25 @@ class RunnerProcess:
         return ProviderUnavailable(
             self.reason or f"the runner of {self.options.model} is not answering", permanent=False
         )
+
+
+def _last_words(proc: subprocess.Popen[bytes]) -> str:
+    """What an exited runner said before it went (`{"exit": reason}` on its stdout), as ": reason"; '' if nothing."""
+    if proc.stdout is None or proc.stdout.closed:
+        return ""
+    os.set_blocking(proc.stdout.fileno(), False)  # it has exited: read what is there, never wait for more
+    try:
+        lines = (proc.stdout.read() or b"").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            frame = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(frame, dict) and "exit" in frame:
+            return f" ({frame['exit']})"
+    return ""
 
 
 class RunnerProvider(Provider):
@@ -234,7 +308,14 @@ class RunnerProvider(Provider):
         except ProviderError:
             return {**self.process.info, "state": self.process.state, "reason": self.process.reason}
         self.process.info = info
+        self.process.answered_at = time.monotonic()
         return {**info, "state": self.process.state, "reason": self.process.reason, "restarts": self.process.restarts}
+
+    def progress(self) -> Progress | None:
+        """The runner's engine progress as it last reported it (polled every POLL_SECONDS); None without an engine
+        thread."""
+        values = self.process.info.get("progress")
+        return Progress.from_dict(values) if values else None
 
     # --- tokens -------------------------------------------------------------------------
     @property
@@ -258,30 +339,9 @@ class RunnerProvider(Provider):
         return {"op": "generate", "request": wire.request_to_dict(request), "ids": ids, "stream": stream}
 
     # --- calls --------------------------------------------------------------------------
-    def _connect(self, timeout: float | None) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(self.process.socket_path)
-        except OSError as exc:
-            sock.close()
-            raise self.process.unavailable() from exc
-        return sock
-
     def _call(self, frame: dict[str, Any], *, timeout: float | None = 60.0) -> dict[str, Any]:
         """One request, one answer line."""
-        with self._connect(timeout) as sock:
-            sock.sendall(wire.encode(frame))
-            with sock.makefile("rb") as answers:
-                return self._answer(answers.readline(wire.MAX_LINE))
-
-    def _answer(self, line: bytes) -> dict[str, Any]:
-        if not line:
-            raise ProviderError(f"the runner of {self.model} stopped while answering", permanent=False)
-        frame = wire.decode(line)
-        if "error" in frame:
-            raise wire.error_from_dict(frame["error"])
-        return frame
+        return self.process.call(frame, timeout=timeout)
 
     def generate(self, request: GenerationRequest) -> Completion:
         frame = self._generate_frame(request, self.tokens.prepare(request), stream=False)
@@ -298,7 +358,7 @@ class RunnerProvider(Provider):
             writer.write(wire.encode(self._generate_frame(request, ids, stream=True)))
             await writer.drain()
             while True:
-                frame = self._answer(await reader.readline())
+                frame = self.process.answer(await reader.readline())
                 if "delta" in frame:
                     yield TextDelta(frame["delta"])
                     continue

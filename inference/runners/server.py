@@ -3,9 +3,14 @@
     python -m inference.runners.server --socket PATH --options JSON
 
 Plain Python, no Django. It builds the provider from `LocalOptions`, loads it, then writes one
-line on its stdout — `{"ready": info}` or `{"error": message}` — and serves until SIGTERM or
-until its parent goes away (its stdin closes). Anything libraries print goes to stderr, which
-the parent's log receives.
+line on its stdout — `{"ready": info}` or `{"error": message}` — and serves until SIGTERM, until
+its parent goes away (its stdin closes), or until its engine thread dies: then it writes
+`{"exit": reason}` and exits with status 70, and its parent restarts it. Anything libraries print
+goes to stderr, which the parent's log receives.
+
+`info` reports the engine's `progress` (alive, running, waiting, seconds without a completed step):
+the web side polls it and /readyz judges it (`inference.health`). It is answered on a thread of its
+own, so it answers while the engine thread computes (after at most one step's hold of the GIL).
 
 Generation is `HFProvider.start`: the engine thread (the OpenVINO or batching scheduler) calls
 `emit` after each step, and `emit` writes the delta straight to the client's socket, so a token
@@ -15,6 +20,7 @@ leaves this process right after the step that made it, with no hand-over to anot
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -24,10 +30,12 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from inference.providers.base import Completion, ProviderError
+from inference.providers.batching import Progress
 from inference.providers.local import LocalOptions, build_local
 from inference.runners import wire
 
@@ -35,6 +43,10 @@ logger = logging.getLogger("inference.runners")
 
 # A client that stops reading for this long loses its answer instead of stalling the engine thread.
 SEND_TIMEOUT = 10.0
+# How often the runner looks whether its engine thread still lives.
+ENGINE_CHECK_SECONDS = 1.0
+# The exit status of a runner whose engine thread died (EX_SOFTWARE): its parent restarts it.
+ENGINE_DIED = 70
 
 
 def rss_mb() -> float:
@@ -49,9 +61,15 @@ class Runner:
     def __init__(self, provider: Any):
         self.provider = provider
 
+    def progress(self) -> Progress | None:
+        """The engine thread's progress; None when the provider has no engine thread (one request at a time)."""
+        progress = getattr(self.provider, "progress", None)
+        return progress() if progress is not None else None
+
     def info(self) -> dict[str, Any]:
         p = self.provider
         scheduler = getattr(p, "scheduler", None)
+        progress = self.progress()
         return {
             "model": p.model,
             "engine": p.engine,
@@ -66,6 +84,7 @@ class Runner:
             "running": scheduler.running if scheduler is not None else 0,
             "waiting": scheduler.waiting if scheduler is not None else 0,
             "produced_tokens": getattr(p, "produced_tokens", 0),
+            "progress": progress.as_dict() if progress is not None else None,
         }
 
 
@@ -123,7 +142,8 @@ class _Handler(socketserver.StreamRequestHandler):
             else:
                 self._send({"error": wire.error_to_dict(result)})
             finished.set()
-            wake_write.send(b"x")
+            with contextlib.suppress(OSError):  # the handler saw `finished` first and closed the pair
+                wake_write.send(b"x")
 
         self.request.settimeout(SEND_TIMEOUT)
         try:
@@ -189,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(provider)
     server = RunnerServer(args.socket, runner)
 
+    exit_code = 0
+
     def stop(*_args: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
@@ -198,8 +220,24 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdin.buffer.read()  # returns at EOF: the parent closed the pipe or died
         stop()
 
+    def watch_engine() -> None:
+        # A dead engine thread never answers again: exit, so the parent restarts the runner, and say why
+        # (the parent reads this line after the exit and names the reason in /readyz and its log).
+        nonlocal exit_code
+        while True:
+            time.sleep(ENGINE_CHECK_SECONDS)
+            progress = runner.progress()
+            if progress is not None and not progress.alive:
+                reason = f"the engine thread died: {progress.failure or 'it ended'}"
+                logger.error("%s; exiting so that the runner is restarted", reason)
+                say({"exit": reason})
+                exit_code = ENGINE_DIED
+                stop()
+                return
+
     threading.Thread(target=watch_parent, name="watch-parent", daemon=True).start()
     say({"ready": runner.info()})
+    threading.Thread(target=watch_engine, name="watch-engine", daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
@@ -209,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.shutdown()
     # Straight out: the parent-watching thread still blocks on stdin, and interpreter shutdown with it
     # alive aborts ("could not acquire lock for <stdin>").
-    os._exit(0)
+    os._exit(exit_code)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from inference.providers.base import (
 from inference.providers.remote import UpstreamError
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, ServiceUnavailable
+from llmsite.shutdown import GraceExpired, drain, shutting_down_error
 from usage import services as metering
 from usage.services import Meter, Reservation
 
@@ -87,6 +88,8 @@ class CompletionResult:
 
 def _error_for(exc: ProviderError, request: CompletionRequest) -> ApplicationError:
     """The one mapping from provider errors to HTTP-facing errors."""
+    if drain.expired():  # the server stopped the answer (or its model) as it shuts down
+        return shutting_down_error()
     if isinstance(exc, PromptTooLong):
         return ApplicationError(exc.message, code=ErrorCode.PROMPT_TOO_LONG, field=request.input_field)
     if isinstance(exc, ProviderUnavailable):
@@ -370,7 +373,12 @@ def _finish(call: _Call, completion: Completion, *, user: Any, source: str, ttft
 
 
 def _falls_back(exc: ApplicationError, call: _Call | None = None) -> bool:
-    """Whether the next model of the chain should try: the model is unavailable, overloaded or failed (5xx)."""
+    """Whether the next model of the chain should try: the model is unavailable, overloaded or failed (5xx).
+
+    Never while the server shuts down: no model of this server may start an answer then.
+    """
+    if exc.code == ErrorCode.SHUTTING_DOWN:
+        return False
     return exc.status >= 500 and (call is None or not call.last_try)
 
 
@@ -505,34 +513,35 @@ async def complete_stream(
     """
     started = time.perf_counter()
     meter = meter if meter is not None else Meter(user=user)
-    plan = await sync_to_async(_plan)(request, user=user, meter=meter)
-    tried: list[str] = []
-    for index, model in enumerate(plan.models):
-        last = index == len(plan.models) - 1
-        try:
-            call, hit = await sync_to_async(_begin)(
-                request, plan, model, started=started, request_id=request_id, tried=tried, user=user, meter=meter
-            )
-        except ApplicationError as exc:
-            if last or not _falls_back(exc):
-                raise
-            tried.append(f"{_model_label(model)}: {exc.message}")
-            continue
-        call.last_try = last
-        try:
-            async with contextlib.aclosing(_stream_on(call, hit, request, user=user, source=source)) as events:
-                announced = False
-                async for event in events:
-                    if not announced and call.fallback_reason and on_fallback is not None:
-                        on_fallback(call.lease.model_id)
-                    announced = True
-                    yield event
-            return
-        except _TryNext as failed:
-            tried.append(f"{_model_label(model)}: {failed.error.message}")
-        finally:
-            if call.reservation is not None and not call.reservation.done:
-                await _shielded(sync_to_async(_release)(call))
+    with drain.tracking():  # a server shutting down waits for this answer (up to its grace period)
+        plan = await sync_to_async(_plan)(request, user=user, meter=meter)
+        tried: list[str] = []
+        for index, model in enumerate(plan.models):
+            last = index == len(plan.models) - 1
+            try:
+                call, hit = await sync_to_async(_begin)(
+                    request, plan, model, started=started, request_id=request_id, tried=tried, user=user, meter=meter
+                )
+            except ApplicationError as exc:
+                if last or not _falls_back(exc):
+                    raise
+                tried.append(f"{_model_label(model)}: {exc.message}")
+                continue
+            call.last_try = last
+            try:
+                async with contextlib.aclosing(_stream_on(call, hit, request, user=user, source=source)) as events:
+                    announced = False
+                    async for event in events:
+                        if not announced and call.fallback_reason and on_fallback is not None:
+                            on_fallback(call.lease.model_id)
+                        announced = True
+                        yield event
+                return
+            except _TryNext as failed:
+                tried.append(f"{_model_label(model)}: {failed.error.message}")
+            finally:
+                if call.reservation is not None and not call.reservation.done:
+                    await _shielded(sync_to_async(_release)(call))
 
 
 async def _stream_on(
@@ -553,7 +562,7 @@ async def _stream_on(
         try:
             # aclosing: a consumer that leaves closes the provider's stream (and its HTTP response) at once.
             async with contextlib.aclosing(call.lease.provider.stream(call.request)) as events:
-                async for event in events:
+                while (event := await _next_before_shutdown(events)) is not None:
                     if isinstance(event, TextDelta):
                         if first is None:
                             first = time.perf_counter()
@@ -614,6 +623,18 @@ async def _stream_on(
                         reason="cancelled",
                     )
                     await _shielded(sync_to_async(_remember)(call, partial))
+
+
+async def _next_before_shutdown(events: AsyncIterator[Any]) -> Any:
+    """The provider stream's next event (None at its end); once the shutdown grace ends, a ProviderUnavailable.
+
+    One step at a time, so the bound never spans a `yield` to the consumer (llmsite/shutdown.py).
+    """
+    try:
+        async with drain.bounded():
+            return await anext(events, None)
+    except GraceExpired as exc:
+        raise ProviderUnavailable(exc.message, permanent=False) from exc
 
 
 async def _shielded(awaitable: Any) -> None:

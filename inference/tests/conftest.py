@@ -109,6 +109,22 @@ def seen(serving, monkeypatch):
 
 
 @pytest.fixture
+def application():
+    """The project's ASGI application, for Channels' communicators."""
+    from llmsite.asgi import application
+
+    return application
+
+
+@pytest.fixture
+def token(alice):
+    """A JWT access token of alice."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    return str(AccessToken.for_user(alice))
+
+
+@pytest.fixture
 def upstream():
     """A fake remote API (Anthropic or OpenAI wire format) on a free port; see fake_upstream.py."""
     from inference.tests.fake_upstream import FakeUpstream

@@ -180,6 +180,8 @@ def test_it_lists_providers_with_availability_and_the_active_one(alice_client, t
     [
         (["/venv/lib/python3.11/site-packages/daphne/__main__.py", "llmsite.asgi:application"], {}, True),
         (["/venv/bin/daphne", "llmsite.asgi:application"], {}, True),
+        (["/app/llmsite/serve.py", "-p", "8000"], {}, True),
+        (["/app/llmsite/tests/serve.py"], {}, False),
         (["manage.py", "runserver"], {"RUN_MAIN": "true"}, True),
         (["manage.py", "runserver"], {}, False),
         (["manage.py", "migrate"], {}, False),

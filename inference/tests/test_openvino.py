@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.conf import settings
 
-from inference import registry
+from inference import health, registry
 from inference.engine import get_engine
-from inference.providers.base import GenerationRequest, ProviderUnavailable, SamplingParams, StreamEnd, TextDelta
+from inference.providers.base import (
+    Completion,
+    GenerationRequest,
+    ProviderUnavailable,
+    SamplingParams,
+    StreamEnd,
+    TextDelta,
+)
 from inference.providers.batching import BatchLimits, QueueFull
 from inference.providers.hf import HFProvider
-from inference.providers.openvino import OpenVINOProvider, is_exported
+from inference.providers.openvino import OpenVINOProvider, OpenVINOScheduler, is_exported
 from inference.registry import ProviderSpec
+from inference.tests.test_readiness import start
+from inference.tests.test_runners import wait_for
 
 MODEL = "SmolLM2-135M-Instruct"
 # Varied lengths and kinds: chat questions, a plain instruction, code, a list, a long prompt.
@@ -193,3 +203,56 @@ def test_readiness_and_the_providers_list_name_the_engine_and_why(settings, tmp_
         assert "transformers: tiny has no OpenVINO fp32 export" in str(checks)
     finally:
         engine.reset()
+
+
+# --- readiness: the loop held and failed for real -------------------------------------------------
+class HeldPipeline:
+    """The real OpenVINO pipeline, whose `step()` first waits for `gate`, and fails once `fail` is set."""
+
+    def __init__(self, pipeline, gate: threading.Event, fail: threading.Event):
+        self.pipeline, self.gate, self.fail = pipeline, gate, fail
+
+    def add_request(self, *args):
+        return self.pipeline.add_request(*args)
+
+    def step(self):
+        self.gate.wait()
+        if self.fail.is_set():
+            raise RuntimeError("the pipeline failed")
+        self.pipeline.step()
+
+
+@pytest.mark.real_model
+def test_an_engine_that_stops_stepping_is_not_ready_and_one_whose_pipeline_failed_has_stopped(folder, settings):
+    settings.READINESS_STALL_SECONDS = 1.0
+    provider = OpenVINOProvider(MODEL, folder)
+    provider.load()
+    gate, fail = threading.Event(), threading.Event()
+    provider.scheduler.close()
+    provider.scheduler = OpenVINOScheduler(
+        HeldPipeline(provider.pipeline, gate, fail),
+        eos_token_ids=provider._eos_ids(),
+        limits=provider.limits,
+        name=MODEL,
+    )
+    get_engine().set(provider)
+    try:
+        assert health.provider_check()[0]
+        finished, outcome = start(provider, greedy(PROMPTS[0], 8))
+        ok, detail = wait_for(lambda: (r := health.provider_check()) and not r[0] and r, "readiness to fail")
+        assert f"the engine of {MODEL} is stuck: no step completed for" in detail and "1 running" in detail, detail
+        gate.set()
+        assert finished.wait(60) and isinstance(outcome[0], Completion)
+        assert health.provider_check()[0]
+
+        fail.set()
+        with pytest.raises(ProviderUnavailable, match="the pipeline failed"):
+            provider.generate(greedy(PROMPTS[0], 8))
+        ok, detail = health.provider_check()
+        assert not ok and f"the engine thread of {MODEL} has stopped: RuntimeError: the pipeline failed" in detail
+        with pytest.raises(ProviderUnavailable, match=f"the engine thread of {MODEL} stopped"):
+            provider.generate(greedy(PROMPTS[0], 8))
+    finally:
+        gate.set()
+        get_engine().reset()
+        provider.close()

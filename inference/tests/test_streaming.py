@@ -14,7 +14,6 @@ from collections.abc import Callable
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import ApplicationCommunicator, WebsocketCommunicator
-from rest_framework_simplejwt.tokens import AccessToken
 
 from inference.models import InferenceRecord
 from inference.providers.base import GenerationRequest, SamplingParams
@@ -22,18 +21,6 @@ from inference.providers.base import GenerationRequest, SamplingParams
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PROMPT = "Stream me"
-
-
-@pytest.fixture
-def application():
-    from llmsite.asgi import application
-
-    return application
-
-
-@pytest.fixture
-def token(alice):
-    return str(AccessToken.for_user(alice))
 
 
 def http_scope(path: str, headers: dict[str, str]) -> dict:

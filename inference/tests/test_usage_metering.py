@@ -19,13 +19,6 @@ from usage.services import limits_set
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def application():
-    from llmsite.asgi import application
-
-    return application
-
-
 ASK = {"prompt": "Count with me: one, two", "max_new_tokens": 6, "temperature": 0}
 CHAT = {"model": "tiny-a", "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 5}
 
