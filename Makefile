@@ -12,6 +12,8 @@ export TRANSFORMERS_OFFLINE := 1
 
 run: setup
 	$(BIN)/python manage.py collectstatic --noinput -v0
+	@# Nothing serves yet: limit counters are rebuilt from the ledger, dropping holds a killed server left.
+	$(BIN)/python manage.py usage recount
 	$(BIN)/python -m llmsite.serve -b $(HOST) -p $(PORT)
 
 test: setup install-dev
