@@ -241,7 +241,9 @@ def serve_provider(spec: ProviderSpec) -> Provider:
         return build_provider(spec)
     from inference.runners.client import RunnerProvider
 
-    return RunnerProvider(local_options(spec), start_timeout=settings.LLM_RUNNER_START_TIMEOUT)
+    return RunnerProvider(
+        local_options(spec), start_timeout=settings.LLM_RUNNER_START_TIMEOUT, nice=settings.LLM_RUNNER_NICE
+    )
 
 
 def local_models() -> list[ModelInfo]:

@@ -344,6 +344,11 @@ if LLM_RUNNER not in ("process", "inline"):
     raise ImproperlyConfigured(f"LLM_RUNNER must be process or inline, not {LLM_RUNNER!r}")
 # inference: how long a runner may take to load its model before the load counts as failed.
 LLM_RUNNER_START_TIMEOUT = env.float("LLM_RUNNER_START_TIMEOUT", default=300.0)
+# inference: niceness added to runner processes (0-19). Generation uses every core it gets; a lower
+# priority for it keeps the web process (health probes, cache hits, stream frames) answering at once.
+LLM_RUNNER_NICE = env.int("LLM_RUNNER_NICE", default=10)
+if not 0 <= LLM_RUNNER_NICE <= 19:
+    raise ImproperlyConfigured(f"LLM_RUNNER_NICE must be from 0 to 19, not {LLM_RUNNER_NICE}")
 # inference: the model pool (inference/engine.py). Models other than the default unload after
 # LLM_KEEP_ALIVE idle (Ollama's format: 300, "5m", "1h"; negative keeps them; 0 unloads at once); before a
 # local model loads, least recently used idle ones unload while more than LLM_MAX_LOADED_MODELS would be

@@ -59,9 +59,10 @@ STARTING, READY, RESTARTING, FAILED, STOPPED = "starting", "ready", "restarting"
 class RunnerProcess:
     """One runner child process for `options`; thread-safe."""
 
-    def __init__(self, options: LocalOptions, *, start_timeout: float = 300.0):
+    def __init__(self, options: LocalOptions, *, start_timeout: float = 300.0, nice: int = 0):
         self.options = options
         self.start_timeout = start_timeout
+        self.nice = nice
         self._dir = tempfile.mkdtemp(prefix="llmsite-runner-")
         self.socket_path = os.path.join(self._dir, "runner.sock")
         self.state = STOPPED
@@ -98,6 +99,8 @@ class RunnerProcess:
             self.socket_path,
             "--options",
             json.dumps(self.options.as_dict()),
+            "--nice",
+            str(self.nice),
         ]
         env = {
             **os.environ,
@@ -272,11 +275,11 @@ class RunnerProvider(Provider):
 
     name = "hf"
 
-    def __init__(self, options: LocalOptions, *, start_timeout: float = 300.0):
+    def __init__(self, options: LocalOptions, *, start_timeout: float = 300.0, nice: int = 0):
         super().__init__(options.model)
         self.options = options
         self.folder = Path(options.folder)
-        self.process = RunnerProcess(options, start_timeout=start_timeout)
+        self.process = RunnerProcess(options, start_timeout=start_timeout, nice=nice)
         self.tokens = HFProvider(options.model, options.folder)
         self.engine = ""  # type: ignore[misc]  (known once the runner has chosen)
         self.device = ""

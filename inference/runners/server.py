@@ -180,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve one local model on a Unix socket.")
     parser.add_argument("--socket", required=True)
     parser.add_argument("--options", required=True, help="LocalOptions as JSON")
+    parser.add_argument("--nice", type=int, default=0, help="added to the process's niceness before loading")
     args = parser.parse_args(argv)
+    if args.nice:
+        # Before any thread starts, so the engine's threads inherit it: when generation keeps every
+        # core busy, the web process (probes, cache hits, streaming frames) is served first.
+        os.nice(args.nice)
     options = LocalOptions.from_dict(json.loads(args.options))
     # The handshake keeps the real stdout; everything else printed goes to stderr.
     handshake = os.fdopen(os.dup(1), "w")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from inference.providers.base import GenerationRequest, PromptTooLong, ProviderError, ProviderUnavailable, TextDelta
@@ -118,9 +119,14 @@ def test_a_full_queue_in_the_runner_is_queue_full_here(tiny_models_dir):
 
 
 def test_a_killed_runner_is_restarted_and_answers_again(tiny_models_dir):
-    provider = RunnerProvider(options(tiny_models_dir / "tiny-b"))
+    provider = RunnerProvider(options(tiny_models_dir / "tiny-b"), nice=5)
     provider.load()
     try:
+        # Yields the CPU to the web process, with every thread, and so does its replacement below.
+        assert all(
+            os.getpriority(os.PRIO_PROCESS, t.id) == os.getpriority(os.PRIO_PROCESS, 0) + 5
+            for t in psutil.Process(provider.process.pid).threads()
+        )
         expected = provider.generate(request(max_new_tokens=8)).text
 
         async def cut_off():
@@ -139,6 +145,7 @@ def test_a_killed_runner_is_restarted_and_answers_again(tiny_models_dir):
         assert not refused.value.permanent and "exited with code" in refused.value.message
         wait_for(lambda: provider.process.state == READY, "the runner to come back")
         assert provider.process.pid != first_pid and provider.process.restarts == 1
+        assert psutil.Process(provider.process.pid).nice() == os.getpriority(os.PRIO_PROCESS, 0) + 5
         assert provider.generate(request(max_new_tokens=8)).text == expected
     finally:
         provider.close()
