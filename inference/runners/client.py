@@ -271,9 +271,13 @@ class RunnerProvider(Provider):
     def _call(self, frame: dict[str, Any], *, timeout: float | None = 60.0) -> dict[str, Any]:
         """One request, one answer line."""
         with self._connect(timeout) as sock:
-            sock.sendall(wire.encode(frame))
-            with sock.makefile("rb") as answers:
-                return self._answer(answers.readline(wire.MAX_LINE))
+            try:
+                sock.sendall(wire.encode(frame))
+                with sock.makefile("rb") as answers:
+                    line = answers.readline(wire.MAX_LINE)
+            except OSError as exc:  # no answer in time, or the runner gone mid-answer
+                raise ProviderError(f"the runner of {self.model} did not answer: {exc}", permanent=False) from exc
+            return self._answer(line)
 
     def _answer(self, line: bytes) -> dict[str, Any]:
         if not line:
