@@ -110,6 +110,8 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
 class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's, plus the common errors of each operation and the bounds of nested lists."""
+
     def _map_serializer_field(self, field: Any, direction: Any, bypass_extensions: bool = False) -> Any:
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         # drf-spectacular leaves out the bounds of a nested list (`Item(many=True, max_length=...)`).
