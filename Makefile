@@ -8,7 +8,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test test-e2e loadtest setup install install-dev install-exporter migrate models lint format clean
+.PHONY: run test test-e2e loadtest fuzz setup install install-dev install-exporter migrate models lint format clean
 
 run: setup
 	$(BIN)/python manage.py collectstatic --noinput -v0
@@ -38,6 +38,11 @@ test-e2e: setup install-dev
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; \
 	fi
 	E2E_REQUIRED=1 ./scripts/pytest.sh -m e2e e2e dashboard/tests/test_browser.py
+
+# Schema fuzzing (docs/testing.md): schemathesis over every operation of /api/schema/ against a throw-away
+# server, as a user and as staff; fails on any server error or answer the schema does not describe.
+fuzz: setup install-dev
+	$(BIN)/python -m llmsite.fuzzing $(FUZZ_ARGS)
 
 setup: install migrate models
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt import views as jwt_views
 
 from accounts import selectors, services
@@ -23,14 +25,47 @@ from accounts.ratelimits import check_login_rate_limit, check_rate_limit
 User = get_user_model()
 
 
+# Django's MinimumLengthValidator, as AUTH_PASSWORD_VALIDATORS configures it.
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 4096
+
+
+# What the password rules ask that a schema can say: a minimum length, not only digits.
+@extend_schema_field(
+    {"type": "string", "minLength": PASSWORD_MIN_LENGTH, "maxLength": PASSWORD_MAX_LENGTH, "pattern": r"\D"}
+)
+class NewPasswordField(serializers.Field):
+    """A new password; the password rules judge it in the service (`weak_password`, the message says which)."""
+
+    default_error_messages = {
+        "invalid": "Must be a string.",
+        "max_length": f"Ensure this field has no more than {PASSWORD_MAX_LENGTH} characters.",
+    }
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        data = data.strip()  # as the token endpoint strips the password it checks
+        if len(data) > PASSWORD_MAX_LENGTH:
+            self.fail("max_length")
+        return data
+
+    def to_representation(self, value: Any) -> str:
+        return value
+
+
 class RegisterApi(APIView):
     authentication_classes = []  # anonymous by design: a stale session must not demand a CSRF token
     permission_classes = [AllowAny]
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
-        password = serializers.CharField(write_only=True, max_length=4096, style={"input_type": "password"})
-        email = serializers.EmailField(required=False, allow_blank=True, default="")
+        password = NewPasswordField(
+            write_only=True,
+            style={"input_type": "password"},
+            help_text="refused when short, common, all digits, or like the username (the message says which)",
+        )
+        email = serializers.EmailField(required=False, allow_blank=True, default="", max_length=254)
 
         class Meta:
             ref_name = "Register"
@@ -45,7 +80,10 @@ class RegisterApi(APIView):
     @extend_schema(
         operation_id="auth_register",
         request=InputSerializer,
-        responses={201: OutputSerializer},
+        responses={
+            201: OutputSerializer,
+            429: OpenApiResponse(description="too many registrations from this address (RATELIMIT_LOGIN)"),
+        },
         auth=[],
         summary="Create an account",
     )
@@ -60,7 +98,15 @@ class RegisterApi(APIView):
 class TokenObtainApi(jwt_views.TokenObtainPairView):
     """Exchange username and password for an access and a refresh token."""
 
-    @extend_schema(operation_id="auth_token", auth=[])
+    @extend_schema(
+        operation_id="auth_token",
+        auth=[],
+        responses={
+            200: jwt_serializers.TokenObtainPairSerializer,
+            401: OpenApiResponse(description="no active account has that username and password"),
+            429: OpenApiResponse(description="too many attempts for this username or address (RATELIMIT_LOGIN)"),
+        },
+    )
     def post(self, request: Request, *args, **kwargs) -> Response:
         username = request.data.get("username") if hasattr(request.data, "get") else None
         check_login_rate_limit(request, username if isinstance(username, str) else None)
@@ -70,7 +116,14 @@ class TokenObtainApi(jwt_views.TokenObtainPairView):
 class TokenRefreshApi(jwt_views.TokenRefreshView):
     """Exchange a refresh token for a new access token and a new refresh token (the old one is blacklisted)."""
 
-    @extend_schema(operation_id="auth_token_refresh", auth=[])
+    @extend_schema(
+        operation_id="auth_token_refresh",
+        auth=[],
+        responses={
+            200: jwt_serializers.TokenRefreshSerializer,
+            401: OpenApiResponse(description="the refresh token is expired, malformed or blacklisted"),
+        },
+    )
     def post(self, request: Request, *args, **kwargs) -> Response:
         try:
             return super().post(request, *args, **kwargs)
@@ -96,7 +149,10 @@ class LogoutApi(APIView):
     @extend_schema(
         operation_id="auth_logout",
         request=InputSerializer,
-        responses={205: OpenApiResponse(description="Logged out: the refresh token is blacklisted.")},
+        responses={
+            205: OpenApiResponse(description="Logged out: the refresh token is blacklisted."),
+            401: OpenApiResponse(description="the refresh token is expired, malformed or already blacklisted"),
+        },
         auth=[],
     )
     def post(self, request: Request) -> Response:
@@ -113,7 +169,7 @@ class MeApi(APIView):
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         username = serializers.CharField()
-        email = serializers.EmailField()
+        email = serializers.CharField(help_text="an email address, or '' when none was given")
         is_staff = serializers.BooleanField()
 
         class Meta:
@@ -177,7 +233,15 @@ class ApiKeyListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         return Response(ApiKeyOutputSerializer(selectors.api_key_list(user=request.user), many=True).data)
 
-    @extend_schema(operation_id="auth_keys_create", request=InputSerializer, responses={201: ApiKeyCreatedSerializer})
+    @extend_schema(
+        operation_id="auth_keys_create",
+        request=InputSerializer,
+        responses={
+            201: ApiKeyCreatedSerializer,
+            400: OpenApiResponse(description="invalid input, or 100 active keys already (`too_many_keys`)"),
+            403: OpenApiResponse(description="an API key cannot create API keys: log in with your password"),
+        },
+    )
     def post(self, request: Request) -> Response:
         if isinstance(request.auth, ApiKey):
             # A leaked key must not be able to mint keys that outlive its own revocation.

@@ -85,9 +85,12 @@ class ConversationListCreateApi(APIView):
         class Meta:
             ref_name = "ConversationCreate"
 
-        title = StrictCharField(required=False, allow_blank=True, default="")
+        title = StrictCharField(required=False, allow_blank=True, default="", max_length=services.TITLE_MAX_CHARS)
         messages = MessageInputSerializer(
-            many=True, required=False, help_text="Turns to start with, e.g. a system prompt; usually none."
+            many=True,
+            required=False,
+            max_length=services.SEED_MAX_MESSAGES,
+            help_text="Turns to start with, e.g. a system prompt; usually none.",
         )
 
     OutputSerializer = page_serializer(ConversationSummarySerializer, ref_name="ConversationPage")
@@ -126,7 +129,7 @@ class ConversationDetailApi(APIView):
         class Meta:
             ref_name = "ConversationRename"
 
-        title = StrictCharField(allow_blank=True)
+        title = StrictCharField(required=False, allow_blank=True, max_length=services.TITLE_MAX_CHARS)
 
     @extend_schema(
         operation_id="conversations_retrieve",
@@ -153,7 +156,8 @@ class ConversationDetailApi(APIView):
         conversation = selectors.conversation_get(user=request.user, conversation_id=conversation_id)
         data = self.RenameSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.conversation_rename(conversation=conversation, title=data.validated_data["title"])
+        if "title" in data.validated_data:
+            services.conversation_rename(conversation=conversation, title=data.validated_data["title"])
         return Response(ConversationDetailSerializer(conversation).data)
 
     @extend_schema(

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.core.validators import ProhibitNullCharactersValidator
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,10 +19,12 @@ from rest_framework.views import APIView
 from accounts.models import SCOPE_EMBEDDINGS
 from accounts.permissions import IsStaff
 from embeddings import selectors, services
+from embeddings.services import validation
 from llmsite.serializers import OFFSET_MAX, StrictCharField, StrictSerializer
 from usage.services import Meter
 
 TAGS = ["embeddings"]
+UNAVAILABLE = {503: OpenApiResponse(description="the embedding index cannot be loaded (the message says why)")}
 ERRORS = {
     400: OpenApiResponse(description="invalid input; the message names the limit and `field` the input"),
     403: OpenApiResponse(description="the API key's scopes or model list do not allow this"),
@@ -29,9 +33,39 @@ ERRORS = {
 }
 
 
-def _text_field(**kwargs: Any) -> StrictCharField:
-    # Blank and over-long texts are refused by the service, with the limit in the message.
-    return StrictCharField(allow_blank=True, trim_whitespace=False, **kwargs)
+# The services check texts, names and metadata, so the API, the CLI and RAG refuse the same things with the
+# same messages; these fields show those rules in the schema.
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "pattern": r"\S"})
+class TextField(serializers.Field):
+    """A text to embed or a query: not blank, at most EMBEDDINGS_MAX_TEXT_CHARS characters."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(validators=[ProhibitNullCharactersValidator()], **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value: Any) -> str:
+        return value
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"^[^/]*\S[^/]*$"})
+class CollectionNameField(StrictCharField):
+    """A collection's name: 1 to 100 characters, not blank, no '/'."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(required=False, allow_blank=True, max_length=100, **kwargs)
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class MetadataField(serializers.JSONField):
+    """A JSON object (at most EMBEDDINGS_MAX_METADATA_BYTES)."""
 
 
 class EncodeApi(APIView):
@@ -41,7 +75,12 @@ class EncodeApi(APIView):
         class Meta:
             ref_name = "EmbedEncode"
 
-        texts = serializers.ListField(child=_text_field(), allow_empty=True)
+        texts = serializers.ListField(
+            child=TextField(),
+            min_length=1,
+            error_messages={"min_length": "give at least one text"},
+            help_text="1 to EMBEDDINGS_MAX_BATCH texts",
+        )
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -68,8 +107,8 @@ class EncodeApi(APIView):
 
 
 class DocumentInputSerializer(StrictSerializer):
-    text = _text_field()
-    metadata = serializers.JSONField(required=False, help_text="A JSON object (bounded size).")
+    text = TextField()
+    metadata = MetadataField(required=False)
 
 
 class DocumentAddApi(APIView):
@@ -79,8 +118,13 @@ class DocumentAddApi(APIView):
         class Meta:
             ref_name = "EmbedDocumentAdd"
 
-        documents = DocumentInputSerializer(many=True, allow_empty=True)
-        collection = StrictCharField(required=False, allow_blank=True, max_length=100)
+        documents = DocumentInputSerializer(
+            many=True,
+            allow_empty=False,
+            error_messages={"empty": "give at least one document"},
+            help_text="1 to EMBEDDINGS_MAX_BATCH",
+        )
+        collection = CollectionNameField()
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -132,6 +176,9 @@ class SearchResultSerializer(serializers.Serializer):
     chunk_index = serializers.IntegerField(allow_null=True)
 
 
+TOP_K_RANGE = f"top_k must be an integer from 1 to {validation.MAX_TOP_K}"
+
+
 class SearchApi(APIView):
     required_scope = SCOPE_EMBEDDINGS
 
@@ -139,9 +186,15 @@ class SearchApi(APIView):
         class Meta:
             ref_name = "EmbedSearch"
 
-        query = _text_field()
-        top_k = serializers.IntegerField(required=False, default=5, help_text="1 to 50")
-        collection = StrictCharField(required=False, allow_blank=True, max_length=100)
+        query = TextField()
+        top_k = serializers.IntegerField(
+            required=False,
+            default=5,
+            min_value=1,
+            max_value=validation.MAX_TOP_K,
+            error_messages={"min_value": TOP_K_RANGE, "max_value": TOP_K_RANGE},
+        )
+        collection = CollectionNameField()
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -183,6 +236,7 @@ class DocumentDeleteApi(APIView):
         responses={
             204: OpenApiResponse(description="Deleted."),
             404: OpenApiResponse(description="no such document of yours"),
+            **UNAVAILABLE,
         },
         tags=TAGS,
     )
@@ -209,7 +263,7 @@ class IndexSaveApi(APIView):
         operation_id="embed_save",
         summary="Save the index and its manifest to disk (staff)",
         request=None,
-        responses={200: OutputSerializer},
+        responses={200: OutputSerializer, **UNAVAILABLE},
         tags=TAGS,
     )
     def post(self, request: Request) -> Response:
@@ -234,7 +288,7 @@ class IndexLoadApi(APIView):
         operation_id="embed_load",
         summary="Reload the index from disk, verified; rebuilt from the database if unusable (staff)",
         request=None,
-        responses={200: OutputSerializer},
+        responses={200: OutputSerializer, **UNAVAILABLE},
         tags=TAGS,
     )
     def post(self, request: Request) -> Response:
@@ -262,7 +316,7 @@ class StatsApi(APIView):
     @extend_schema(
         operation_id="embed_stats",
         summary="Model, dimension, index type and counts",
-        responses={200: OutputSerializer},
+        responses={200: OutputSerializer, **UNAVAILABLE},
         tags=TAGS,
     )
     def get(self, request: Request) -> Response:

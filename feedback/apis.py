@@ -66,6 +66,8 @@ class FeedbackApi(APIView):
     class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "FeedbackCreate"
+            # A message knows its own text, provider and model; a pair brings them.
+            one_of = (("message",), ("response", "prompt", "provider", "model", "completion"))
 
         rating = serializers.ChoiceField(choices=RATING_CHOICES, help_text="1 (good) or -1 (bad).")
         comment = StrictCharField(

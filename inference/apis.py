@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.http import HttpRequest, HttpResponseBase
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,7 +26,8 @@ from inference.providers.base import (
 )
 from inference.registry import DEVICES, PROVIDER_NAMES
 from llmsite.errors import ApplicationError, error_response
-from llmsite.serializers import StrictCharField, StrictSerializer
+from llmsite.schema import MODEL_ERRORS, event_stream
+from llmsite.serializers import StrictCharField, StrictSerializer, setting
 from usage.services import Meter
 
 
@@ -39,6 +41,27 @@ def completion_request(fields: dict[str, Any], *, wire_names: dict[str, str] | N
     except InvalidParameter as exc:
         field = (wire_names or {}).get(exc.field, exc.field)
         raise serializers.ValidationError({field: exc.message.replace(exc.field, field)}) from exc
+
+
+def max_tokens_field(name: str, **kwargs: Any) -> serializers.IntegerField:
+    """How many tokens an answer may have: 1 to LLM_MAX_NEW_TOKENS (the schema shows this server's cap)."""
+    cap = MaxValueValidator(setting("LLM_MAX_NEW_TOKENS"), f"{name} is at most %(limit_value)s on this server")
+    return serializers.IntegerField(required=False, min_value=1, validators=[cap], **kwargs)
+
+
+@extend_schema_field({"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1})
+class TopPField(serializers.FloatField):
+    """Nucleus sampling's share of probability: above 0, at most 1 (CompletionRequest checks both ends)."""
+
+    def __init__(self, **kwargs: Any):
+        # No min_value: its validator would make the schema's minimum inclusive.
+        super().__init__(required=False, max_value=1, **kwargs)
+
+
+# Ollama's durations as llmsite.durations parses them: seconds, or 1h30m, 5m, 90s, 500ms; negative: forever.
+KEEP_ALIVE = RegexValidator(
+    r"^-?(\d+(\.\d+)?|(\d+(\.\d+)?(ms|s|m|h))+)$", "keep_alive must be seconds or a duration such as 5m or 1h30m"
+)
 
 
 class MessageSerializer(StrictSerializer):
@@ -69,13 +92,14 @@ class PredictApi(APIView):
     class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "Predict"
+            one_of = (("prompt",), ("messages",))
 
         prompt = StrictCharField(required=False, trim_whitespace=False)
         messages = MessageSerializer(many=True, required=False, allow_empty=False, max_length=MAX_MESSAGES)
         # Types and the bounds the schema documents; CompletionRequest checks every rule (validate()).
-        max_new_tokens = serializers.IntegerField(required=False, min_value=1)
+        max_new_tokens = max_tokens_field("max_new_tokens")
         temperature = serializers.FloatField(required=False, min_value=0, max_value=TEMPERATURE_MAX)
-        top_p = serializers.FloatField(required=False, max_value=1)
+        top_p = TopPField()
         stop = serializers.ListField(
             child=StrictCharField(trim_whitespace=False), required=False, max_length=MAX_STOP, allow_empty=True
         )
@@ -100,6 +124,7 @@ class PredictApi(APIView):
         keep_alive = serializers.CharField(
             required=False,
             max_length=32,
+            validators=[KEEP_ALIVE],
             help_text="how long that model stays loaded once idle: seconds, or 5m, 1h; negative keeps it (Ollama's)",
         )
 
@@ -139,11 +164,12 @@ class PredictApi(APIView):
         ),
         request=InputSerializer,
         responses={
-            200: OutputSerializer,
+            (200, "application/json"): OutputSerializer,
+            (200, "text/event-stream"): event_stream("with `stream: true`: `data: {delta}` frames, then `done`"),
             400: OpenApiResponse(description="invalid input, or the prompt does not fit the context window"),
             403: OpenApiResponse(description="the API key's scopes or model list do not allow this"),
-            429: OpenApiResponse(description="a usage limit would be crossed (`quota_exceeded`); see Retry-After"),
-            503: OpenApiResponse(description="no model is loaded (the reason is in the message)"),
+            404: OpenApiResponse(description="no such model, or no conversation or collection of yours by that id"),
+            **MODEL_ERRORS,
         },
         tags=["inference"],
     )
@@ -229,7 +255,7 @@ class ProviderActivateApi(APIView):
         request=InputSerializer,
         responses={
             200: ActiveProviderSerializer,
-            400: OpenApiResponse(description="that provider or model cannot serve"),
+            400: OpenApiResponse(description="that provider or model cannot serve (nothing changed)"),
         },
         tags=["inference"],
     )
@@ -281,7 +307,11 @@ class ModelLoadApi(APIView):
     @extend_schema(
         summary="Load or unload a model of the pool (staff)",
         request=None,
-        responses={200: PoolModelSerializer, 404: OpenApiResponse(description="unknown model")},
+        responses={
+            200: PoolModelSerializer,
+            404: OpenApiResponse(description="unknown model"),
+            503: OpenApiResponse(description="the model cannot load (the message says why)"),
+        },
         tags=["inference"],
     )
     def post(self, request: Request, model: str) -> Response:

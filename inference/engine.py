@@ -230,20 +230,23 @@ class Engine:
         # The default is loading (after an unload, an eviction, or at start): wait for it, as requests
         # for a loading pool model do, rather than answer 503 at once.
         wait = settings.LLM_RUNNER_START_TIMEOUT + settings.LLM_LOAD_WAIT_SECONDS
-        if self._slot is None and self._state == LOADING and self._load_lock.acquire(timeout=wait):
-            self._load_lock.release()
-        if self._slot is None and self._state == IDLE:
-            with contextlib.suppress(ProviderUnavailable):  # the state says why; the 503 below tells
-                self.load()
-        with self._lock:
-            slot = self._slot
-            if slot is None:
-                if self._state == LOADING:
-                    raise ServiceUnavailable(f"the model is loading: {self._reason}", code=ErrorCode.LOADING)
-                raise ServiceUnavailable(f"no model is loaded: {self._reason or 'not started'}")
-            slot.leases += 1
-            slot.last_used = self._clock()
-            return Lease(self, slot)
+        for _attempt in range(3):  # staff may unload it again between our load and our lease: load again
+            if self._slot is None and self._state == LOADING and self._load_lock.acquire(timeout=wait):
+                self._load_lock.release()
+            if self._slot is None and self._state == IDLE:
+                with contextlib.suppress(ProviderUnavailable):  # the state says why; the 503 below tells
+                    self.load()
+            with self._lock:
+                slot = self._slot
+                if slot is not None:
+                    slot.leases += 1
+                    slot.last_used = self._clock()
+                    return Lease(self, slot)
+                if self._state != IDLE:
+                    break
+        if self._state == LOADING:
+            raise ServiceUnavailable(f"the model is loading: {self._reason}", code=ErrorCode.LOADING)
+        raise ServiceUnavailable(f"no model is loaded: {self._reason or 'not started'}")
 
     def default_model_id(self) -> str:
         """The id of the default model (loaded or configured)."""

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -23,11 +24,12 @@ from rest_framework.views import APIView
 
 from accounts.models import SCOPE_CHAT, SCOPE_EMBEDDINGS
 from inference import selectors, services, sse
-from inference.apis import completion_request
+from inference.apis import TopPField, completion_request, max_tokens_field
 from inference.protocol import MAX_MESSAGES, CompletionRequest
 from inference.providers.base import MAX_STOP, SEED_MAX, TEMPERATURE_MAX, TextDelta
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, error_response
+from llmsite.schema import MODEL_ERRORS, event_stream
 from llmsite.serializers import StrictCharField
 from usage.services import Meter
 
@@ -60,7 +62,11 @@ NEUTRAL = {
 }
 
 
-TEXT_PART = {"type": "object", "properties": {"type": {"enum": ["text"]}, "text": {"type": "string"}}}
+TEXT_PART = {
+    "type": "object",
+    "properties": {"type": {"enum": ["text"]}, "text": {"type": "string"}},
+    "required": ["text"],
+}
 
 
 @extend_schema_field({"oneOf": [{"type": "string"}, {"type": "array", "items": TEXT_PART}]})
@@ -103,7 +109,12 @@ class ChatMessageSerializer(serializers.Serializer):
 
 
 @extend_schema_field(
-    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP}]}
+    {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": MAX_STOP},
+        ]
+    }
 )
 class StopField(serializers.Field):
     default_error_messages = {"invalid": f"stop must be a string or a list of at most {MAX_STOP} strings"}
@@ -126,6 +137,9 @@ class StreamOptionsSerializer(serializers.Serializer):
     include_obfuscation = serializers.BooleanField(required=False)  # accepted; nothing is obfuscated
 
 
+ONLY_ONE = "only n=1 is supported"
+
+
 def _refuse_unknown(serializer: serializers.Serializer, data: Any) -> None:
     if not isinstance(data, dict):
         return
@@ -143,6 +157,42 @@ def _created() -> int:
     return int(time.time())
 
 
+class UsageSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "OpenAIUsage"
+
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class AssistantMessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["assistant"])
+    content = serializers.CharField()
+    refusal = serializers.CharField(allow_null=True)
+    annotations = serializers.ListField(child=serializers.DictField())
+
+
+class ChoiceSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    message = AssistantMessageSerializer()
+    logprobs = serializers.DictField(allow_null=True)
+    finish_reason = serializers.ChoiceField(choices=["stop", "length", "content_filter"])
+
+
+class ChatCompletionSerializer(serializers.Serializer):
+    """OpenAI's `chat.completion` object, as this server fills it."""
+
+    id = serializers.CharField()
+    object = serializers.CharField(help_text="`chat.completion`")
+    created = serializers.IntegerField()
+    model = serializers.CharField()
+    choices = ChoiceSerializer(many=True)
+    usage = UsageSerializer()
+    system_fingerprint = serializers.CharField(allow_null=True)
+    service_tier = serializers.CharField()
+
+
 class ChatCompletionsApi(APIView):
     required_scope = SCOPE_CHAT
 
@@ -154,25 +204,26 @@ class ChatCompletionsApi(APIView):
 
         model = StrictCharField(max_length=500)
         messages = ChatMessageSerializer(many=True, allow_empty=False, max_length=MAX_MESSAGES)
-        max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-        max_completion_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+        max_tokens = max_tokens_field("max_tokens", allow_null=True)
+        max_completion_tokens = max_tokens_field("max_completion_tokens", allow_null=True)
         temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=TEMPERATURE_MAX)
-        top_p = serializers.FloatField(required=False, allow_null=True, max_value=1)
+        top_p = TopPField(allow_null=True)
         stop = StopField(required=False, allow_null=True)
         seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=SEED_MAX)
-        n = serializers.IntegerField(required=False, allow_null=True)
-        user = serializers.CharField(required=False, max_length=256)
+        n = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=1,
+            max_value=1,
+            error_messages={"min_value": ONLY_ONE, "max_value": ONLY_ONE},
+        )
+        user = serializers.CharField(required=False, allow_blank=True, max_length=256)
         stream = serializers.BooleanField(required=False, default=False, allow_null=True)
         stream_options = StreamOptionsSerializer(required=False, allow_null=True)
 
         def to_internal_value(self, data: Any) -> Any:
             _refuse_unknown(self, data)
             return super().to_internal_value(data)
-
-        def validate_n(self, value: int | None) -> int | None:
-            if value not in (None, 1):
-                raise serializers.ValidationError("only n=1 is supported")
-            return value
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
             if attrs.get("stream_options") and not attrs.get("stream"):
@@ -184,13 +235,12 @@ class ChatCompletionsApi(APIView):
         summary="OpenAI-compatible chat completion (streamed with `stream: true`)",
         request=InputSerializer,
         responses={
-            200: OpenApiResponse(
-                description="a `chat.completion`, or `chat.completion.chunk` SSE frames ending `[DONE]`"
+            (200, "application/json"): ChatCompletionSerializer,
+            (200, "text/event-stream"): event_stream(
+                "with `stream: true`: `chat.completion.chunk` frames, then `data: [DONE]`"
             ),
-            400: OpenApiResponse(description="invalid request (OpenAI error shape)"),
             404: OpenApiResponse(description="unknown model"),
-            403: OpenApiResponse(description="the API key's scopes or model list do not allow this"),
-            429: OpenApiResponse(description="a usage limit would be crossed; see Retry-After"),
+            **MODEL_ERRORS,
         },
         tags=["openai"],
     )
@@ -230,6 +280,23 @@ class ChatCompletionsApi(APIView):
             },
             headers={"X-Cache": "HIT" if result.cached else "MISS", **meter.headers()},
         )
+
+
+class OpenAIRequestSchema(OpenApiSerializerExtension):
+    """A /v1 request refuses fields it does not know: `additionalProperties: false`. OpenAI's common
+    parameters (NEUTRAL) are left out of the schema: they are accepted at their neutral value only."""
+
+    target_class = ChatCompletionsApi.InputSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+            schema["description"] = (
+                "Also accepted, at their neutral value only (anything else is a 400 rather than silently ignored): "
+                + ", ".join(sorted(NEUTRAL))
+            )
+        return schema
 
 
 def _completion_request(data: dict[str, Any]) -> CompletionRequest:
@@ -327,6 +394,37 @@ async def _chunks(first: Any, events: Any, *, completion_id: str, model: str, in
 chat_completions = sse.streaming_view(ChatCompletionsApi, _chat_stream)
 
 
+NON_BLANK = {"type": "string", "minLength": 1, "pattern": r"\S"}
+
+
+@extend_schema_field({"oneOf": [NON_BLANK, {"type": "array", "items": NON_BLANK, "minItems": 1}]})
+class EmbeddingInputField(serializers.JSONField):
+    """A text or a list of texts (not token arrays); the embeddings services check each text and the batch."""
+
+
+@extend_schema_field({"oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]})
+class EmbeddingVectorField(serializers.JSONField):
+    """A vector: floats, or with `encoding_format: base64` their little-endian float32 bytes in base64."""
+
+
+class EmbeddingSerializer(serializers.Serializer):
+    object = serializers.CharField(help_text="`embedding`")
+    index = serializers.IntegerField()
+    embedding = EmbeddingVectorField()
+
+
+class EmbeddingUsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class EmbeddingListSerializer(serializers.Serializer):
+    object = serializers.CharField(help_text="`list`")
+    data = EmbeddingSerializer(many=True)
+    model = serializers.CharField()
+    usage = EmbeddingUsageSerializer()
+
+
 class EmbeddingsApi(APIView):
     required_scope = SCOPE_EMBEDDINGS
 
@@ -334,7 +432,7 @@ class EmbeddingsApi(APIView):
         class Meta:
             ref_name = "EmbeddingsRequest"
 
-        input = serializers.JSONField()
+        input = EmbeddingInputField()
         model = StrictCharField(max_length=500)
         encoding_format = serializers.ChoiceField(choices=["float", "base64"], required=False, default="float")
         dimensions = serializers.IntegerField(required=False, allow_null=True, min_value=1)
@@ -355,7 +453,12 @@ class EmbeddingsApi(APIView):
     @extend_schema(
         summary="OpenAI-compatible embeddings",
         request=InputSerializer,
-        responses={200: OpenApiResponse(description="`object: list` of `embedding` objects with usage")},
+        responses={
+            200: EmbeddingListSerializer,
+            404: OpenApiResponse(description="not this server's embedding model"),
+            429: MODEL_ERRORS[429],
+            503: OpenApiResponse(description="the embedding model cannot be loaded (the message says why)"),
+        },
         tags=["openai"],
     )
     def post(self, request: Request) -> Response:
@@ -387,15 +490,37 @@ class EmbeddingsApi(APIView):
         )
 
 
+class EmbeddingsRequestSchema(OpenAIRequestSchema):
+    target_class = EmbeddingsApi.InputSerializer
+
+
 def _short(name: str) -> str:
     return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+class ModelSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "OpenAIModel"
+
+    id = serializers.CharField()
+    object = serializers.CharField(help_text="`model`")
+    created = serializers.IntegerField()
+    owned_by = serializers.CharField()
+
+
+class ModelListSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "OpenAIModelList"
+
+    object = serializers.CharField(help_text="`list`")
+    data = ModelSerializer(many=True)
 
 
 class ModelListApi(APIView):
     @extend_schema(
         operation_id="openai_models_list",
         summary="Models this server can serve (OpenAI shape)",
-        responses=OpenApiResponse(description="list"),
+        responses=ModelListSerializer,
         tags=["openai"],
     )
     def get(self, request: Request) -> Response:
@@ -406,7 +531,7 @@ class ModelDetailApi(APIView):
     @extend_schema(
         operation_id="openai_models_retrieve",
         summary="One model (OpenAI shape); 404 when unknown",
-        responses=OpenApiResponse(description="model"),
+        responses={200: ModelSerializer, 404: OpenApiResponse(description="unknown model")},
         tags=["openai"],
     )
     def get(self, request: Request, model: str) -> Response:

@@ -78,12 +78,19 @@ def is_prepared(folder: Path) -> bool:
     return (folder / PREPARED_MARKER).is_file()
 
 
+def _has_config(folder: Path) -> bool:
+    try:
+        return (folder / "config.json").is_file()
+    except (OSError, ValueError):  # a name no folder can have (too long, a NUL byte): no such model
+        return False
+
+
 def resolve_llm_folder(name: str, models_dir: Path) -> Path:
     """The local folder to load for an LLM name: a path, a prepared packaged model, or a folder in models_dir."""
     name = ALIASES.get(name, name)
     candidate = Path(name).expanduser()
     if candidate.is_absolute() or name.startswith("."):
-        if (candidate / "config.json").is_file():
+        if _has_config(candidate):
             return candidate
         raise ModelNotFound(f"model folder {candidate} has no config.json")
     local = models_dir / name
@@ -93,7 +100,7 @@ def resolve_llm_folder(name: str, models_dir: Path) -> Path:
                 f"the packaged model {name!r} is not prepared yet; run `python manage.py prepare_models`"
             )
         return local
-    if (local / "config.json").is_file():
+    if _has_config(local):
         return local
     known = ", ".join(sorted(PACKAGED_LLMS))
     raise ModelNotFound(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from rest_framework import serializers
 
@@ -12,6 +14,12 @@ PAGE_MAX = 200
 # SQLite and PostgreSQL take a 64-bit OFFSET; a larger one was a 500 ("datatype mismatch"). No
 # list here comes near a billion rows, so anything past that is a client's mistake: a 400.
 OFFSET_MAX = 10**9
+
+
+def setting(name: str) -> Callable[[], Any]:
+    """A bound that is a setting, as a validator's `limit_value`: read when a request is checked and when
+    the schema is made, so the schema shows this server's limit (drf-spectacular calls it too)."""
+    return lambda: getattr(settings, name)
 
 
 class StrictCharField(serializers.CharField):

@@ -95,7 +95,11 @@ class UsageApi(APIView):
         operation_id="usage_get",
         summary="Your usage (totals, per day, model and API key) and your limits with what remains",
         parameters=[InputSerializer],
-        responses={200: OutputSerializer, 403: OpenApiResponse(description="`user`/`all` are for staff")},
+        responses={
+            200: OutputSerializer,
+            403: OpenApiResponse(description="`user`/`all` are for staff"),
+            404: OpenApiResponse(description="no user has the id `user`"),
+        },
         tags=["usage"],
     )
     def get(self, request: Request) -> Response:

@@ -37,6 +37,10 @@ FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
 MAX_STOP = 4  # stop sequences one request may give
 SEED_MAX = 2**63 - 1  # seeds are 64-bit on every engine
 TEMPERATURE_MAX = 2
+# Tiny positive temperatures and top_p mean what small ones do, but engines fail on them (OpenVINO
+# rounds 1e-50 to a float32 0 and refuses it; logits / 1e-50 overflow): below TINY a temperature is
+# greedy decoding and a top_p is TINY (either way, only the likeliest token is left).
+TINY = 1e-5
 
 
 class InvalidParameter(ValueError):
@@ -108,9 +112,11 @@ class SamplingParams:
         if self.stop is not None and not isinstance(self.stop, tuple):
             object.__setattr__(self, "stop", tuple(self.stop))
         if self.temperature is not None:
-            object.__setattr__(self, "temperature", float(self.temperature))
+            temperature = float(self.temperature)
+            object.__setattr__(self, "temperature", 0.0 if 0 <= temperature < TINY else temperature)
         if self.top_p is not None:
-            object.__setattr__(self, "top_p", float(self.top_p))
+            top_p = float(self.top_p)
+            object.__setattr__(self, "top_p", TINY if 0 < top_p < TINY else top_p)
         if self.max_new_tokens is not None and (not _is_int(self.max_new_tokens) or self.max_new_tokens < 1):
             raise InvalidParameter("max_new_tokens", "max_new_tokens must be an integer of at least 1")
         if self.temperature is not None and not 0 <= self.temperature <= TEMPERATURE_MAX:

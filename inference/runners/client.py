@@ -204,7 +204,8 @@ class RunnerProcess:
                 with sock.makefile("rb") as answers:
                     line = answers.readline(wire.MAX_LINE)
             except OSError as exc:  # a timeout included
-                raise ProviderError(f"the runner of {self.options.model} did not answer: {exc}") from exc
+                said = f"the runner of {self.options.model} did not answer: {exc}"
+                raise ProviderError(said, permanent=False) from exc
         return self.answer(line)
 
     def answer(self, line: bytes) -> dict[str, Any]:

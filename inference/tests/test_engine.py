@@ -141,6 +141,16 @@ def test_staff_switch_the_provider_through_the_api(staff_client, tiny_settings):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("model", ["0" * 500, "/" + "x" * 400])
+def test_a_model_name_no_folder_can_have_is_a_400_and_nothing_changes(staff_client, tiny_settings, model):
+    # A name past the file system's limit made the folder lookup raise OSError: a 500 before.
+    response = staff_client.post("/api/v1/providers/active", {"provider": "hf", "model": model}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == "provider"
+    assert not ProviderConfig.objects.exists()
+
+
+@pytest.mark.django_db
 def test_the_admin_switches_through_the_same_service(client, staff, tiny_settings):
     staff.is_superuser = True
     staff.save()

@@ -113,6 +113,14 @@ def test_a_seed_repeats_a_sampled_answer_and_no_seed_varies_it(openvino):
 
 
 @pytest.mark.real_model
+@pytest.mark.parametrize("sampling", [{"temperature": 1e-129}, {"temperature": 0.7, "top_p": 1e-300}])
+def test_a_vanishing_temperature_or_top_p_answers_with_the_likeliest_tokens(openvino, sampling):
+    # Both round to a float32 0, which OpenVINO refuses: they were a 503 before.
+    tiny = GenerationRequest(prompt=PROMPTS[0], sampling=SamplingParams(max_new_tokens=8, **sampling))
+    assert openvino.generate(tiny).text == openvino.generate(greedy(PROMPTS[0], 8)).text
+
+
+@pytest.mark.real_model
 async def test_a_stream_left_early_stops_generating(openvino):
     stream = openvino.stream(greedy(PROMPTS[6], 200))
     pieces = []

@@ -173,6 +173,23 @@ def test_a_request_sets_its_model_keep_alive_as_ollama_does(pool):
     assert pool.reap() == [] and "c" in loaded(pool)
 
 
+def test_the_default_unloaded_again_while_it_reloads_for_a_request_loads_once_more(pool, monkeypatch):
+    # Staff unloading the default while a request reloads it left that request a 503 "not started".
+    reload = pool.load
+
+    def reload_then_unloaded(*args, **kwargs):
+        provider = reload(*args, **kwargs)
+        monkeypatch.setattr(pool, "load", reload)  # once
+        pool.unload("a")
+        return provider
+
+    pool.unload("a")
+    monkeypatch.setattr(pool, "load", reload_then_unloaded)
+    with pool.lease() as lease:
+        assert lease.model_id == "a"
+    assert [provider.model for provider in pool.built].count("a") == 3  # at start, reloaded, reloaded again
+
+
 def test_a_model_answering_is_never_unloaded(pool):
     lease = pool.lease("b")
     pool.clock.now += 10**6

@@ -151,6 +151,17 @@ def test_a_killed_runner_is_restarted_and_answers_again(tiny_models_dir):
         provider.close()
 
 
+def test_a_runner_that_does_not_answer_in_time_leaves_its_last_known_status(runner):
+    # GET /api/v1/models asks each runner with a 2 s timeout: a busy runner made it a 500.
+    known = runner.status()
+    os.kill(runner.process.pid, signal.SIGSTOP)
+    try:
+        status = runner.status()
+    finally:
+        os.kill(runner.process.pid, signal.SIGCONT)
+    assert status["state"] == READY and status["rss_mb"] == known["rss_mb"]
+
+
 def test_a_runner_that_cannot_load_says_why(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{}")

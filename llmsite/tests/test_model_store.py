@@ -22,6 +22,13 @@ def test_a_packaged_model_not_yet_prepared_says_how_to_prepare_it(tmp_path):
         resolve_llm_folder("SmolLM2-135M-Instruct", tmp_path)
 
 
+@pytest.mark.parametrize("absolute", [False, True])
+def test_a_name_no_folder_can_have_is_not_found(tmp_path, absolute):
+    name = "m" * 5000  # longer than any file name: looking for it raised OSError
+    with pytest.raises(ModelNotFound):
+        resolve_llm_folder(str(tmp_path / name) if absolute else name, tmp_path)
+
+
 def test_a_local_folder_with_a_config_resolves(tmp_path):
     (tmp_path / "tiny").mkdir()
     (tmp_path / "tiny" / "config.json").write_text("{}")
