@@ -72,7 +72,11 @@ for i in range(int(sys.argv[2])):  # argv: -c, this script, the count
     user.set_unusable_password()  # they sign in with API keys only (hashing 200 passwords takes a minute)
     user.save()
     secrets.append(api_key_create(user=user, name="load")[1])
-watcher = User.objects.create(username="load-metrics", is_staff=True)
+filler = User(username="warmup")  # fills the KV cache before the run; not one of the checked clients
+filler.set_unusable_password()
+filler.save()
+secrets.append(api_key_create(user=filler, name="warmup")[1])
+watcher = User.objects.create(username="metrics-reader", is_staff=True)
 secrets.append(api_key_create(user=watcher, name="metrics", scopes=["metrics"])[1])  # reads /metrics only
 print(json.dumps(secrets))
 """
@@ -283,14 +287,24 @@ class Memory:
     def __init__(self, pid: int):
         self.root = psutil.Process(pid)
         self.samples: list[tuple[float, float, float]] = []  # (monotonic, daphne MiB, runners MiB)
+        self.cpu: list[tuple[float, float, float, float]] = []  # (monotonic, daphne, runners, clients) in % of a core
+        self._last: tuple[float, float, float, float] | None = None
 
     def sample(self) -> tuple[float, float]:
         web = self.root.memory_info().rss / 2**20
-        runners = 0.0
+        runners, runner_cpu = 0.0, 0.0
         for child in self.root.children(recursive=True):
             with contextlib.suppress(psutil.NoSuchProcess):
                 runners += child.memory_info().rss / 2**20
-        self.samples.append((time.monotonic(), web, runners))
+                runner_cpu += sum(child.cpu_times()[:2])
+        now = time.monotonic()
+        seconds = (now, sum(self.root.cpu_times()[:2]), runner_cpu, sum(psutil.Process().cpu_times()[:2]))
+        if self._last is not None and now > self._last[0]:
+            span = now - self._last[0]
+            used = (max(0.0, (b - a) / span * 100) for a, b in zip(self._last[1:], seconds[1:], strict=True))
+            self.cpu.append((now, *used))
+        self._last = seconds
+        self.samples.append((now, web, runners))
         return web, runners
 
     async def watch(self, until: asyncio.Event) -> None:
@@ -316,7 +330,25 @@ def seed(server: LiveServer, env: dict[str, str], clients: int) -> list[str]:
         )
         added.raise_for_status()
     manage_shell(env, SHARE_SCRIPT)
-    return secrets  # the last one is the metrics reader's
+    return secrets  # then the warm-up user's, then the metrics reader's
+
+
+async def fill_kv_cache(server: LiveServer, secret: str, requests: int) -> None:
+    """Long prompts at full batch, so the runner's KV cache grows to its working size during the warm-up.
+
+    The engine allocates its KV cache as sequences need it, up to LLM_KV_CACHE_GB, and keeps it;
+    conversations grow through a run, so without this the cache would still be growing when memory
+    is compared, which is filling, not leaking.
+    """
+    headers = {"Authorization": f"Bearer {secret}"}
+    filler = " ".join(DOCUMENTS) * 2  # about 1,800 tokens: 16 of them pass 1 GB of float32 KV cache
+
+    async def one(http: httpx.AsyncClient, i: int) -> None:
+        body = {"prompt": f"({i}) {filler}\nSummarise.", "max_new_tokens": 64}
+        await http.post("/api/v1/predict", json=body)
+
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=600) as http:
+        await asyncio.gather(*(one(http, i) for i in range(requests)))
 
 
 def loop_lag(server: LiveServer, secret: str) -> dict[str, float]:
@@ -342,7 +374,19 @@ def lag_between(before: dict[float, float], after: dict[float, float]) -> dict:
     return {"wakeups": int(total), "p99_at_most_ms": p99 * 1000, "late_over_50ms": round(late / total, 4)}
 
 
-def summarise(run: LoadRun, probe: Probe, warm_rss: float, end_rss: float, checks: dict, lag: dict) -> dict:
+def cpu_means(memory: Memory, start: float, end: float) -> dict[str, float]:
+    rows = [row for row in memory.cpu if start <= row[0] < end]
+    if not rows:
+        return {}
+    return {
+        name: round(statistics.mean(r[i] for r in rows), 1)
+        for i, name in ((1, "daphne"), (2, "runner"), (3, "clients"))
+    }
+
+
+def summarise(
+    run: LoadRun, probe: Probe, memory: Memory, warm_rss: float, end_rss: float, checks: dict, lag: dict
+) -> dict:
     measured = [o for o in run.outcomes if 0 <= o.at < run.args.seconds]
     by_action: dict[str, dict] = {}
     for action in ACTIONS:
@@ -381,6 +425,7 @@ def summarise(run: LoadRun, probe: Probe, warm_rss: float, end_rss: float, check
             "idle_p50_ms": run.args.idle_probe_ms,
         },
         "event_loop_lag": lag,
+        "cpu_percent_of_a_core": cpu_means(memory, t_start, t_end),
         "rss_mib": {"after_warmup": round(warm_rss, 1), "after_run": round(end_rss, 1)},
         "checks": checks,
     }
@@ -442,13 +487,18 @@ def chart(run: LoadRun, probe: Probe, memory: Memory, path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, (mem, lat, thr) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
+    fig, (mem, cpu, lat, thr) = plt.subplots(4, 1, figsize=(10, 12), sharex=True)
     t = [at - run.t0 for at, _w, _r in memory.samples]
     mem.plot(t, [w + r for _at, w, r in memory.samples], label="total")
     mem.plot(t, [w for _at, w, _r in memory.samples], label="daphne")
     mem.plot(t, [r for _at, _w, r in memory.samples], label="runner")
     mem.set_ylabel("RSS (MiB)")
     mem.legend(loc="upper left")
+    tc = [at - run.t0 for at, *_ in memory.cpu]
+    for column, label in ((1, "daphne"), (2, "runner"), (3, "load clients")):
+        cpu.plot(tc, [row[column] for row in memory.cpu], label=label)
+    cpu.set_ylabel("CPU (% of a core)")
+    cpu.legend(loc="upper left")
     points = [(at - run.t0, ms) for at, ms in probe.samples if ms is not None]
     lat.plot([p[0] for p in points], [p[1] for p in points], ".", markersize=3)
     lat.set_ylabel("/healthz probe (ms)")
@@ -466,7 +516,7 @@ def chart(run: LoadRun, probe: Probe, memory: Memory, path: Path) -> None:
     thr.set_ylabel("per second")
     thr.set_xlabel("seconds (0 = end of warm-up)")
     thr.legend(loc="upper left")
-    for axis in (mem, lat, thr):
+    for axis in (mem, cpu, lat, thr):
         axis.axvspan(min([*t, 0]), 0, color="0.9")
         axis.grid(alpha=0.3)
     fig.suptitle(f"{len(run.clients)} clients, {run.args.seconds} s (warm-up shaded)")
@@ -503,6 +553,8 @@ def markdown(summary: dict, verdict: dict[str, str]) -> str:
         "",
         f"Errors by kind: {summary['errors'] or 'none'}.",
         "",
+        f"CPU during the run, in % of one core (2 cores: 200 % in all): {summary['cpu_percent_of_a_core']}.",
+        "",
         f"RSS (daphne + runner): {summary['rss_mib']['after_warmup']} MiB after the warm-up, "
         f"{summary['rss_mib']['after_run']} MiB after the run.",
         "",
@@ -535,7 +587,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     idle.append((time.perf_counter() - started) * 1000)
             args.idle_probe_ms = round(statistics.median(idle), 1)
             print(f"seeding {args.clients} users with API keys and a shared collection", flush=True)
-            *secrets, metrics_secret = seed(server, env, args.clients)
+            *secrets, filler_secret, metrics_secret = seed(server, env, args.clients)
             run = LoadRun(args, server, secrets)
             probe = Probe(server.url)
             memory = Memory(server.process.pid)
@@ -543,7 +595,9 @@ async def main_async(args: argparse.Namespace) -> int:
             watcher = asyncio.create_task(memory.watch(done))
             print(f"warm-up {args.warmup} s, then {args.seconds} s measured", flush=True)
             load = asyncio.create_task(run.run())
+            filling = asyncio.create_task(fill_kv_cache(server, filler_secret, args.fill))
             await asyncio.sleep(args.warmup)
+            await filling
             warm_rss = sum(memory.sample())
             lag_before = await asyncio.to_thread(loop_lag, server, metrics_secret)
             await asyncio.sleep(max(0.0, run.stop_at - time.monotonic()))
@@ -557,7 +611,7 @@ async def main_async(args: argparse.Namespace) -> int:
             checks = consistency(run, env)
         finally:
             server.stop()
-    summary = summarise(run, probe, warm_rss, end_rss, checks, lag)
+    summary = summarise(run, probe, memory, warm_rss, end_rss, checks, lag)
     verdict = verdicts(summary, args)
     summary["verdict"] = {name: why or "pass" for name, why in verdict.items()}
     out = Path(args.out)
@@ -576,8 +630,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=60, help="load before memory is measured: caches fill")
     parser.add_argument("--healthz-p99-ms", type=float, default=100.0)
     parser.add_argument("--rss-growth", type=float, default=0.10, help="allowed growth after the warm-up")
+    parser.add_argument(
+        "--fill", type=int, default=16, help="long requests at the warm-up's start (LLM_MAX_BATCH_SIZE)"
+    )
+    parser.add_argument(
+        "--client-nice",
+        type=int,
+        default=10,
+        help="this process's niceness: the clients stand for other machines and yield the CPU to the server",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
+    os.nice(args.client_nice)
     return asyncio.run(main_async(args))
 
 

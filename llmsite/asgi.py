@@ -17,16 +17,20 @@ wait_for_startup()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from llmsite.liveness import answer_liveness  # noqa: E402
 from llmsite.routing import websocket_urlpatterns  # noqa: E402
 from llmsite.shutdown import tracked  # noqa: E402
 from llmsite.websocket import browser_origin_validator  # noqa: E402
 
 # `tracked`: while the server shuts down it waits for the requests counted here (llmsite/serve.py).
-application = tracked(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": browser_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-        }
+# `answer_liveness`: /healthz never waits behind Django's middleware threads (llmsite/liveness.py).
+application = answer_liveness(
+    tracked(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": browser_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            }
+        )
     )
 )
