@@ -257,12 +257,16 @@ class LoadRun:
 
 
 class Probe:
-    """`/healthz` with curl every half second, in a process of its own: (seconds since t0, ms or None)."""
+    """`/healthz` with curl every half second, in a process of its own: (monotonic time, ms or None).
 
-    def __init__(self, url: str):
+    `OPTIONS /healthz` is the same probe through Django's middleware and a DRF view (only GET and HEAD
+    are answered in front of Django): the difference between the two is what that path costs under load.
+    """
+
+    def __init__(self, url: str, method: str = "GET"):
         script = (
             "while true; do "
-            f"curl -s -o /dev/null -m 5 -w '%{{http_code}} %{{time_total}}\\n' {url}/healthz; "
+            f"curl -s -o /dev/null -m 5 -X {method} -w '%{{http_code}} %{{time_total}}\\n' {url}/healthz; "
             "sleep 0.5; done"
         )
         self.started = time.monotonic()
@@ -360,18 +364,26 @@ def loop_lag(server: LiveServer, secret: str) -> dict[str, float]:
         if line.startswith("llmsite_event_loop_lag_seconds_bucket"):
             bound = line.split('le="', 1)[1].split('"', 1)[0]
             buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("llmsite_event_loop_lag_seconds_sum"):
+            buckets[-1.0] = float(line.rsplit(" ", 1)[1])  # the sum of all lags, kept beside the buckets
     return buckets
 
 
 def lag_between(before: dict[float, float], after: dict[float, float]) -> dict:
     """Lag during the measured run: how many wake-ups, the p99's bucket, and the share late by more than 50 ms."""
-    counts = {bound: after.get(bound, 0) - before.get(bound, 0) for bound in sorted(after)}
+    lag_sum = after.get(-1.0, 0) - before.get(-1.0, 0)
+    counts = {bound: after.get(bound, 0) - before.get(bound, 0) for bound in sorted(after) if bound >= 0}
     total = counts.get(float("inf"), 0)
     if not total:
         return {"wakeups": 0}
     p99 = next(bound for bound, n in counts.items() if n >= 0.99 * total)
     late = total - max((n for bound, n in counts.items() if bound <= 0.05), default=0)
-    return {"wakeups": int(total), "p99_at_most_ms": p99 * 1000, "late_over_50ms": round(late / total, 4)}
+    return {
+        "wakeups": int(total),
+        "mean_ms": round(lag_sum / total * 1000, 1),
+        "p99_at_most_ms": p99 * 1000,
+        "late_over_50ms": round(late / total, 4),
+    }
 
 
 def cpu_means(memory: Memory, start: float, end: float) -> dict[str, float]:
@@ -385,7 +397,14 @@ def cpu_means(memory: Memory, start: float, end: float) -> dict[str, float]:
 
 
 def summarise(
-    run: LoadRun, probe: Probe, memory: Memory, warm_rss: float, end_rss: float, checks: dict, lag: dict
+    run: LoadRun,
+    probe: Probe,
+    django_probe: Probe,
+    memory: Memory,
+    warm_rss: float,
+    end_rss: float,
+    checks: dict,
+    lag: dict,
 ) -> dict:
     measured = [o for o in run.outcomes if 0 <= o.at < run.args.seconds]
     by_action: dict[str, dict] = {}
@@ -403,6 +422,7 @@ def summarise(
     t_start, t_end = run.t0, run.t0 + run.args.seconds
     probes = [ms for at, ms in probe.samples if t_start <= at < t_end]
     probe_ok = [ms for ms in probes if ms is not None]
+    via_django = [ms for at, ms in django_probe.samples if t_start <= at < t_end and ms is not None]
     completions = sum(by_action[a]["ok"] for a in ("cached", "answer", "stream"))
     return {
         "clients": len(run.clients),
@@ -423,6 +443,12 @@ def summarise(
             "p99_ms": round(percentile(probe_ok, 0.99), 1) if probe_ok else None,
             "max_ms": round(max(probe_ok), 1) if probe_ok else None,
             "idle_p50_ms": run.args.idle_probe_ms,
+        },
+        "through_django_probe": {
+            "samples": len(via_django),
+            "p50_ms": round(percentile(via_django, 0.5), 1) if via_django else None,
+            "p90_ms": round(percentile(via_django, 0.9), 1) if via_django else None,
+            "p99_ms": round(percentile(via_django, 0.99), 1) if via_django else None,
         },
         "event_loop_lag": lag,
         "cpu_percent_of_a_core": cpu_means(memory, t_start, t_end),
@@ -547,9 +573,13 @@ def markdown(summary: dict, verdict: dict[str, str]) -> str:
         f"`/healthz` probe (curl every 0.5 s): p50 {probe['p50_ms']} ms, p90 {probe['p90_ms']} ms, "
         f"p99 {probe['p99_ms']} ms, max {probe['max_ms']} ms over {probe['samples']} probes "
         f"({probe['failed']} failed); idle p50 {probe['idle_p50_ms']} ms. The server's event loop "
-        f"(woken every 0.1 s, {summary['event_loop_lag'].get('wakeups')} times): p99 lag at most "
+        f"(woken every 0.1 s, {summary['event_loop_lag'].get('wakeups')} times): mean lag "
+        f"{summary['event_loop_lag'].get('mean_ms')} ms, p99 at most "
         f"{summary['event_loop_lag'].get('p99_at_most_ms')} ms, "
-        f"{summary['event_loop_lag'].get('late_over_50ms', 0):.1%} of wake-ups late by more than 50 ms.",
+        f"{summary['event_loop_lag'].get('late_over_50ms', 0):.1%} of wake-ups late by more than 50 ms. "
+        f"The same probe through Django's middleware and a DRF view (`OPTIONS /healthz`): "
+        f"p50 {summary['through_django_probe']['p50_ms']} ms, p90 {summary['through_django_probe']['p90_ms']} ms, "
+        f"p99 {summary['through_django_probe']['p99_ms']} ms.",
         "",
         f"Errors by kind: {summary['errors'] or 'none'}.",
         "",
@@ -590,6 +620,7 @@ async def main_async(args: argparse.Namespace) -> int:
             *secrets, filler_secret, metrics_secret = seed(server, env, args.clients)
             run = LoadRun(args, server, secrets)
             probe = Probe(server.url)
+            django_probe = Probe(server.url, "OPTIONS")
             memory = Memory(server.process.pid)
             done = asyncio.Event()
             watcher = asyncio.create_task(memory.watch(done))
@@ -608,10 +639,11 @@ async def main_async(args: argparse.Namespace) -> int:
             done.set()
             await watcher
             await probe.stop()
+            await django_probe.stop()
             checks = consistency(run, env)
         finally:
             server.stop()
-    summary = summarise(run, probe, memory, warm_rss, end_rss, checks, lag)
+    summary = summarise(run, probe, django_probe, memory, warm_rss, end_rss, checks, lag)
     verdict = verdicts(summary, args)
     summary["verdict"] = {name: why or "pass" for name, why in verdict.items()}
     out = Path(args.out)
