@@ -8,7 +8,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test test-e2e loadtest fuzz setup install install-dev install-exporter migrate models lint format clean
+.PHONY: run test test-services test-e2e loadtest fuzz setup install install-dev install-exporter migrate models lint format clean
 
 run: setup
 	$(BIN)/python manage.py collectstatic --noinput -v0
@@ -18,6 +18,11 @@ run: setup
 
 test: setup install-dev
 	./scripts/pytest.sh $(PYTEST_ARGS)
+
+# The suite on PostgreSQL + Redis: throw-away instances on loopback (scripts/with-services.sh installs Debian's
+# postgresql and redis-server when missing), removed afterwards; the several-worker tests run here (docs/testing.md).
+test-services: setup install-dev
+	SERVICES_REQUIRED=1 ./scripts/with-services.sh ./scripts/pytest.sh $(PYTEST_ARGS)
 
 # Benchmarks against raw transformers and `transformers serve` (bench/__main__.py): `make bench BENCH_ARGS=--quick`.
 .PHONY: bench

@@ -145,6 +145,11 @@ CACHES = {
         env.str("RESPONSE_CACHE_URL", default=CACHE_URL.replace("llmsite-default", "llmsite-responses"))
     ),
 }
+# Every key of the caches and the channel layer starts with it: sites (or test servers) sharing one Redis
+# keep apart. Workers of one site must use the same prefix.
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="")
+for alias in CACHES.values():
+    alias["KEY_PREFIX"] = CACHE_KEY_PREFIX
 CACHES["responses"]["TIMEOUT"] = RESPONSE_CACHE_TTL
 CACHES["responses"].setdefault("OPTIONS", {})["MAX_ENTRIES"] = RESPONSE_CACHE_MAX_ENTRIES
 if CACHES["default"]["BACKEND"].endswith("RedisCache") and "django_redis" not in CACHES["default"]["BACKEND"]:
@@ -162,7 +167,18 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCach
 # --- Channels -----------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # redis-py 8 times out socket reads after 5 s by default, and the layer's receive is a blocking
+            # BZPOPMIN of up to 5 s: every idle WebSocket consumer died with "Timeout reading from". A read
+            # timeout above the pop's keeps a silently dropped connection from hanging forever.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "prefix": f"{CACHE_KEY_PREFIX}asgi",
+            },
+        }
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 

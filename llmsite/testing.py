@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -25,6 +29,7 @@ class LiveServer:
     """A daphne process serving llmsite on a free port, as `make run` would (`python -m llmsite.serve`)."""
 
     def __init__(self, env: dict[str, str], log_path: Path | None = None):
+        self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks daphne.
@@ -38,6 +43,17 @@ class LiveServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple[Any, ...]]:
+        """Rows of a query on the server's own database (SQLite file or PostgreSQL); placeholders are `%s`."""
+        url = self.env.get("DATABASE_URL", "")
+        if is_postgres(url):
+            import psycopg
+
+            with psycopg.connect(url) as db:
+                return db.execute(sql, params).fetchall()
+        with sqlite3.connect(Path(self.env["DATA_DIR"]) / "db.sqlite3") as db:
+            return db.execute(sql.replace("%s", "?"), params).fetchall()
 
     def log(self) -> str:
         """What the server printed so far (for failure messages)."""
@@ -69,10 +85,61 @@ class LiveServer:
         self._log.close()
 
 
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith(("postgres://", "postgresql://", "pgsql://"))
+
+
+def _migrate(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+
+
+_postgres_templates: dict[str, str] = {}
+
+
+def fresh_postgres_database(database_url: str, env: dict[str, str]) -> str:
+    """A new, migrated database on the server of `database_url`; returns its URL.
+
+    Each live server on PostgreSQL gets a database of its own, as it gets a fresh SQLite file otherwise.
+    The first one is migrated and kept as a template; the others are copies of it, which takes a
+    fraction of a second instead of running every migration again.
+    """
+    import psycopg
+
+    parts = urlsplit(database_url)
+    admin_url = parts._replace(path="/postgres").geturl()
+    template = _postgres_templates.get(database_url)
+    if template is None:
+        template = f"live_template_{os.getpid()}_{secrets.token_hex(3)}"
+        with psycopg.connect(admin_url, autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{template}"')
+        _migrate({**env, "DATABASE_URL": parts._replace(path=f"/{template}").geturl()})
+        _postgres_templates[database_url] = template
+    name = f"live_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return parts._replace(path=f"/{name}").geturl()
+
+
+def isolated_backends(env: dict[str, str], given: Any = ()) -> dict[str, str]:
+    """Settings that give a live server state of its own on shared PostgreSQL and Redis servers.
+
+    On the default backends (a SQLite file and local memory in the server's DATA_DIR) a fresh data
+    folder is a fresh site; on PostgreSQL and Redis it takes a database and a key prefix of its own.
+    Servers meant to share state (several workers of one site) are given the same values.
+    """
+    extra: dict[str, str] = {}
+    if is_postgres(env.get("DATABASE_URL", "")) and "DATABASE_URL" not in given:
+        extra["DATABASE_URL"] = fresh_postgres_database(env["DATABASE_URL"], env)
+    if (env.get("CACHE_URL", "").startswith("redis") or env.get("REDIS_URL")) and "CACHE_KEY_PREFIX" not in given:
+        extra["CACHE_KEY_PREFIX"] = f"live-{secrets.token_hex(4)}"
+    return extra
+
+
 def start_live_server(data_dir: Path, **extra_env: str) -> LiveServer:
     """Migrate a fresh database in `data_dir` and serve it with DEBUG off, as `make run` would."""
     env = {**os.environ, "DATA_DIR": str(data_dir), "DEBUG": "False", **extra_env}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    env.update(isolated_backends(env, given=extra_env))
+    _migrate(env)
     server = LiveServer(env)
     try:
         server.wait_ready()

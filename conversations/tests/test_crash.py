@@ -9,15 +9,13 @@ conversation holds exactly what it held before the question, nothing doubled, an
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 
 import httpx
 import psutil
 import pytest
 from django.conf import settings
 
-from llmsite.testing import LiveServer, start_live_server
+from llmsite.testing import LiveServer, is_postgres, start_live_server
 
 pytestmark = [pytest.mark.crash, pytest.mark.live_server, pytest.mark.real_model]
 
@@ -57,11 +55,11 @@ def stream_until_killed(http: httpx.Client, server: LiveServer, conversation: in
     return "".join(deltas)
 
 
-def messages_on_disk(database, conversation: int) -> list[tuple[str, str]]:
-    with sqlite3.connect(database) as db:
-        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        query = "SELECT role, content FROM inference_message WHERE conversation_id = ? ORDER BY id"
-        return db.execute(query, (conversation,)).fetchall()
+def messages_on_disk(server: LiveServer, conversation: int) -> list[tuple[str, str]]:
+    if not is_postgres(server.env.get("DATABASE_URL", "")):
+        assert server.query("PRAGMA integrity_check") == [("ok",)]
+    query = "SELECT role, content FROM inference_message WHERE conversation_id = %s ORDER BY id"
+    return [tuple(row) for row in server.query(query, (conversation,))]
 
 
 def test_a_server_killed_mid_answer_leaves_the_conversation_as_it_was_and_it_goes_on(tmp_path):
@@ -85,12 +83,12 @@ def test_a_server_killed_mid_answer_leaves_the_conversation_as_it_was_and_it_goe
         server.stop()
 
     # On disk after the crash: the first exchange, whole, and nothing of the killed one.
-    assert messages_on_disk(data_dir / "db.sqlite3", conversation) == [
+    assert messages_on_disk(server, conversation) == [
         ("user", "Say hello."),
         ("assistant", first["text"]),
     ]
 
-    restarted = LiveServer({**os.environ, "DATA_DIR": str(data_dir), "DEBUG": "False", **extra})
+    restarted = LiveServer(server.env)
     try:
         restarted.wait_ready("/readyz")
         http = signed_in(restarted, "ada")

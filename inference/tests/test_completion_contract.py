@@ -3,8 +3,6 @@ response to the usage record, and answers that match the schema the site publish
 
 from __future__ import annotations
 
-import sqlite3
-
 import httpx
 import jsonschema
 import openai
@@ -56,7 +54,6 @@ def site(tmp_path_factory, module_upstream):
         access = http.post("/api/v1/auth/token", json=credentials).json()["access"]
         created = http.post("/api/v1/auth/keys", json={"name": "sdk"}, headers={"Authorization": f"Bearer {access}"})
         server.api_key = created.raise_for_status().json()["key"]
-    server.database = data_dir / "db.sqlite3"
     yield server
     server.stop()
 
@@ -68,8 +65,7 @@ def openai_client(site):
 
 def record_ids(site) -> list[str]:
     """The usage records' ids in the live site's database, oldest first."""
-    with sqlite3.connect(site.database) as db:
-        return [row[0] for row in db.execute("SELECT request_id FROM inference_inferencerecord ORDER BY id")]
+    return [row[0] for row in site.query("SELECT request_id FROM inference_inferencerecord ORDER BY id")]
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ model answers alone, in this process; records are read from the live site's own 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -98,8 +96,6 @@ def api_key(server: LiveServer, username: str) -> str:
 
 def prepared(server: LiveServer, data_dir: Path, env: dict[str, str]) -> LiveServer:
     """The server with what the tests use: its database file, a user's and a staff member's HTTP clients, the SDK."""
-    server.env = {**os.environ, "DATA_DIR": str(data_dir), **env}
-    server.database = data_dir / "db.sqlite3"
     server.api_key = api_key(server, "ada")
     server.http = httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {server.api_key}"})
     staff = RefreshingBearer(server.url, login(server, "sam", staff=True))
@@ -144,15 +140,14 @@ def predict(site, prompt: str, **fields) -> httpx.Response:
 
 def record(site, completion_id: str) -> dict:
     """The usage record of a completion, read from the live site's database file."""
-    with sqlite3.connect(site.database) as db:
-        db.row_factory = sqlite3.Row
-        row = db.execute(
-            "SELECT provider, model, status, requested_model, fallback_reason FROM inference_inferencerecord "
-            "WHERE request_id = ?",
-            (completion_id.removeprefix("cmpl-"),),
-        ).fetchone()
-    assert row is not None, f"no record of {completion_id}"
-    return dict(row)
+    columns = ("provider", "model", "status", "requested_model", "fallback_reason")
+    rows = site.query(
+        "SELECT provider, model, status, requested_model, fallback_reason FROM inference_inferencerecord "
+        "WHERE request_id = %s",
+        (completion_id.removeprefix("cmpl-"),),
+    )
+    assert rows, f"no record of {completion_id}"
+    return dict(zip(columns, rows[0], strict=True))
 
 
 def pool(site) -> dict[str, dict]:

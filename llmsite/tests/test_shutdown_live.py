@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import psutil
@@ -203,11 +201,8 @@ def test_sigterm_drains_finishes_or_ends_each_answer_records_everything_and_exit
     assert all(gone(pid) for pid in runners), runners
     print(f"\nexit 0 {exited:.1f} s after SIGTERM (grace {GRACE} s)")
 
-    with sqlite3.connect(Path(tmp_path / "data" / "db.sqlite3")) as db:
-        records = db.execute(
-            "SELECT source, status, completion_tokens, error FROM inference_inferencerecord ORDER BY id"
-        ).fetchall()
-        metrics = dict(db.execute("SELECT endpoint, COUNT(*) FROM dashboard_requestmetric GROUP BY endpoint"))
+    records = server.query("SELECT source, status, completion_tokens, error FROM inference_inferencerecord ORDER BY id")
+    metrics = dict(server.query("SELECT endpoint, COUNT(*) FROM dashboard_requestmetric GROUP BY endpoint"))
     assert [(source, status) for source, status, _tokens, _error in records[:1]] == [("api", "ok")]  # the warm-up
     ended = [r for r in records if r[1] == "error"]
     assert sorted(source for source, *_rest in ended) == sorted(["sse", "openai", "ws", "api"]), records
