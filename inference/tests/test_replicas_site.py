@@ -1,4 +1,4 @@
-"""Replicas in the site: OPENAI_BASE_URL naming several servers, their health in /api/v1/models and /metrics, the 503."""
+"""Replicas in the site: several OPENAI_BASE_URLs, their health in /api/v1/models and /metrics, the 503."""
 
 from __future__ import annotations
 
