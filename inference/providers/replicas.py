@@ -164,6 +164,12 @@ class ReplicaSet:
     def failed(self, replica: Replica, error: UpstreamError) -> None:
         """`replica` failed on its own account: out of service for a cooldown that grows with each failure in a row."""
         with self._lock:
+            if replica.out_until is not None and not replica.probing:
+                # Already out: the requests that were running on it when it failed end one by one. One outage
+                # is one step of the cooldown, however many answers it broke.
+                replica.failures += 1
+                replica.last_error = error.message
+                return
             self._take_out(replica, error.message, error.retry_after)
 
     def _take_out(self, replica: Replica, why: str, retry_after: float | None = None) -> None:
@@ -176,8 +182,7 @@ class ReplicaSet:
         until = self._clock() + wait
         # A request that started before another's failure may fail later: keep the later end.
         replica.out_until = max(until, replica.out_until or until)
-        if not replica.probing:
-            logger.warning("replica %s is out of service for %.0f s: %s", replica.url, wait, why)
+        logger.warning("replica %s is out of service for %.0f s: %s", replica.url, wait, why)
         self.changed.notify_all()
 
     def due(self) -> list[Replica]:

@@ -118,6 +118,22 @@ def test_the_cooldown_doubles_with_each_failure_in_a_row_up_to_the_maximum_and_r
     assert replicas.health()[0].retry_in == 10
 
 
+def test_answers_broken_by_one_outage_count_as_failures_but_lengthen_the_cooldown_once():
+    clock = Clock()
+    replicas = replica_set(1, clock, cooldown=10)
+    [a] = replicas.members
+    running = [replicas.choose() for _ in range(3)]
+    for replica in running:
+        replicas.failed(replica, error("connection reset"))
+        replicas.done(replica)
+    [health] = replicas.health()
+    assert (health.failures, health.retry_in, health.in_flight) == (3, 10, 0)
+    clock.now += 10
+    replicas.due()
+    replicas.probed(a, "probe: refused")
+    assert replicas.health()[0].retry_in == 20  # the next step, not the fourth
+
+
 def test_a_retry_after_longer_than_the_cooldown_is_honoured():
     replicas = replica_set(1, cooldown=10, max_cooldown=300)
     [a] = replicas.members

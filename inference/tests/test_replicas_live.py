@@ -182,6 +182,7 @@ def test_a_killed_replica_costs_no_request_before_its_first_token_and_is_probed_
         front = start_live_server(
             tmp_path / "front",
             LLM_PROVIDER="openai",
+            LLM_MODEL="tiny-a",  # the default model: its id is openai/tiny-a
             OPENAI_MODEL="tiny-a",
             OPENAI_BASE_URL=f"{url_a},{url_b}",
             OPENAI_API_KEY=key,
