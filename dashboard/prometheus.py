@@ -140,6 +140,22 @@ class SiteCollector:
             "llmsite_model_memory_bytes", "Resident memory of a loaded local model's runner process.", labels=["model"]
         )
         queue = GaugeMetricFamily("llmsite_model_queue", "Requests running or waiting on a model.", labels=["model"])
+        labels = ["model", "replica"]
+        up = GaugeMetricFamily(
+            "llmsite_upstream_up",
+            "1 while a replica of a remote model is in service, 0 while it is out.",
+            labels=labels,
+        )
+        in_flight = GaugeMetricFamily(
+            "llmsite_upstream_in_flight",
+            "Requests running on a replica of a remote model (this process).",
+            labels=labels,
+        )
+        failures = CounterMetricFamily(
+            "llmsite_upstream_failures",
+            "Failures of a replica of a remote model (requests and probes; this process).",
+            labels=labels,
+        )
         for row in models_list():  # asks each loaded runner over its socket: cheap
             if row["kind"] == "embedding":
                 continue  # not a pool model (its index is llmsite_embedding_index_vectors)
@@ -147,7 +163,11 @@ class SiteCollector:
             if row.get("memory_mb") is not None:
                 memory.add_metric([row["id"]], row["memory_mb"] * 2**20)  # runners measure MiB
             queue.add_metric([row["id"]], float(row.get("queue") or 0))
-        yield from (loaded, memory, queue)
+            for replica in row.get("replicas", ()):
+                up.add_metric([row["id"], replica["url"]], float(replica["healthy"]))
+                in_flight.add_metric([row["id"], replica["url"]], float(replica["in_flight"]))
+                failures.add_metric([row["id"], replica["url"]], float(replica["failures"]))
+        yield from (loaded, memory, queue, up, in_flight, failures)
 
     def _embeddings(self) -> Iterator[Metric]:
         from embeddings.services import store_status

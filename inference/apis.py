@@ -266,6 +266,19 @@ class ProviderActivateApi(APIView):
         return Response(selectors.provider_list()["active"])
 
 
+class ReplicaSerializer(serializers.Serializer):
+    url = serializers.CharField(help_text="the replica's base URL (any credentials removed)")
+    state = serializers.ChoiceField(
+        choices=["up", "cooling_down", "probing"],
+        help_text="up: in service; cooling_down: out after a failure until it is probed; probing: being asked now",
+    )
+    healthy = serializers.BooleanField(help_text="in service (state up)")
+    in_flight = serializers.IntegerField(help_text="requests running on it from this server process")
+    failures = serializers.IntegerField(help_text="its failures so far (requests and probes)")
+    last_error = serializers.CharField(help_text="why it last failed ('' if never)")
+    retry_in = serializers.FloatField(allow_null=True, help_text="seconds until it is probed; null while in service")
+
+
 class PoolModelSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="what to send as `model`")
     kind = serializers.ChoiceField(choices=["local", "remote", "embedding"])
@@ -279,6 +292,11 @@ class PoolModelSerializer(serializers.Serializer):
     engine = serializers.CharField(required=False, help_text="openvino or transformers, once a local model is loaded")
     keep_alive = serializers.FloatField(
         required=False, allow_null=True, help_text="seconds idle before it unloads; null: it stays"
+    )
+    replicas = ReplicaSerializer(
+        many=True,
+        required=False,
+        help_text="a loaded remote model served by several base URLs (OPENAI_BASE_URL): each replica's health",
     )
 
 

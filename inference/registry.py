@@ -10,7 +10,7 @@ import importlib.util
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +18,7 @@ from django.conf import settings
 from inference.providers.base import ModelInfo, Provider, ProviderError, ProviderUnavailable
 from inference.providers.local import LocalOptions, build_local
 from inference.providers.remote import HttpOptions, RemoteProvider
+from inference.providers.replicas import ReplicaProvider
 from llmsite.devices import DEVICES, DeviceUnavailable, resolve_device
 from llmsite.model_store import PACKAGED_LLMS, ModelNotFound, is_prepared, resolve_llm_folder
 
@@ -121,8 +122,13 @@ def _http_options() -> HttpOptions:
     )
 
 
-def _remote_provider(name: str, model: str) -> RemoteProvider:
-    """An unloaded remote provider built from settings (no request is made)."""
+def openai_base_urls() -> list[str]:
+    """OPENAI_BASE_URL as a list: several comma-separated base URLs are replicas of one deployment."""
+    return [url.strip() for url in settings.OPENAI_BASE_URL.split(",") if url.strip()] or [""]
+
+
+def _remote_provider(name: str, model: str) -> RemoteProvider | ReplicaProvider:
+    """An unloaded remote provider built from settings (no request is made); replicas for several OPENAI_BASE_URLs."""
     from inference.providers.anthropic import AnthropicProvider
     from inference.providers.openai import OpenAIProvider
 
@@ -130,12 +136,33 @@ def _remote_provider(name: str, model: str) -> RemoteProvider:
         return AnthropicProvider(
             model, api_key=settings.ANTHROPIC_API_KEY, base_url=settings.ANTHROPIC_BASE_URL, http=_http_options()
         )
-    return OpenAIProvider(
+    urls = openai_base_urls()
+    azure_api_version = settings.OPENAI_API_VERSION if settings.OPENAI_API_TYPE == "azure" else ""
+    if len(urls) == 1:
+        return OpenAIProvider(
+            model,
+            api_key=settings.OPENAI_API_KEY,
+            base_url=urls[0],
+            azure_api_version=azure_api_version,
+            http=_http_options(),
+        )
+    # Each replica tries once: moving to another replica is the retry (inference/providers/replicas.py).
+    http = replace(_http_options(), max_retries=0)
+    replicas = [
+        (
+            OpenAIProvider(
+                model, api_key=settings.OPENAI_API_KEY, base_url=url, azure_api_version=azure_api_version, http=http
+            ),
+            url,
+        )
+        for url in urls
+    ]
+    return ReplicaProvider(
         model,
-        api_key=settings.OPENAI_API_KEY,
-        base_url=settings.OPENAI_BASE_URL,
-        azure_api_version=settings.OPENAI_API_VERSION if settings.OPENAI_API_TYPE == "azure" else "",
-        http=_http_options(),
+        replicas,
+        cooldown=settings.UPSTREAM_COOLDOWN_SECONDS,
+        max_cooldown=settings.UPSTREAM_COOLDOWN_MAX_SECONDS,
+        probe_timeout=settings.LLM_REMOTE_CONNECT_TIMEOUT,
     )
 
 
@@ -143,7 +170,8 @@ def remote_reason(name: str) -> str:
     """Why a remote provider cannot serve as configured, or '' when it can."""
     provider = _remote_provider(name, "")
     setting = name.upper()
-    if not provider.base_url.startswith(("http://", "https://")):
+    base_urls = provider.base_urls if isinstance(provider, ReplicaProvider) else [provider.base_url]
+    if not all(url.startswith(("http://", "https://")) for url in base_urls):
         return f"not configured: {setting}_BASE_URL must start with http:// or https://"
     if provider.missing_key:
         return f"not configured: set {setting}_API_KEY"

@@ -68,6 +68,15 @@ def _local_row(entry: dict[str, Any] | None) -> dict[str, Any]:
     return row
 
 
+def _replica_rows(entry: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """The health of each replica of a loaded remote model served by several (None: one server, or not loaded)."""
+    provider = entry.get("provider") if entry else None
+    health = getattr(provider, "health", None)
+    if health is None:
+        return None
+    return [replica.as_dict() for replica in health()]
+
+
 def _embedding_state() -> dict[str, Any]:
     """The encoder's real state, from the embedding store (it loads with its index)."""
     from embeddings.services import store_status
@@ -115,6 +124,9 @@ def models_list() -> list[dict[str, Any]]:
                 else {"state": "loaded" if entry else "idle", "reason": ""}
             )
             row.update({"memory_mb": None, "queue": entry.get("leases", 0) if entry else 0, "last_used": None})
+            replicas = _replica_rows(entry)
+            if replicas is not None:
+                row["replicas"] = replicas
         else:
             row = _local_row(entry)
         if mid == default and entry is None:

@@ -430,6 +430,10 @@ LLM_REMOTE_READ_TIMEOUT = env.float("LLM_REMOTE_READ_TIMEOUT", default=60.0)
 # has streamed), and the longest single wait; a Retry-After beyond it fails at once.
 LLM_REMOTE_MAX_RETRIES = env.int("LLM_REMOTE_MAX_RETRIES", default=2)
 LLM_REMOTE_RETRY_MAX_WAIT = env.float("LLM_REMOTE_RETRY_MAX_WAIT", default=20.0)
+# inference, replicas (OPENAI_BASE_URL naming several base URLs, comma-separated): a replica that fails is
+# out of service for this many seconds, doubling with each failure in a row up to the maximum, then probed.
+UPSTREAM_COOLDOWN_SECONDS = env.float("UPSTREAM_COOLDOWN_SECONDS", default=10.0)
+UPSTREAM_COOLDOWN_MAX_SECONDS = env.float("UPSTREAM_COOLDOWN_MAX_SECONDS", default=300.0)
 
 # --- Conversations and feedback --------------------------------------------------------------
 # conversations: at most this many earlier turns (besides system messages) go with each new one.

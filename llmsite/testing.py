@@ -28,9 +28,10 @@ def free_port() -> int:
 class LiveServer:
     """A daphne process serving llmsite on a free port, as `make run` would (`python -m llmsite.serve`)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path | None = None):
+    def __init__(self, env: dict[str, str], log_path: Path | None = None, *, port: int | None = None):
         self.env = env
-        self.port = free_port()
+        # `port`: serve where a server that was stopped or killed served (a restart, as a process manager would).
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks daphne.
         self.log_path = log_path or Path(env.get("DATA_DIR") or tempfile.gettempdir()) / f"daphne-{self.port}.log"
