@@ -19,6 +19,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+IDLE_EXIT_SECONDS = 3.0  # how long an idle worker may take to exit on its first SIGTERM
 MANAGE = Path(__file__).resolve().parents[1] / "manage.py"
 
 
@@ -51,10 +52,12 @@ class EmbeddedWorkers:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the workers now: a job still running is ended (second SIGTERM) and recorded; kill what lingers."""
         # Exactly two SIGTERMs in all: the worker's second one ends the job (and restores the default
-        # action, so a third would kill it before it records the job's end).
+        # action, so a third would kill it before it records the job's end). An idle worker exits on the first.
         if not self.stop_requested:
             self.request_stop()
-            time.sleep(0.2)
+            idle_exit = time.monotonic() + IDLE_EXIT_SECONDS
+            while self.alive() and time.monotonic() < idle_exit:
+                time.sleep(0.05)
         for process in self.alive():
             process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout

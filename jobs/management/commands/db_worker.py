@@ -32,6 +32,7 @@ from jobs.signals import worker_tick
 
 logger = logging.getLogger("jobs.worker")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+IDLE_EXIT_SECONDS = 5.0  # after its parent went away: how long an idle worker has to exit before the job is ended
 
 
 class Command(db_worker.Command):
@@ -94,6 +95,6 @@ def _beat_loop(worker: str, stopped: threading.Event) -> None:
 def _exit_with_parent() -> None:
     sys.stdin.buffer.read()  # returns at EOF: the parent closed the pipe or died
     logger.warning("the process that started this worker went away: stopping")
-    os.kill(os.getpid(), signal.SIGTERM)  # the worker stops taking jobs...
-    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)  # the worker stops taking jobs (an idle one exits now)...
+    time.sleep(IDLE_EXIT_SECONDS)
     os.kill(os.getpid(), signal.SIGTERM)  # ...and ends the one in progress (recorded failed)
