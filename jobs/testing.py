@@ -17,7 +17,10 @@ from django_tasks_db.management.commands.db_worker import Worker
 
 
 def run_jobs(queue: str = "*") -> str:
-    """Run every job ready now in this thread (`manage.py db_worker --batch`), then return its output."""
+    """Run every job ready now in this thread (`manage.py db_worker --batch`), then return its output.
+
+    Only in transaction=True tests: the worker closes its database connection between jobs.
+    """
     out = io.StringIO()
     call_command(
         "db_worker", "--batch", "--queue-name", queue, "--no-startup-delay", "--interval", "0", stdout=out, stderr=out

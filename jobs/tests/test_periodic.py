@@ -53,7 +53,7 @@ def test_a_period_of_zero_turns_a_periodic_job_off(settings):
     assert not DBTaskResult.objects.exists()
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the worker closes its connection between jobs, as in production
 def test_the_pruning_job_deletes_metrics_older_than_the_retention(settings):
     settings.TASKS_PERIODIC = {PRUNE: 3600}
     settings.METRICS_RETENTION_DAYS = 7

@@ -31,7 +31,7 @@ def wait_for(condition, timeout: float = 120.0, what: str = "the condition") -> 
         time.sleep(0.1)
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the worker closes its connection between jobs, as in production
 def test_a_starting_worker_fails_the_jobs_of_dead_workers_then_runs_the_queue():
     dead = DBTaskResult.objects.get(pk=prune_request_metrics.enqueue().id)
     dead.claim(f"{socket.gethostname()}:999999999")

@@ -93,7 +93,9 @@ def _beat_loop(worker: str, stopped: threading.Event) -> None:
 
 
 def _exit_with_parent() -> None:
-    sys.stdin.buffer.read()  # returns at EOF: the parent closed the pipe or died
+    # Raw reads: a daemon thread blocked in sys.stdin's buffered reader would hold its lock at exit (a fatal error).
+    while os.read(sys.stdin.fileno(), 4096):  # b"" at EOF: the parent closed the pipe or died
+        pass
     logger.warning("the process that started this worker went away: stopping")
     os.kill(os.getpid(), signal.SIGTERM)  # the worker stops taking jobs (an idle one exits now)...
     time.sleep(IDLE_EXIT_SECONDS)
