@@ -143,7 +143,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if obj.task_id is None:
             return "-"
         state = selectors.run_task_status(run=obj) or "gone"
-        url = reverse("admin:django_tasks_db_dbtaskresult_change", args=[obj.task_id])
+        url = reverse("admin:django_tasks_database_dbtaskresult_change", args=[obj.task_id])
         return format_html('<a href="{}">{}</a>', url, state)
 
     def datasets_text(self, obj: TrainingRun) -> str:

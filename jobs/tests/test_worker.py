@@ -6,22 +6,13 @@ import socket
 import time
 
 import pytest
-from django.db import connection
 from django_tasks_db.models import DBTaskResult
 
 from dashboard.tasks import prune_request_metrics
 from jobs import services
 from jobs.embedded import EmbeddedWorkers
 from jobs.models import JobWorker
-from jobs.testing import run_jobs
-
-
-def database_url() -> str:
-    """The URL of this test's database, for a worker process of its own."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+from jobs.testing import database_url, run_jobs
 
 
 def wait_for(condition, timeout: float = 120.0, what: str = "the condition") -> None:

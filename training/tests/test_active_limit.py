@@ -12,7 +12,7 @@ from training import services
 from training.models import TrainingRun
 from training.tests.conftest import FAST
 
-STARTERS = 6
+STARTERS = 8
 
 
 @pytest.mark.django_db(transaction=True)  # each starter thread commits through a connection of its own

@@ -13,13 +13,12 @@ import os
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
 from conftest import client_for
 from inference.registry import local_models
-from jobs.testing import run_jobs
+from jobs.testing import database_url, run_jobs
 from llmsite.errors import ApplicationError
 from llmsite.tests.crashpoint import kill, stop_at
 from training import services
@@ -36,7 +35,7 @@ def worker_env(settings) -> dict[str, str]:
     """A worker process on this test's database, training the tiny model into this test's MODELS_DIR."""
     return {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "DATABASE_URL": database_url(),
         "MODELS_DIR": str(settings.MODELS_DIR),
         "TRAINING_DATASETS_DIR": str(settings.TRAINING_DATASETS_DIR),
         "TRAINING_BASE_MODEL": TINY,
