@@ -2,8 +2,9 @@
 
 The recorder is built lazily from settings (like Channels' layer registry) and replaced in
 tests with `set_recorder()`. In server processes (daphne, uvicorn, runserver) it flushes from
-a background thread every METRICS_FLUSH_SECONDS and prunes rows older than
-METRICS_RETENTION_DAYS about once an hour; elsewhere nothing is written unless `flush()` is
+a background thread every METRICS_FLUSH_SECONDS; rows older than METRICS_RETENTION_DAYS are pruned
+by a job (`dashboard.tasks.prune_request_metrics`, enqueued every METRICS_PRUNE_SECONDS by the job
+workers, once across all of them); elsewhere nothing is written unless `flush()` is
 called, so management commands and test runs never write request metrics behind anyone's back.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 
 _recorder: Recorder | None = None
 _recorder_lock = threading.Lock()
-_last_prune = 0.0
 
 
 def request_metrics_write(samples: list[Sample]) -> None:
@@ -69,22 +68,6 @@ def request_metrics_prune(*, older_than_days: int | None = None) -> int:
     return deleted
 
 
-def _prune_now_and_then() -> None:
-    """Run by the flusher after each flush: prunes at most once per METRICS_PRUNE_SECONDS."""
-    global _last_prune
-    now = time.monotonic()
-    if _last_prune and now - _last_prune < settings.METRICS_PRUNE_SECONDS:
-        return
-    _last_prune = now
-    close_old_connections()
-    try:
-        deleted = request_metrics_prune()
-    finally:
-        close_old_connections()
-    if deleted:
-        logger.info("pruned %d request metrics older than %d days", deleted, settings.METRICS_RETENTION_DAYS)
-
-
 def build_recorder(*, background: bool | None = None) -> Recorder:
     """A recorder configured from settings; `background` defaults to "in server processes only"."""
     if background is None:
@@ -97,7 +80,6 @@ def build_recorder(*, background: bool | None = None) -> Recorder:
         batch_size=settings.METRICS_FLUSH_BATCH,
         max_buffer=settings.METRICS_BUFFER_MAX,
         background=background,
-        on_tick=_prune_now_and_then,
     )
 
 

@@ -37,7 +37,7 @@ SERVER_ENV = {
     "RATELIMIT_LOGIN": "100000/m",
     "RATELIMIT_FEEDBACK": "100000/m",
     "JWT_ACCESS_TOKEN_MINUTES": "15",
-    "TRAINING_EXECUTOR": "worker",
+    "TASKS_WORKER": "external",  # and none started: runs stay queued
 }
 
 # Where generated requests name an object: half the time one that exists (the rest are generated,

@@ -17,6 +17,11 @@ same) with a server that handles the signals itself:
 4. it writes the buffered request metrics, closes open WebSockets (1001, going away), stops the
    reactor, and the process exits 0.
 
+With TASKS_WORKER=embedded (the default) it also runs the background job workers: one
+`manage.py db_worker` child per queue (`jobs.embedded`), started before it serves. On the signal
+they are asked to finish their job in progress and take no other; at the end of the grace one
+still running is stopped (its job and its training run recorded as failed) before the server exits.
+
 A second signal ends the grace at once. Before the site serves (while the model loads at start-up),
 a signal ends the process straight away, as with daphne: nothing is running yet.
 """
@@ -37,6 +42,7 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
+from jobs.embedded import EmbeddedWorkers, start_if_embedded
 from llmsite.shutdown import drain
 
 logger = logging.getLogger("llmsite.serve")
@@ -54,11 +60,17 @@ class GracefulServer(Server):
         kwargs["signal_handlers"] = False  # Twisted's own would stop the reactor on the spot
         super().__init__(*args, **kwargs)
         self._shutdown: asyncio.Future[None] | None = None
+        self._workers: EmbeddedWorkers | None = None
 
     def run(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
-        super().run()
+        self._workers = start_if_embedded()  # the application is imported by now: settings are ready
+        try:
+            super().run()
+        finally:
+            if self._workers is not None:  # whatever ended the server, its workers end with it
+                self._workers.stop(timeout=FINISH_SECONDS)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         # A signal handler runs between two bytecodes of the main thread: hand over to the reactor.
@@ -77,8 +89,12 @@ class GracefulServer(Server):
         try:
             grace = settings.SHUTDOWN_GRACE_SECONDS
             drain.begin(grace)
+            if self._workers is not None:
+                self._workers.request_stop()  # each finishes its job in progress within the grace, then exits
             logger.info("%s: shutting down; %d requests running have %g s to finish", name, drain.active, grace)
             await _until_idle(lambda: drain.deadline or 0.0)
+            while self._workers is not None and self._workers.alive() and not drain.expired():
+                await asyncio.sleep(0.1)  # the jobs in progress get what is left of the grace
             if drain.active:
                 logger.warning("%d requests still running when the grace period ended: ending them", drain.active)
             await asyncio.to_thread(_close_models)
@@ -86,6 +102,8 @@ class GracefulServer(Server):
             await _until_idle(lambda: finished)
             if drain.active:
                 logger.error("%d requests did not end after the models closed; stopping anyway", drain.active)
+            if self._workers is not None:
+                await asyncio.to_thread(self._workers.stop, FINISH_SECONDS)
             written = await asyncio.to_thread(_flush_metrics)
             logger.info("wrote %d buffered request metrics", written)
             await self._close_websockets()

@@ -72,6 +72,10 @@ INSTALLED_APPS = [
     "django_ratelimit",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Background jobs: `jobs` before django_tasks_db, so its `db_worker` (heartbeats, reaping, periodic jobs) wins.
+    "jobs",
+    "django_tasks",
+    "django_tasks_db",
     "accounts",
     "conversations",
     "inference",
@@ -444,17 +448,11 @@ FEEDBACK_COMMENT_MAX_CHARS = env.int("FEEDBACK_COMMENT_MAX_CHARS", default=5000)
 # --- Training -------------------------------------------------------------------------------
 # training: the model a run fine-tunes when it names none (a packaged model or a folder under MODELS_DIR).
 TRAINING_BASE_MODEL = env.str("TRAINING_BASE_MODEL", default="SmolLM2-135M-Instruct")
-# training: where API-started runs execute. thread: a training thread in the server that took the
-# request (nothing else to start); worker: queued runs wait for `manage.py training_worker`.
-TRAINING_EXECUTOR = env.str("TRAINING_EXECUTOR", default="thread")
-if TRAINING_EXECUTOR not in ("thread", "worker"):
-    raise ImproperlyConfigured(f"TRAINING_EXECUTOR must be thread or worker, not {TRAINING_EXECUTOR!r}")
 # training: where runs train (auto: cuda when present, else cpu).
 TRAINING_DEVICE = env.str("TRAINING_DEVICE", default="auto")
 # training: extra datasets by file name (*.jsonl chat, *.txt/*.md text), beside the shipped ones in training/data/.
 TRAINING_DATASETS_DIR = Path(env.str("TRAINING_DATASETS_DIR", default=str(DATA_DIR / "training"))).resolve()
-# training: torch threads for `manage.py train` and `training_worker` (0: torch's default); the server's
-# training thread leaves the process-wide setting alone, since inference shares it.
+# training: torch threads for `manage.py train` and the job worker's runs (0: torch's default).
 TRAINING_THREADS = env.int("TRAINING_THREADS", default=0)
 # training: bounds on what one run may ask for (anything beyond is a 400 that names the limit).
 TRAINING_MAX_EPOCHS = env.int("TRAINING_MAX_EPOCHS", default=20)
@@ -483,10 +481,30 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_FLUSH_SECONDS = env.float("METRICS_FLUSH_SECONDS", default=5.0)
 METRICS_FLUSH_BATCH = env.int("METRICS_FLUSH_BATCH", default=500)
 METRICS_BUFFER_MAX = env.int("METRICS_BUFFER_MAX", default=50_000)
-# dashboard: request metrics older than this many days are deleted, by each server about every
-# METRICS_PRUNE_SECONDS and by `manage.py prune_metrics`.
+# dashboard: request metrics older than this many days are deleted by a job enqueued every
+# METRICS_PRUNE_SECONDS (once across all workers; 0: never) and by `manage.py prune_metrics`.
 METRICS_RETENTION_DAYS = env.int("METRICS_RETENTION_DAYS", default=30)
 METRICS_PRUNE_SECONDS = env.float("METRICS_PRUNE_SECONDS", default=3600.0)
+
+# --- Background jobs (django-tasks, database backend; docs/architecture.md#background-jobs) -----------
+# Jobs are rows of the database (django_tasks_db): no broker; on PostgreSQL several workers claim them
+# with SELECT ... FOR UPDATE SKIP LOCKED. Queues: `training` (runs and model exports: long) and
+# `default` (index rebuilds, pruning: short), so a long run never holds up the short jobs.
+TASKS_QUEUES = ["default", "training"]
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": TASKS_QUEUES}}
+# jobs: who runs the workers. embedded: `python -m llmsite.serve` starts one `manage.py db_worker` child per
+# queue and stops it on shutdown (one machine, nothing else to start). external: run `manage.py db_worker
+# --queue-name training` and `--queue-name default` processes yourself (several servers, a worker machine).
+TASKS_WORKER = env.str("TASKS_WORKER", default="embedded")
+if TASKS_WORKER not in ("embedded", "external"):
+    raise ImproperlyConfigured(f"TASKS_WORKER must be embedded or external, not {TASKS_WORKER!r}")
+# jobs: each worker writes a heartbeat this often; the job of a worker silent for TASKS_STALE_SECONDS
+# (or whose process on this host is gone) is marked failed, never left running.
+TASKS_HEARTBEAT_SECONDS = env.float("TASKS_HEARTBEAT_SECONDS", default=5.0)
+TASKS_STALE_SECONDS = env.float("TASKS_STALE_SECONDS", default=120.0)
+# jobs: periodic jobs, task path -> seconds between two runs; the workers enqueue each once per period
+# across all of them (a conditional UPDATE on its schedule row). 0 turns one off.
+TASKS_PERIODIC = {"dashboard.tasks.prune_request_metrics": METRICS_PRUNE_SECONDS}
 
 # --- Static files (served by WhiteNoise, with DEBUG off too) ----------------------------------
 STATIC_URL = "/static/"

@@ -5,10 +5,11 @@ record of what happened, so its fields are not editable.
 """
 
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from llmsite.errors import ApplicationError
-from training import services
+from training import selectors, services
 from training.models import EpochMetric, TrainingRun
 
 
@@ -50,6 +51,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "base_model",
         "datasets_text",
         "progress",
+        "job",
         "loss_per_epoch",
         "eval_loss_before_text",
         "eval_loss_after_text",
@@ -67,6 +69,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "loss_table",
         "perplexity_before",
         "perplexity_after",
+        "job",
     ]
     fieldsets = [
         (None, {"fields": ["name", "status", "error", "base_model", "datasets", "output_dir", "serve"]}),
@@ -110,6 +113,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
                     "created_at",
                     "started_at",
                     "finished_at",
+                    "job",
                     "worker",
                     "heartbeat_at",
                     "cancel_requested",
@@ -124,7 +128,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("metrics")
+        return selectors.with_task_status(super().get_queryset(request)).prefetch_related("metrics")
 
     def has_add_permission(self, request):
         return False
@@ -133,6 +137,15 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return False  # a record: the detail page is a read-only view
 
     @admin.display(description="datasets")
+    @admin.display(description="job")
+    def job(self, obj: TrainingRun) -> str:
+        """The run's background job and its state, linked to the job's own page."""
+        if obj.task_id is None:
+            return "-"
+        state = selectors.run_task_status(run=obj) or "gone"
+        url = reverse("admin:django_tasks_database_dbtaskresult_change", args=[obj.task_id])
+        return format_html('<a href="{}">{}</a>', url, state)
+
     def datasets_text(self, obj: TrainingRun) -> str:
         return ", ".join(obj.datasets)
 

@@ -63,6 +63,10 @@ class RunSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     heartbeat_at = serializers.DateTimeField(allow_null=True)
+    task_id = serializers.UUIDField(allow_null=True, help_text="The run's background job (null for manage.py train).")
+    task_status = serializers.SerializerMethodField(
+        help_text="The job's state: READY (waiting for a worker), RUNNING, SUCCESSFUL or FAILED; null without a job."
+    )
     cancel_requested = serializers.BooleanField()
     step = serializers.IntegerField(help_text="Optimizer steps done.")
     total_steps = serializers.IntegerField(allow_null=True)
@@ -82,6 +86,9 @@ class RunSerializer(serializers.Serializer):
         if not obj.total_steps:
             return None
         return min(1.0, obj.step / obj.total_steps)
+
+    def get_task_status(self, obj: TrainingRun) -> str | None:
+        return selectors.run_task_status(run=obj)
 
     def get_model(self, obj: TrainingRun) -> str | None:
         if obj.status != TrainingRun.Status.SUCCEEDED or not (settings.MODELS_DIR / obj.name / "config.json").is_file():

@@ -10,10 +10,13 @@ class TrainingConfig(AppConfig):
     name = "training"
 
     def ready(self) -> None:
+        from jobs.signals import worker_tick
         from llmsite.processes import is_server_process, start_in_background
 
-        # A server that starts ends the runs its previous life left `running` (training
-        # threads die with their process), then resumes the queued ones when it trains in-process.
+        # Every job worker, as it starts and on each heartbeat, ends the runs a dead worker left `running`
+        # (a restarted worker first of all its own previous life's: the same host:pid).
+        worker_tick.connect(_reap_on_worker_tick, dispatch_uid="training.runs_reap")
+        # A server that starts ends them too, so the API never shows a dead run as running.
         # In the background: the database is not for ready() itself.
         if is_server_process():
             start_in_background(
@@ -21,14 +24,13 @@ class TrainingConfig(AppConfig):
             )
 
 
-def _recover_at_start() -> None:
-    from django.conf import settings
-
+def _reap_on_worker_tick(*, startup: bool = False, **kwargs: object) -> None:
     from training import services
-    from training.models import TrainingRun
 
-    reaped = services.runs_reap(startup=True)
+    reaped = services.runs_reap(startup=startup)
     if reaped:
         logger.warning("recorded the end of %d training run(s) whose worker died", reaped)
-    if settings.TRAINING_EXECUTOR == "thread" and TrainingRun.objects.filter(status="queued").exists():
-        services.worker_kick()
+
+
+def _recover_at_start() -> None:
+    _reap_on_worker_tick()

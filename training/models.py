@@ -1,8 +1,8 @@
 """Fine-tuning runs and their per-epoch metrics.
 
-A TrainingRun is also the job of the training queue: a `queued` row waits for a worker
-(the server's training thread or `manage.py training_worker`), which claims it by moving it
-to `running` and writes `heartbeat_at` while it trains. Write runs through
+A TrainingRun reaches a worker as a background job (`task_id`: its django_tasks_db row, run by
+`manage.py db_worker`); the job claims the `queued` run by moving it to `running` and writes
+`heartbeat_at` while it trains. Write runs through
 `training.services`; the admin shows them read-only, with the loss of every epoch.
 """
 
@@ -52,6 +52,9 @@ class TrainingRun(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     cancel_requested = models.BooleanField(default=False)
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process running it")
+    task_id = models.UUIDField(
+        null=True, blank=True, help_text="its background job (a django_tasks_db task result); none for manage.py train"
+    )
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
+from django_tasks_db.models import DBTaskResult
 
 from training import datasets as ds
 from training.models import EpochMetric, TrainingRun
 
 
+def with_task_status(runs: QuerySet[TrainingRun]) -> QuerySet[TrainingRun]:
+    """`runs` annotated with `task_status`, the state of each run's job (READY, RUNNING, ...; None without one)."""
+    job_status = DBTaskResult.objects.filter(pk=OuterRef("task_id")).values("status")[:1]
+    return runs.annotate(task_status=Subquery(job_status))
+
+
+def _runs() -> QuerySet[TrainingRun]:
+    return with_task_status(TrainingRun.objects.select_related("created_by"))
+
+
+def run_task_status(*, run: TrainingRun) -> str | None:
+    """The state of the run's job (READY, RUNNING, SUCCESSFUL, FAILED), None when it has none."""
+    if hasattr(run, "task_status"):
+        return run.task_status
+    if run.task_id is None:
+        return None
+    return DBTaskResult.objects.filter(pk=run.task_id).values_list("status", flat=True).first()
+
+
 def run_list(*, status: str | None = None) -> QuerySet[TrainingRun]:
     """Runs, newest first, optionally of one status."""
-    runs = TrainingRun.objects.select_related("created_by")
+    runs = _runs()
     if status:
         runs = runs.filter(status=status)
     return runs
 
 
 def run_get(*, run_id: int) -> TrainingRun | None:
-    return TrainingRun.objects.select_related("created_by").filter(pk=run_id).first()
+    return _runs().filter(pk=run_id).first()
 
 
 def run_latest(*, status: str | None = None) -> TrainingRun | None:

@@ -1,18 +1,21 @@
-"""Training use cases, one function each; the API, the admin and the commands all call these.
+"""Training use cases, one function each; the API, the admin, the commands and the jobs all call these.
 
-- `run_start(...)`: validate a request (bounds from settings, 400 naming the limit), queue the run
-  and hand it to the executor: a training thread in this process (TRAINING_EXECUTOR=thread) or
-  `manage.py training_worker` (worker). Returns at once.
+- `run_start(...)`: validate a request (bounds from settings, 400 naming the limit), queue the run and
+  enqueue its job (`training.tasks.train_run`, queue `training`) in the same transaction. Returns at once.
 - `run_create(..., claim=True)` + `run_execute(run)`: what `manage.py train` does in its own process.
+- `run_claim(run_id=...)` + `run_execute(run)`: what the job does in a job worker (`manage.py db_worker`).
+- `run_export(run_id=...)`: the OpenVINO export of a succeeded run's model, its own job after training.
 - `run_cancel(...)`: a queued run is cancelled at once, a running one stops between two steps.
 - `runs_reap(...)`: runs whose worker died are recorded as ended (stale heartbeat, or a dead pid on
   this host): failed, with the reason, and the checkpoint it was writing removed; or succeeded
-  when the worker died after its checkpoint was complete and in place.
+  when the worker died after its checkpoint was complete and in place. A queued run whose job ended
+  without training it is failed too.
 
-The run row is the job: a worker claims a queued run by moving it to `running` in one
-conditional UPDATE (so two workers never take the same run), then writes `heartbeat_at` every
-TRAINING_HEARTBEAT_SECONDS from a small thread, which also carries a cancel request from the
-database to the trainer.
+The run row stays the domain object (status, progress, metrics, cancellation, checkpoints); the job
+row (django_tasks_db's `DBTaskResult`, `run.task_id`) is how it reaches a worker. The job claims the
+run by moving it to `running` in one conditional UPDATE, then writes `heartbeat_at` every
+TRAINING_HEARTBEAT_SECONDS from a small thread, which also carries a cancel request from the database
+to the trainer.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
 
 from llmsite.devices import ACCELERATORS, DEVICES
 from llmsite.error_codes import ErrorCode
@@ -228,6 +233,22 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# Any constant: the key of the PostgreSQL advisory lock that serialises run creation (its first bytes spell "trai").
+RUN_CREATION_LOCK = 0x74726169
+
+
+def _serialise_run_creation() -> None:
+    """Hold, until the transaction ends, the lock that makes "count active runs, then insert" atomic.
+
+    Under PostgreSQL's READ COMMITTED two transactions could both count 3 of 4 and both insert; a
+    transaction-scoped advisory lock makes the second wait for the first to commit. SQLite needs none:
+    its transactions here are IMMEDIATE, so a second writer waits at BEGIN.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RUN_CREATION_LOCK])
+
+
 def run_create(*, user: Any = None, source: str = "api", claim: bool = False, **fields: Any) -> TrainingRun:
     """A validated run, queued (or, with `claim`, already running in this process); raises ApplicationError.
 
@@ -242,6 +263,7 @@ def run_create(*, user: Any = None, source: str = "api", claim: bool = False, **
     now = timezone.now()
     try:
         with transaction.atomic():
+            _serialise_run_creation()
             active = TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE).count()
             if active >= settings.TRAINING_MAX_ACTIVE_RUNS:
                 raise Conflict(
@@ -262,10 +284,14 @@ def run_create(*, user: Any = None, source: str = "api", claim: bool = False, **
 
 
 def run_start(*, user: Any = None, source: str = "api", **fields: Any) -> TrainingRun:
-    """Queue a run and hand it to the executor; returns at once with the queued run."""
-    run = run_create(user=user, source=source, **fields)
-    if settings.TRAINING_EXECUTOR == "thread":
-        transaction.on_commit(worker_kick)
+    """Queue a run and enqueue its job, both or neither; returns at once with the queued run."""
+    from training.tasks import train_run
+
+    with transaction.atomic():
+        run = run_create(user=user, source=source, **fields)
+        # The job row is written in this transaction: a worker sees the run and its job together, or neither.
+        run.task_id = train_run.enqueue(run.pk).id
+        run.save(update_fields=["task_id"])
     return run
 
 
@@ -290,17 +316,13 @@ def run_cancel(*, run_id: int) -> TrainingRun:
     return run
 
 
-def run_claim() -> TrainingRun | None:
-    """Take the oldest queued run for this process; None when there is none to take."""
-    queued = TrainingRun.objects.filter(status=Status.QUEUED).order_by("created_at", "id")
-    for pk in queued.values_list("pk", flat=True)[:10]:
-        now = timezone.now()
-        taken = TrainingRun.objects.filter(pk=pk, status=Status.QUEUED).update(
-            status=Status.RUNNING, worker=worker_id(), started_at=now, heartbeat_at=now
-        )
-        if taken:
-            return TrainingRun.objects.get(pk=pk)
-    return None
+def run_claim(*, run_id: int) -> TrainingRun | None:
+    """Take the queued run `run_id` for this process; None when it is no longer queued (cancelled, taken)."""
+    now = timezone.now()
+    taken = TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, worker=worker_id(), started_at=now, heartbeat_at=now
+    )
+    return TrainingRun.objects.get(pk=run_id) if taken else None
 
 
 # --- reaping runs whose worker died -------------------------------------------------------------------
@@ -336,7 +358,21 @@ def runs_reap(*, startup: bool = False) -> int:
             reaped += _end_dead(run, f"its worker {run.worker} was restarted while the run was running")
         elif pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             reaped += _end_dead(run, f"its worker process {run.worker} ended while the run was running")
-    return reaped
+    return reaped + _fail_orphans()
+
+
+def _fail_orphans() -> int:
+    """Fail the queued runs whose job ended without training them (its worker died before it took the run)."""
+    ended = DBTaskResult.objects.filter(status__in=[TaskResultStatus.FAILED, TaskResultStatus.SUCCESSFUL])
+    orphans = TrainingRun.objects.filter(status=Status.QUEUED, task_id__in=ended.values("id"))
+    failed = 0
+    for run in orphans:
+        job = DBTaskResult.objects.filter(pk=run.task_id).values_list("traceback", flat=True).first() or ""
+        why = job.strip().splitlines()[-1] if job.strip() else "no reason recorded"
+        failed += TrainingRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(
+            status=Status.FAILED, finished_at=timezone.now(), error=f"its job ended before the run started: {why}"
+        )
+    return failed
 
 
 def _end_dead(run: TrainingRun, why: str) -> int:
@@ -483,9 +519,13 @@ def run_execute(
     *,
     on_event: Callable[[Event], None] | None = None,
     threads: int | None = None,
+    export_inline: bool = False,
 ) -> TrainingRun:
     """Train a run this process has claimed, to its end; the outcome is recorded on the row, never raised.
 
+    When the run succeeds and LLM_EXPORT_AFTER_TRAINING asks for it, the OpenVINO export is enqueued
+    as a job of its own (`training.tasks.export_run_model`, which then serves the model if the run
+    asked to be served), or done here with `export_inline` (`manage.py train`).
     KeyboardInterrupt and SystemExit are recorded (cancelled / failed) and raised again.
     """
     cancel = _cancel_events.setdefault(run.pk, threading.Event())
@@ -522,13 +562,19 @@ def run_execute(
     except KeyboardInterrupt:
         _finish(run, Status.CANCELLED, error="interrupted (Ctrl-C or SIGTERM)")
         raise
+    except SystemExit:  # a job worker told to stop now (its second SIGTERM, or its server went away)
+        _finish(run, Status.FAILED, error="its worker was stopped while the run was running")
+        raise
     except BaseException as exc:
         logger.exception("training run %s failed", run.pk)
         _finish(run, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         if not isinstance(exc, Exception):
             raise
     else:
-        metrics = {**result.metrics(), **_export_for_openvino(run, output)}
+        export = _export_wanted()
+        metrics = result.metrics()
+        if export and export_inline:
+            metrics.update(_export_for_openvino(run, output))
         _finish(
             run,
             Status.SUCCEEDED,
@@ -538,7 +584,12 @@ def run_execute(
             eval_loss_after=result.eval_loss_after,
             final_metrics=metrics,
         )
-        if run.serve:
+        if export and not export_inline:
+            from training.tasks import export_run_model
+
+            job = export_run_model.enqueue(run.pk)  # it serves the model once exported, when the run asked
+            TrainingRun.objects.filter(pk=run.pk).update(final_metrics={**metrics, "openvino_export_task": job.id})
+        elif run.serve:
             _serve(run)
     finally:
         _cancel_events.pop(run.pk, None)
@@ -546,13 +597,33 @@ def run_execute(
     return run
 
 
+def _export_wanted() -> bool:
+    return settings.LLM_ENGINE != "transformers" and settings.LLM_EXPORT_AFTER_TRAINING
+
+
+def run_export(*, run_id: int) -> dict[str, Any]:
+    """Export a succeeded run's model for OpenVINO, note it in the run's metrics, then serve it if the run asked.
+
+    The job after training (`training.tasks.export_run_model`); returns what it added to the metrics.
+    """
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None:
+        raise ApplicationError(f"no training run {run_id}", code=ErrorCode.NOT_FOUND, status=404)
+    if run.status != Status.SUCCEEDED:
+        raise Conflict(f"run {run_id} has no model to export ({run.status})")
+    noted = _export_for_openvino(run, settings.MODELS_DIR / run.name)
+    TrainingRun.objects.filter(pk=run.pk).update(final_metrics={**run.final_metrics, **noted})
+    if run.serve:
+        run.refresh_from_db()
+        _serve(run)
+    return noted
+
+
 def _export_for_openvino(run: TrainingRun, output: Path) -> dict[str, Any]:
-    """Export the new model for the OpenVINO engine (LLM_EXPORT_AFTER_TRAINING), so it serves on either engine.
+    """Export the new model for the OpenVINO engine, so it serves on either engine.
 
     A failed export does not fail the run (transformers still serves the model): it is noted in the metrics.
     """
-    if settings.LLM_ENGINE == "transformers" or not settings.LLM_EXPORT_AFTER_TRAINING:
-        return {}
     from inference.export import ExportFailed, export_openvino
 
     started = time.monotonic()
@@ -587,51 +658,3 @@ def run_model_serve(*, run_id: int, load_here: bool = True) -> TrainingRun:
         raise Conflict(f"run {run_id} has no model to serve ({run.status})")
     provider_activate(provider="hf", model=run.name, load_here=load_here)
     return run
-
-
-# --- the in-process executor --------------------------------------------------------------------------
-_worker_lock = threading.Lock()
-_worker_thread: threading.Thread | None = None
-_worker_pending = False
-
-
-def worker_kick() -> None:
-    """Make sure this process's training thread is draining the queue (it trains one run at a time)."""
-    global _worker_thread, _worker_pending
-    from inference.providers.hf import preload_imports
-
-    preload_imports()  # transformers' lazy imports are not thread-safe: resolve them here, not in two threads
-    with _worker_lock:
-        _worker_pending = True
-        if _worker_thread is None or not _worker_thread.is_alive():
-            _worker_thread = threading.Thread(target=_drain, name="training-worker", daemon=True)
-            _worker_thread.start()
-
-
-def _drain() -> None:
-    global _worker_thread, _worker_pending
-    try:
-        while True:
-            with _worker_lock:
-                if not _worker_pending:
-                    _worker_thread = None
-                    return
-                _worker_pending = False
-            while (run := run_claim()) is not None:
-                run_execute(run)
-                close_old_connections()
-    except Exception:
-        logger.exception("the training thread stopped")
-        with _worker_lock:
-            _worker_thread = None
-    finally:
-        connection.close()
-
-
-def wait_for_worker(timeout: float | None = None) -> bool:
-    """Block until this process's training thread is idle (tests, shutdown); True when it is."""
-    thread = _worker_thread
-    if thread is None:
-        return True
-    thread.join(timeout)
-    return not thread.is_alive()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
+from jobs.testing import worker_thread
 from llmsite.testing import build_tiny_model
-from training import services
 from training.trainer import Example, TrainingConfig
 
 TINY = "tiny-base"
@@ -61,11 +61,16 @@ def training_settings(settings, models_dir, datasets_dir):
     settings.TRAINING_DATASETS_DIR = datasets_dir
     settings.TRAINING_BASE_MODEL = TINY
     settings.TRAINING_DEVICE = "cpu"
-    settings.TRAINING_EXECUTOR = "thread"
     settings.TRAINING_HEARTBEAT_SECONDS = 0.05
     settings.LLM_EXPORT_AFTER_TRAINING = False  # test_openvino_export.py turns it on
-    yield settings
-    assert services.wait_for_worker(timeout=60), "the training thread did not finish"
+    return settings
+
+
+@pytest.fixture
+def job_worker(training_settings):
+    """A job worker in a thread of the test process, taking jobs while the test runs (transaction=True tests)."""
+    with worker_thread() as worker:
+        yield worker
 
 
 @pytest.fixture(autouse=True)

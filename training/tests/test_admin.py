@@ -55,3 +55,18 @@ def test_the_cancel_action_cancels_queued_runs_and_reports_finished_ones(admin_c
     queued.refresh_from_db()
     assert queued.status == "cancelled"
     assert "has already finished (succeeded)" in response.content.decode()
+
+
+def test_a_run_shows_its_job_and_the_jobs_state_linked_to_the_job(admin_client, finished_run, training_settings):
+    from training import services
+    from training.tests.conftest import FAST
+
+    run = services.run_start(name="waiting", **FAST)
+    listing = admin_client.get("/admin/training/trainingrun/").content.decode()
+    job_page = f"/admin/django_tasks_database/dbtaskresult/{run.task_id}/change/"
+    assert f'<a href="{job_page}">READY</a>' in listing
+    assert admin_client.get(job_page).status_code == 200
+    detail = admin_client.get(f"/admin/training/trainingrun/{run.pk}/change/").content.decode()
+    assert f'<a href="{job_page}">READY</a>' in detail
+    assert admin_client.get("/admin/jobs/jobworker/").status_code == 200
+    assert admin_client.get("/admin/jobs/schedule/").status_code == 200

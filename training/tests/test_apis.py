@@ -10,6 +10,7 @@ import time
 import pytest
 from django.utils import timezone
 
+from jobs.testing import run_jobs
 from training import services
 from training.models import EpochMetric, TrainingRun
 from training.tests.conftest import FAST
@@ -40,7 +41,9 @@ def wait_finished(client, run_id: int, timeout: float = 60) -> dict:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_staff_start_a_run_that_trains_in_the_background_then_serve_it(staff_client, training_settings, monkeypatch):
+def test_staff_start_a_run_that_trains_in_the_background_then_serve_it(
+    staff_client, training_settings, job_worker, monkeypatch
+):
     gate = threading.Event()
     real_train = services.train
 
@@ -50,7 +53,7 @@ def test_staff_start_a_run_that_trains_in_the_background_then_serve_it(staff_cli
 
     monkeypatch.setattr(services, "train", gated_train)
     response = staff_client.post(RUNS, {"name": "tuned", "epochs": 2, **FAST, "max_steps": None}, format="json")
-    # Answered while training cannot even begin: the run trains in the training thread, not the request.
+    # Answered while training cannot even begin: the run trains in a job worker, not the request.
     assert response.status_code == 202, response.content
     gate.set()
     run = response.json()
@@ -83,7 +86,7 @@ def test_staff_start_a_run_that_trains_in_the_background_then_serve_it(staff_cli
 
 
 @pytest.mark.django_db(transaction=True)
-def test_latest_shows_the_newest_run_with_its_metrics(alice_client, staff_client, training_settings):
+def test_latest_shows_the_newest_run_with_its_metrics(alice_client, staff_client, training_settings, job_worker):
     assert alice_client.get("/api/v1/training/latest").json() == {"run": None, "metrics": []}
     run_id = staff_client.post(RUNS, {**FAST, "max_steps": 2, "epochs": 1}, format="json").json()["id"]
     wait_finished(staff_client, run_id)
@@ -95,7 +98,7 @@ def test_latest_shows_the_newest_run_with_its_metrics(alice_client, staff_client
 
 
 @pytest.mark.django_db(transaction=True)
-def test_cancel_stops_a_running_run_between_steps(staff_client, training_settings):
+def test_cancel_stops_a_running_run_between_steps(staff_client, training_settings, job_worker):
     body = {**FAST, "max_steps": 100_000, "epochs": 20, "datasets": ["dialogue", "knowledge"]}
     run_id = staff_client.post(RUNS, body, format="json").json()["id"]
     deadline = time.monotonic() + 30
@@ -112,7 +115,7 @@ def test_cancel_stops_a_running_run_between_steps(staff_client, training_setting
 
 @pytest.mark.django_db
 def test_a_queued_run_is_cancelled_at_once(staff_client, training_settings):
-    training_settings.TRAINING_EXECUTOR = "worker"  # nobody trains it here
+    # No worker runs here: the run waits in the queue.
     run_id = staff_client.post(RUNS, FAST, format="json").json()["id"]
     body = staff_client.post(f"{RUNS}/{run_id}/cancel").json()
     assert body["status"] == "cancelled" and body["finished_at"]
@@ -120,7 +123,7 @@ def test_a_queued_run_is_cancelled_at_once(staff_client, training_settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_corrupt_dataset_fails_the_run_naming_the_line(staff_client, training_settings):
+def test_a_corrupt_dataset_fails_the_run_naming_the_line(staff_client, training_settings, job_worker):
     good = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
     (training_settings.TRAINING_DATASETS_DIR / "broken.jsonl").write_text(f"{good}\n{good}\n{{not json\n")
     run_id = staff_client.post(RUNS, {**FAST, "datasets": ["broken"]}, format="json").json()["id"]
@@ -179,7 +182,6 @@ def test_it_refuses_out_of_bounds_input_naming_the_limit(staff_client, training_
 
 @pytest.mark.django_db
 def test_a_taken_name_or_a_full_queue_is_a_conflict(staff_client, training_settings):
-    training_settings.TRAINING_EXECUTOR = "worker"
     training_settings.TRAINING_MAX_ACTIVE_RUNS = 2
     (training_settings.MODELS_DIR / "exists").mkdir()
     assert staff_client.post(RUNS, {**FAST, "name": "exists"}, format="json").status_code == 409
@@ -252,20 +254,22 @@ def test_metrics_rows_are_recorded_per_epoch_in_the_database(training_settings, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_starting_server_fails_its_interrupted_runs_and_resumes_the_queue(training_settings):
+def test_a_starting_server_fails_the_runs_of_dead_workers_and_leaves_the_queue_to_the_workers(training_settings):
     from training.apps import _recover_at_start
 
     interrupted = TrainingRun.objects.create(
         name="was-running",
         base_model="tiny-base",
         status="running",
-        worker=services.worker_id(),
+        worker=f"{socket.gethostname()}:999999999",
         heartbeat_at=timezone.now(),
     )
-    queued = services.run_create(name="waiting", **{**FAST, "max_steps": 1})
+    queued = services.run_start(name="waiting", **{**FAST, "max_steps": 1})
     _recover_at_start()  # what TrainingConfig.ready() starts in a server process
-    assert services.wait_for_worker(timeout=60)
     interrupted.refresh_from_db()
     queued.refresh_from_db()
-    assert interrupted.status == "failed" and "restarted" in interrupted.error
+    assert interrupted.status == "failed" and "ended while the run was running" in interrupted.error
+    assert queued.status == "queued"
+    run_jobs("training")  # a job worker takes it
+    queued.refresh_from_db()
     assert queued.status == "succeeded", queued.error

@@ -1,4 +1,4 @@
-"""manage.py train and manage.py training_worker on the tiny model."""
+"""manage.py train, and the training job run by a job worker (manage.py db_worker), on the tiny model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import json
 
 import pytest
 from django.core.management import CommandError, call_command
+from django_tasks_db.models import DBTaskResult
 
+from jobs.testing import run_jobs
 from training import services
 from training.models import EpochMetric, TrainingRun
 from training.tests.conftest import FAST
@@ -61,12 +63,21 @@ def test_train_refuses_bad_options_before_loading_anything(training_settings):
     assert not TrainingRun.objects.exists()
 
 
-def test_the_worker_trains_queued_runs(training_settings):
-    training_settings.TRAINING_EXECUTOR = "worker"
+def test_a_job_worker_trains_queued_runs_and_records_the_job(training_settings):
     run = services.run_start(source="api", name="queued-one", **{**FAST, "max_steps": 2})
     assert TrainingRun.objects.get(pk=run.pk).status == "queued"
-    out = io.StringIO()
-    call_command("training_worker", "--once", stdout=out)
+    assert DBTaskResult.objects.get(pk=run.task_id).status == "READY"
+    run_jobs("training")
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
-    assert "queued-one: succeeded" in out.getvalue()
+    job = DBTaskResult.objects.get(pk=run.task_id)
+    assert job.status == "SUCCESSFUL" and job.return_value == "succeeded"
+
+
+def test_a_run_cancelled_while_queued_is_skipped_by_its_job(training_settings):
+    run = services.run_start(source="api", name="never", **FAST)
+    services.run_cancel(run_id=run.pk)
+    run_jobs("training")
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.step == 0
+    assert DBTaskResult.objects.get(pk=run.task_id).return_value == "skipped"

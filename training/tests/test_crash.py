@@ -1,8 +1,9 @@
-"""A training worker killed while it writes its checkpoint, and a checkpoint that does not fit on the disk.
+"""A job worker killed while it trains (writing its checkpoint), and a checkpoint that does not fit on the disk.
 
-The victim is a real `manage.py training_worker --once` process on this test's database, training
-the tiny model, stopped at a chosen point of its checkpoint save (llmsite.tests.crashpoint) and
-killed with SIGKILL. The restart is a new worker starting (the same recovery a starting server runs).
+The victim is a real `manage.py db_worker` process on this test's database, running the training job
+of a run of the tiny model, stopped at a chosen point of its checkpoint save (llmsite.tests.crashpoint)
+and killed with SIGKILL. The restart is a new worker starting: it ends both rows the dead one held,
+the run's (`TrainingRun`) and the job's (django_tasks_db's `DBTaskResult`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import os
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.test import Client
+from django_tasks_db.models import DBTaskResult
 
 from conftest import client_for
 from inference.registry import local_models
+from jobs.testing import database_url, run_jobs
 from llmsite.errors import ApplicationError
 from llmsite.tests.crashpoint import kill, stop_at
 from training import services
@@ -33,16 +35,25 @@ def worker_env(settings) -> dict[str, str]:
     """A worker process on this test's database, training the tiny model into this test's MODELS_DIR."""
     return {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "DATABASE_URL": database_url(),
         "MODELS_DIR": str(settings.MODELS_DIR),
         "TRAINING_DATASETS_DIR": str(settings.TRAINING_DATASETS_DIR),
         "TRAINING_BASE_MODEL": TINY,
         "TRAINING_DEVICE": "cpu",
-        "TRAINING_EXECUTOR": "worker",
         "TRAINING_THREADS": "1",
         "LLM_EXPORT_AFTER_TRAINING": "False",
         "HF_HUB_OFFLINE": "1",
     }
+
+
+WORKER = ["db_worker", "--batch", "--queue-name", "training", "--no-startup-delay", "--interval", "0"]
+
+
+def assert_job_failed_with_its_worker(run: TrainingRun) -> None:
+    job = DBTaskResult.objects.get(pk=run.task_id)
+    assert job.status == "FAILED" and job.finished_at is not None
+    assert job.exception_class_path == "jobs.services.WorkerLost"
+    assert f"its worker process {run.worker} ended while the job was running" in job.traceback
 
 
 def staging_folders(models_dir) -> list[str]:
@@ -77,32 +88,27 @@ def admin_client(django_user_model):
 def test_a_worker_killed_while_writing_its_checkpoint_leaves_no_model_and_a_failed_run(
     training_settings, alice, admin_client
 ):
-    training_settings.TRAINING_EXECUTOR = "worker"
     run = services.run_start(name=NAME, datasets=["dialogue"], **FAST)
     models_dir = training_settings.MODELS_DIR
     # The weights are written, the tokenizer is being written: the worst moment for a reader of the folder.
-    victim = stop_at(
-        "open:tokenizer_config.json",
-        ["training_worker", "--once"],
-        env=worker_env(training_settings),
-        folder=models_dir.parent,
-    )
+    victim = stop_at("open:tokenizer_config.json", WORKER, env=worker_env(training_settings), folder=models_dir.parent)
     kill(victim)
     run.refresh_from_db()
     assert run.status == "running"  # nobody has noticed yet
+    assert DBTaskResult.objects.get(pk=run.task_id).status == "RUNNING"
     assert staging_folders(models_dir), "the checkpoint was being written aside"
 
     # The half-written checkpoint is never listed, callable or servable, before and after the restart.
     client = client_for(alice)
     assert_not_offered(client, admin_client)
-    err = io.StringIO()
-    call_command("training_worker", "--once", stdout=io.StringIO(), stderr=err)  # a new worker starts
-    assert "recorded the end of 1 run(s) whose worker died" in err.getvalue()
+    run_jobs("training")  # a new worker starts
     assert_not_offered(client, admin_client)
 
     run.refresh_from_db()
     assert run.status == "failed" and run.finished_at is not None
     assert f"its worker process {run.worker} ended while the run was running" in run.error
+    assert_job_failed_with_its_worker(run)
+    assert client_for(alice).get(f"/api/v1/training/runs/{run.pk}").json()["task_status"] == "FAILED"
     assert client_for(alice).get(f"/api/v1/training/runs/{run.pk}").json()["model"] is None
     assert staging_folders(models_dir) == []  # the half-written files are gone
     with pytest.raises(ApplicationError, match="has no model to serve"):
@@ -110,30 +116,24 @@ def test_a_worker_killed_while_writing_its_checkpoint_leaves_no_model_and_a_fail
 
     # Nothing blocks training again under the same name.
     again = services.run_start(name=NAME, datasets=["dialogue"], **FAST)
-    call_command("training_worker", "--once", stdout=io.StringIO())
+    run_jobs("training")
     again.refresh_from_db()
     assert again.status == "succeeded", again.error
     assert NAME in model_ids(client)
 
 
 def test_a_worker_killed_right_after_its_checkpoint_landed_has_the_run_recorded_as_succeeded(training_settings, alice):
-    training_settings.TRAINING_EXECUTOR = "worker"
     run = services.run_start(name=NAME, datasets=["dialogue"], **FAST)
     models_dir = training_settings.MODELS_DIR
-    victim = stop_at(
-        f"after-replace:{NAME}",
-        ["training_worker", "--once"],
-        env=worker_env(training_settings),
-        folder=models_dir.parent,
-    )
+    victim = stop_at(f"after-replace:{NAME}", WORKER, env=worker_env(training_settings), folder=models_dir.parent)
     kill(victim)
     run.refresh_from_db()
     assert run.status == "running"
     assert (models_dir / NAME / "config.json").is_file()
 
-    err = io.StringIO()
-    call_command("training_worker", "--once", stdout=io.StringIO(), stderr=err)
+    run_jobs("training")  # a new worker starts
     run.refresh_from_db()
+    assert_job_failed_with_its_worker(run)  # the job never returned: its worker died
     # The checkpoint is complete and names this run: the run is what produced it, not a failure.
     assert run.status == "succeeded", run.error
     assert run.output_dir == str(models_dir / NAME)

@@ -9,6 +9,7 @@ from inference.providers.base import GenerationRequest, SamplingParams
 from inference.providers.hf import HFProvider
 from inference.providers.openvino import OpenVINOProvider, is_exported
 from inference.registry import ProviderSpec, build_provider
+from jobs.testing import run_jobs
 from training import services
 from training.tests.conftest import FAST
 
@@ -23,6 +24,9 @@ def test_a_finished_run_is_exported_and_served_by_openvino_as_transformers_serve
     training_settings.LLM_ENGINE = "auto"
     run = services.run_execute(services.run_create(user=staff, source="cli", claim=True, name="tuned-ov", **FAST))
     assert run.status == "succeeded", run.error
+    assert run.final_metrics["openvino_export_task"]  # the export is a job of its own, after the run
+    run_jobs("training")
+    run.refresh_from_db()
     folder = training_settings.MODELS_DIR / "tuned-ov"
     assert is_exported(folder, "fp32"), run.final_metrics
     assert run.final_metrics["openvino_export_seconds"] > 0

@@ -73,7 +73,7 @@ class Command(BaseCommand):
         # SIGTERM ends like Ctrl-C: the run is recorded as interrupted, not left running.
         previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
-            run = services.run_execute(run, on_event=progress, threads=threads)
+            run = services.run_execute(run, on_event=progress, threads=threads, export_inline=True)
         except KeyboardInterrupt:
             raise CommandError(f"interrupted: run #{run.pk} is recorded as cancelled, nothing was saved") from None
         finally:

@@ -1,0 +1,64 @@
+"""`manage.py db_worker` (jobs' own) and the embedded workers `python -m llmsite.serve` starts."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from django_tasks_db.models import DBTaskResult
+
+from dashboard.tasks import prune_request_metrics
+from jobs import services
+from jobs.embedded import EmbeddedWorkers
+from jobs.models import JobWorker
+from jobs.testing import database_url, run_jobs
+
+
+def wait_for(condition, timeout: float = 120.0, what: str = "the condition") -> None:
+    deadline = time.monotonic() + timeout  # generous: a worker on a busy machine imports Django first
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.1)
+
+
+@pytest.mark.django_db(transaction=True)  # the worker closes its connection between jobs, as in production
+def test_a_starting_worker_fails_the_jobs_of_dead_workers_then_runs_the_queue():
+    dead = DBTaskResult.objects.get(pk=prune_request_metrics.enqueue().id)
+    dead.claim(f"{socket.gethostname()}:999999999")
+    ready = prune_request_metrics.enqueue()
+    run_jobs()
+    assert DBTaskResult.objects.get(pk=dead.pk).status == "FAILED"
+    job = DBTaskResult.objects.get(pk=ready.id)
+    assert job.status == "SUCCESSFUL" and job.worker_ids == [services.worker_id()]  # its id is host:pid
+    assert not JobWorker.objects.exists()  # a worker that stops removes its heartbeat row
+
+
+@pytest.mark.django_db(transaction=True)  # the worker processes read and write committed rows
+def test_embedded_workers_run_jobs_and_stop_when_asked_or_when_their_server_goes(monkeypatch, settings):
+    settings.TASKS_PERIODIC = {}
+    monkeypatch.setenv("DATABASE_URL", database_url())
+    monkeypatch.setenv("METRICS_PRUNE_SECONDS", "0")  # this test enqueues its own jobs
+    job = prune_request_metrics.enqueue()
+    workers = EmbeddedWorkers(["default", "training"])
+    workers.start()
+    try:
+        wait_for(lambda: DBTaskResult.objects.get(pk=job.id).status == "SUCCESSFUL", what="the job")
+        assert set(JobWorker.objects.values_list("queues", flat=True)) == {"default", "training"}
+        # Asked to stop while idle, each exits at once, cleanly.
+        workers.request_stop()
+        wait_for(lambda: not workers.alive(), what="the workers' exit")
+        assert [p.returncode for p in workers.processes] == [0, 0]
+        assert not JobWorker.objects.exists()
+    finally:
+        workers.stop(timeout=30)
+
+    # A worker whose server died (its stdin closes) stops too.
+    orphan = EmbeddedWorkers(["default"])
+    orphan.start()
+    try:
+        wait_for(lambda: JobWorker.objects.exists(), what="the worker's first heartbeat")
+        orphan.processes[0].stdin.close()
+        wait_for(lambda: not orphan.alive(), what="the orphan's exit")
+    finally:
+        orphan.stop(timeout=30)
