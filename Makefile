@@ -20,9 +20,10 @@ test: setup install-dev
 	./scripts/pytest.sh $(PYTEST_ARGS)
 
 # The suite on PostgreSQL + Redis: throw-away instances on loopback (scripts/with-services.sh installs Debian's
-# postgresql and redis-server when missing), removed afterwards; the several-worker tests run here (docs/testing.md).
+# postgresql and redis-server when missing), removed afterwards. Runs the tests that touch the database or a
+# live server (the others ran in `make test`); the several-worker tests run only here (docs/testing.md).
 test-services: setup install-dev
-	SERVICES_REQUIRED=1 ./scripts/with-services.sh ./scripts/pytest.sh $(PYTEST_ARGS)
+	TEST_LANE=services SERVICES_REQUIRED=1 ./scripts/with-services.sh ./scripts/pytest.sh $(PYTEST_ARGS)
 
 # Benchmarks against raw transformers and `transformers serve` (bench/__main__.py): `make bench BENCH_ARGS=--quick`.
 .PHONY: bench

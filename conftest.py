@@ -176,3 +176,26 @@ def small_disk(tmp_path) -> Iterator:
     yield mount
     for folder in reversed(mounted):
         subprocess.run([umount_command, "--lazy", str(folder)], check=False)
+
+
+# --- lanes -------------------------------------------------------------------------------------
+# `make test-services` runs the suite again on PostgreSQL and Redis (TEST_LANE=services). A test that
+# touches neither the database nor a live server behaves the same on both, and already ran in the
+# SQLite lane: only the others run again here (docs/testing.md).
+BACKEND_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("TEST_LANE") != "services":
+        return
+    selected, deselected = [], []
+    for item in items:
+        uses_backends = (
+            item.get_closest_marker("django_db")
+            or item.get_closest_marker("live_server")
+            or BACKEND_FIXTURES & set(getattr(item, "fixturenames", ()))
+        )
+        (selected if uses_backends else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected

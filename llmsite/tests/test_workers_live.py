@@ -1,7 +1,7 @@
 """Two server processes of one site on PostgreSQL and Redis agree, seen only through their HTTP and WebSocket APIs.
 
 Workers A and B share the database, the caches and channel layer (Redis, one key prefix), MODELS_DIR and
-DATA_DIR, as the workers of docs/deploy.md do; a third process runs the background jobs. Each check acts
+DATA_DIR, as the workers of docs/deploy.md do; job workers of their own run the background jobs. Each check acts
 on one worker and watches the other: documents added and deleted, the default model switched, limits
 counted on both together, the response cache, a fine-tuned checkpoint, a conversation over a WebSocket.
 
@@ -68,9 +68,9 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 
 class Site:
-    """Two workers of one site and the job worker, with a user's and a staff member's logins."""
+    """Two workers of one site and the job workers, with a user's and a staff member's logins."""
 
-    def __init__(self, env: dict[str, str], a: LiveServer, b: LiveServer, jobs: subprocess.Popen):
+    def __init__(self, env: dict[str, str], a: LiveServer, b: LiveServer, jobs: list[subprocess.Popen]):
         self.env, self.a, self.b, self.jobs = env, a, b, jobs
         self.user = login(a, "ada")  # a login made on A is honoured by B: one signing key
         self.staff = login(a, "sam", staff_env=env)
@@ -116,26 +116,34 @@ def site(tmp_path_factory) -> Iterator[Site]:
         "LLM_EXPORT_AFTER_TRAINING": "False",
         "RATELIMIT_LOGIN": f"{LOGINS_PER_HOUR}/h",
         "JWT_ACCESS_TOKEN_MINUTES": "15",
-        "TRAINING_EXECUTOR": "worker",
         "TASKS_WORKER": "external",
     }
     env["DATABASE_URL"] = fresh_postgres_database(env["DATABASE_URL"], env)
     manage(env, "migrate", "--noinput", "-v0")
     a, b = LiveServer(env), LiveServer(env)
+    # The job workers run apart from both servers, as in docs/deploy.md: one per queue.
     jobs_log = (root / "jobs.log").open("w")
-    jobs = subprocess.Popen(
-        [sys.executable, "manage.py", "training_worker"], cwd=ROOT, env=env, stdout=jobs_log, stderr=subprocess.STDOUT
-    )
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "db_worker", "--queue-name", queue],
+            cwd=ROOT,
+            env=env,
+            stdout=jobs_log,
+            stderr=subprocess.STDOUT,
+        )
+        for queue in ("default", "training")
+    ]
     try:
         a.wait_ready("/readyz")
         b.wait_ready("/readyz")
         yield Site(env, a, b, jobs)
     finally:
-        jobs.terminate()
-        try:
-            jobs.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            jobs.kill()
+        for worker in jobs:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         jobs_log.close()
         a.stop()
         b.stop()
