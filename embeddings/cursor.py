@@ -27,6 +27,9 @@ from collections.abc import Callable, Iterable
 
 # Holes older than this are taken for rolled-back transactions and no longer asked for.
 GAP_TIMEOUT_SECONDS = 300.0
+# Ids further below the newest one seen are not waited for: that many changes do not commit while
+# one transaction stays open, and a cursor far behind (a reset, a log cut short) must not track millions.
+GAP_SPAN = 10_000
 
 
 class ChangeCursor:
@@ -55,7 +58,7 @@ class ChangeCursor:
         new = [i for i in seen_ids if i > self.mark]
         if new:
             present = set(new)
-            for missing in range(self.mark + 1, new[-1]):
+            for missing in range(max(self.mark + 1, new[-1] - GAP_SPAN), new[-1]):
                 if missing not in present:
                     self.gaps[missing] = now
             self.mark = new[-1]

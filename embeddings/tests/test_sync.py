@@ -14,7 +14,7 @@ import pytest
 from django.db import connection, transaction
 
 from embeddings import services
-from embeddings.cursor import ChangeCursor
+from embeddings.cursor import GAP_SPAN, ChangeCursor
 from embeddings.models import Collection, Document, IndexChange
 from embeddings.services import sync
 from embeddings.store import EmbeddingStore
@@ -46,6 +46,12 @@ def test_the_cursor_asks_again_for_a_hole_until_it_fills():
     assert cursor.safe_mark() == 11
     cursor.advance([12])
     assert cursor.wanted() == (14, []) and cursor.safe_mark() == 14
+
+
+def test_the_cursor_does_not_wait_for_ids_far_below_the_newest():
+    cursor = ChangeCursor(mark=0)
+    cursor.advance([GAP_SPAN + 100])  # a cursor reset far behind a sequence that moved on
+    assert len(cursor.gaps) == GAP_SPAN and min(cursor.gaps) == 100
 
 
 def test_the_cursor_gives_up_on_a_hole_that_never_fills():
@@ -173,7 +179,9 @@ def test_out_of_order_commits_of_two_connections_are_both_applied(store, other_w
 def test_a_restart_loads_the_snapshot_and_catches_up_from_the_database(store, alice, settings, index_dir):
     ids = services.document_add(user=alice, documents=DOCS[:2], collection="notes").ids
     manifest = services.index_save()
-    assert manifest["changes_through"] == sync.change_latest_id() > 0
+    # Up to the newest change (below it on PostgreSQL, whose sequence skips ids of rolled-back
+    # tests: holes the cursor still waits for, so the snapshot resumes before them).
+    assert 0 <= manifest["changes_through"] <= sync.change_latest_id()
     settings.EMBEDDINGS_AUTOSAVE = False
     services.document_delete(user=alice, document_id=ids[0])
     later = services.document_add(user=alice, documents=DOCS[2:], collection="notes").ids
@@ -182,7 +190,7 @@ def test_a_restart_loads_the_snapshot_and_catches_up_from_the_database(store, al
     result = services.index_load(store=restarted)
     assert (result["origin"], result["added"], result["removed"]) == ("loaded", 1, 1)
     assert restarted.ids() == {ids[1], later[0]}
-    assert restarted.cursor.safe_mark() == sync.change_latest_id()
+    assert services.index_sync(store=restarted) == (0, 0)  # nothing left to catch up
 
 
 def test_a_snapshot_the_log_cannot_cover_is_reconciled_by_id(store, alice, index_dir):
