@@ -42,8 +42,10 @@ class ChangeCursor:
         self.gaps: dict[int, float] = {}  # id -> when it was first found missing
         self.gap_timeout = gap_timeout
         self._clock = clock
-        # One catch-up at a time per index: two would read the same changes and race their adds.
-        self.lock = threading.Lock()
+        # One catch-up (or load, or reload) at a time per index: two would read the same changes
+        # and race their adds, or a load could swap the index under a catch-up. Re-entrant: a load
+        # holds it across its own catch-up.
+        self.lock = threading.RLock()
 
     def wanted(self) -> tuple[int, list[int]]:
         """(ask for ids above this, and for these ids below it)."""

@@ -250,22 +250,23 @@ def index_load(*, store: EmbeddingStore | None = None) -> dict[str, Any]:
     Returns {"origin": "loaded" | "rebuilt", "vectors": n, "reason"?: why it was rebuilt, ...}.
     """
     store = get_store() if store is None else store
-    try:
-        manifest = store.load()
-    except StoreError as exc:
-        # A first start has no index yet: that is expected, not worth a warning.
-        level = logging.INFO if isinstance(exc, IndexMissing) else logging.WARNING
-        logger.log(level, "embedding index at %s not used (%s); rebuilding it from the database", store.folder, exc)
-        count = index_rebuild(store=store, save=False)
-        _save_or_log(store)  # a disk that cannot take it must not keep the rebuilt index from serving
-        _status.update(state="ready", origin="rebuilt", detail=str(exc), loaded_at=time.time())
-        return {"origin": "rebuilt", "reason": str(exc), "vectors": count}
-    sync.vectors_fill(store=store)
-    mark = manifest.get("changes_through")
-    if mark is not None and sync.change_log_covers(mark):
-        added, removed = sync.index_sync(store=store)
-    else:
-        added, removed = sync.index_reconcile_ids(store=store)
+    with store.cursor.lock:  # no catch-up of this index between swapping in the snapshot and replaying from its mark
+        try:
+            manifest = store.load()
+        except StoreError as exc:
+            # A first start has no index yet: that is expected, not worth a warning.
+            level = logging.INFO if isinstance(exc, IndexMissing) else logging.WARNING
+            logger.log(level, "embedding index at %s not used (%s); rebuilding it from the database", store.folder, exc)
+            count = index_rebuild(store=store, save=False)
+            _save_or_log(store)  # a disk that cannot take it must not keep the rebuilt index from serving
+            _status.update(state="ready", origin="rebuilt", detail=str(exc), loaded_at=time.time())
+            return {"origin": "rebuilt", "reason": str(exc), "vectors": count}
+        sync.vectors_fill(store=store)
+        mark = manifest.get("changes_through")
+        if mark is not None and sync.change_log_covers(mark):
+            added, removed = sync.index_sync(store=store)
+        else:
+            added, removed = sync.index_reconcile_ids(store=store)
     if added or removed:
         logger.info(
             "embedding index at %s caught up with the database: %d vectors added, %d removed",

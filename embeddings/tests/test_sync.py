@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from embeddings import services
 from embeddings.cursor import GAP_SPAN, ChangeCursor
@@ -173,6 +173,28 @@ def test_out_of_order_commits_of_two_connections_are_both_applied(store, other_w
     thread.join(60)
     services.index_sync(store=other_worker)
     assert other_worker.ids() == set(Document.objects.values_list("id", flat=True))
+
+
+def test_the_background_follower_catches_up_and_says_why_when_it_cannot(store, other_worker, alice, monkeypatch):
+    follower = sync.Follower(lambda: other_worker)
+    ids = services.document_add(user=alice, documents=DOCS, collection="notes").ids
+    follower.step()
+    assert other_worker.ids() == set(ids) and follower.error == ""
+
+    def unreachable(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(sync, "index_sync", unreachable)
+    follower.step()  # logged and kept for /readyz, not raised: the thread goes on
+    assert "connection refused" in follower.error
+    monkeypatch.undo()
+    services.document_delete(user=alice, document_id=ids[0])
+    follower.step()
+    assert other_worker.ids() == {ids[1], ids[2]} and follower.error == ""
+
+
+def test_a_follower_of_an_index_not_loaded_yet_does_nothing(db):
+    sync.Follower(lambda: None).step()  # the load catches up itself
 
 
 # --- snapshots and restarts ----------------------------------------------------------------------
