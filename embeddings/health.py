@@ -26,6 +26,8 @@ def index_check() -> tuple[bool, str]:
             detail += f"; the saved index was not usable: {status['detail']}"
         if status.get("save_error"):  # still ready: the index in memory serves, the database holds the text
             detail += f"; {status['save_error']}"
+        if status.get("sync_error"):  # still ready: it serves what it has, and retries every EMBEDDINGS_SYNC_SECONDS
+            detail += f"; {status['sync_error']}"
         return True, detail
     if state == "loading":
         # Usable: requests that need the index wait for the load to finish.

@@ -1,4 +1,9 @@
-"""Documents and the collections that group them; the text lives here, the vectors in the FAISS store."""
+"""Documents and the collections that group them, their vectors, and the log of changes every index follows.
+
+The database is the truth: each indexed row keeps its vector (float32 bytes) beside its text, so
+an index is rebuilt or caught up by reading, never by encoding again. Every process's FAISS index
+follows `IndexChange` (embeddings/services/sync.py).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +43,10 @@ class Document(models.Model):
     chunk_index = models.PositiveIntegerField(null=True, blank=True)
     # Whether this row has a vector in the index: short documents and chunks do; a chunked source does not.
     indexed = models.BooleanField(default=True)
+    # The row's unit vector as float32 bytes, and the embedding model that made it. Empty on rows
+    # stored before vectors were kept (the first load fills them in) and on chunked sources.
+    vector = models.BinaryField(null=True, blank=True, editable=False)
+    vector_model = models.CharField(max_length=200, blank=True, default="", editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -65,3 +74,30 @@ class Document(models.Model):
                 return value.strip()[:200]
         first_line = self.text.strip().splitlines()[0] if self.text.strip() else ""
         return first_line[:80]
+
+
+class IndexChange(models.Model):
+    """One vector row added to or removed from the index; every process applies these to its own FAISS index.
+
+    Written in the transaction that changes the documents, so a change is visible exactly when
+    its rows are. Ids come from the database's sequence but may commit out of order: readers
+    track holes (embeddings/cursor.py). Old rows are pruned; a snapshot older than what is left
+    is reconciled with the documents instead.
+    """
+
+    class Kind(models.TextChoices):
+        ADD = "add"
+        REMOVE = "remove"
+        RELOAD = "reload"  # every vector was re-encoded: indexes reload them all from the database
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # Not a foreign key: a removal outlives its row. Empty for a reload.
+    document_id = models.BigIntegerField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind} {self.document_id or ''}".rstrip()

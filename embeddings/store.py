@@ -17,6 +17,13 @@ the folder the index is saved in, so tests and benchmarks use it without a serve
   killed save) are removed by the next save. `load()` verifies the manifest (model, dimension,
   index type, count, checksum) and refuses anything that does not match with `IndexMismatch` /
   `IndexCorrupt`, so the caller rebuilds instead of serving wrong.
+- The store keeps a `ChangeCursor`: how far its index has followed the caller's change feed. A
+  save records the cursor's safe mark in the manifest (`changes_through`), read under the same
+  lock as the index bytes and never ahead of them, so a load resumes from there.
+- Several processes may save into one folder (workers sharing a volume): the file lock serialises
+  savers and their clean-up, and each manifest names a complete index with its own mark, so
+  whichever save lands last is a consistent snapshot. A loader that finds the file its manifest
+  named already replaced by a newer save reads the newer manifest again.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from embeddings.cursor import ChangeCursor
 from llmsite.durable import fsync_path
 
 INDEX_TYPES = ("flat", "hnsw")
@@ -49,6 +57,8 @@ INDEX_FILE_PATTERN = re.compile(r"^index(-[0-9a-f]{16})?\.faiss$")
 # Below this many allowed ids a filtered search scores them exactly (reconstruct + matmul):
 # cheaper than a selector walk, and HNSW recall degrades under very selective filters.
 EXACT_FILTER_LIMIT = 4096
+# A loader re-reads the manifest this many times when savers in other processes keep replacing its file.
+LOAD_ATTEMPTS = 5
 
 
 class StoreError(Exception):
@@ -214,6 +224,7 @@ class EmbeddingStore:
         # HNSW cannot remove vectors: removed ids are hidden from searches (tombstones) and
         # dropped for real when the graph is rebuilt (compaction, and always before a save).
         self._tombstones: set[int] = set()
+        self.cursor = ChangeCursor()
 
     @classmethod
     def from_encoder(cls, encoder: Encoder, **kwargs: Any) -> EmbeddingStore:
@@ -277,6 +288,22 @@ class EmbeddingStore:
             if self._tombstones and len(self._tombstones) * 10 > self._index.ntotal:
                 self._compact_locked()
         return len(present)
+
+    def present(self, ids: Iterable[int]) -> set[int]:
+        """Those of `ids` that have a live vector."""
+        wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        with self._lock.read():
+            return set(self._present(wanted))
+
+    def vectors(self, ids: Iterable[int]) -> tuple[list[int], np.ndarray]:
+        """The live vectors of those of `ids` in the index: (their ids, an (n, dim) array)."""
+        wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        with self._lock.read():
+            found = self._present(wanted)
+            if not found:
+                return [], np.zeros((0, self.dim), dtype=np.float32)
+            rows = self._index.reconstruct_batch(np.asarray(found, dtype=np.int64))
+        return found, np.ascontiguousarray(rows, dtype=np.float32)
 
     def _present(self, ids: np.ndarray) -> list[int]:
         if not len(ids) or not self._index.ntotal:
@@ -385,7 +412,7 @@ class EmbeddingStore:
         ]
 
     # --- persistence ----------------------------------------------------------------------
-    def manifest(self, *, count: int, checksum: str, size: int) -> dict[str, Any]:
+    def manifest(self, *, count: int, checksum: str, size: int, changes_through: int = 0) -> dict[str, Any]:
         return {
             "version": MANIFEST_VERSION,
             "file": f"index-{checksum[:16]}.faiss",
@@ -396,6 +423,7 @@ class EmbeddingStore:
             "bytes": size,
             "checksum": f"sha256:{checksum}",
             "faiss": faiss.__version__,
+            "changes_through": changes_through,
             "saved_at": time.time(),
         }
 
@@ -410,10 +438,15 @@ class EmbeddingStore:
             raise StoreError("no folder to save the index in")
         # The write lock: compaction mutates, and serialising must not race an add.
         with self._lock.write():
+            # A cursor moves only once its changes are in the index, so the mark read here is never
+            # ahead of the vectors serialised with it (at worst behind: replaying is harmless).
+            changes_through = self.cursor.safe_mark()
             self._compact_locked()
             data = faiss.serialize_index(self._index).tobytes()
             count = int(self._index.ntotal)
-        manifest = self.manifest(count=count, checksum=hashlib.sha256(data).hexdigest(), size=len(data))
+        manifest = self.manifest(
+            count=count, checksum=hashlib.sha256(data).hexdigest(), size=len(data), changes_through=changes_through
+        )
         target.mkdir(parents=True, exist_ok=True)
         # The file lock keeps savers in other processes out: while it is held, no other save is
         # half-done, so whatever the manifest does not name is a leftover of a killed one.
@@ -454,16 +487,15 @@ class EmbeddingStore:
 
     def _read_index(self, target: Path) -> tuple[dict[str, Any], bytes]:
         """The manifest and the bytes of the index file it names."""
-        manifest = self.read_manifest(target)
-        try:
-            return manifest, (target / manifest["file"]).read_bytes()
-        except FileNotFoundError:
-            # Another process may have saved (and removed the file this manifest named) meanwhile.
-            newer = self.read_manifest(target)
+        for _ in range(LOAD_ATTEMPTS):
+            manifest = self.read_manifest(target)
             try:
-                return newer, (target / newer["file"]).read_bytes()
-            except FileNotFoundError as exc:
-                raise IndexCorrupt(f"the manifest names {newer['file']}, which is missing") from exc
+                return manifest, (target / manifest["file"]).read_bytes()
+            except FileNotFoundError:
+                # Another process saved (and removed the file this manifest named) meanwhile: read
+                # its manifest. A file once opened reads whole even if a saver removes it.
+                continue
+        raise IndexCorrupt(f"the manifest names {manifest['file']}, which is missing")
 
     def load(self, folder: str | Path | None = None) -> dict[str, Any]:
         """Replace the in-memory index with the saved one after verifying it; returns the manifest."""
@@ -486,6 +518,9 @@ class EmbeddingStore:
             raise IndexCorrupt(f"FAISS cannot read {name}: {exc}") from exc
         if not isinstance(index, faiss.IndexIDMap2) or index.d != self.dim:
             raise IndexMismatch(f"{name} is not a {self.dim}-dimensional IndexIDMap2")
+        changes_through = manifest.get("changes_through", 0)
+        if isinstance(changes_through, bool) or not isinstance(changes_through, int) or changes_through < 0:
+            raise IndexCorrupt(f"the manifest's changes_through is {changes_through!r}, not a change id")
         if int(index.ntotal) != manifest.get("count"):
             raise IndexCorrupt(f"{name} holds {index.ntotal} vectors, the manifest says {manifest.get('count')}")
         if self.index_type == "hnsw":
@@ -493,6 +528,7 @@ class EmbeddingStore:
         with self._lock.write():
             self._index = index
             self._tombstones = set()
+            self.cursor.reset(changes_through)
         return manifest
 
 

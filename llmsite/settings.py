@@ -415,6 +415,11 @@ EMBEDDINGS_MAX_METADATA_BYTES = env.int("EMBEDDINGS_MAX_METADATA_BYTES", default
 EMBEDDINGS_AUTOSAVE = env.bool("EMBEDDINGS_AUTOSAVE", default=True)
 # embeddings: auto loads the index in server processes at start (daphne, uvicorn, runserver); always/never.
 EMBEDDINGS_LOAD_AT_START = env.str("EMBEDDINGS_LOAD_AT_START", default="auto")
+# embeddings: how often a server applies the documents other workers added or deleted (seconds; 0: never).
+# A change on one worker is found on every other within 2 s at the default (docs/reliability.md).
+EMBEDDINGS_SYNC_SECONDS = env.float("EMBEDDINGS_SYNC_SECONDS", default=0.5)
+if EMBEDDINGS_SYNC_SECONDS < 0:
+    raise ImproperlyConfigured("EMBEDDINGS_SYNC_SECONDS must be 0 (off) or more")
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
 ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-5")

@@ -1,7 +1,9 @@
 """Embedding use cases, one module each; import them from here (`from embeddings.services import search`).
 
 - `index`: the process-wide store (encoder + FAISS index), built lazily from settings, and keeping
-  its index in step with the database (load, verify, reconcile, rebuild, save), stats.
+  its index in step with the database (load, verify, catch up, reconcile, rebuild, save), stats.
+- `sync`: vectors stored in the database, the change log, and catching an index up from them
+  without encoding (how several workers share one document index).
 - `documents`: adding texts to collections (chunked, deduplicated) and deleting them.
 - `search`: search by meaning, and retrieval of passages for grounded answers.
 - `encoding`: texts to vectors for the encode endpoints.
@@ -27,11 +29,13 @@ from embeddings.services.index import (
     get_encoder,
     get_store,
     index_autosave,
+    index_follow,
     index_load,
     index_rebuild,
     index_rebuild_count,
     index_reconcile,
     index_save,
+    index_sync,
     reset_store,
     set_store,
     stats,
@@ -67,11 +71,13 @@ __all__ = [
     "get_encoder",
     "get_store",
     "index_autosave",
+    "index_follow",
     "index_load",
     "index_rebuild",
     "index_rebuild_count",
     "index_reconcile",
     "index_save",
+    "index_sync",
     "reset_store",
     "retrieve",
     "search",

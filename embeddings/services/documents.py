@@ -1,4 +1,8 @@
-"""Documents and collections: adding texts (chunked, deduplicated, encoded) and deleting them, rows and vectors."""
+"""Documents and collections: adding texts (chunked, deduplicated, encoded) and deleting them, rows and vectors.
+
+Each indexed row is stored with its vector and logged in the change log in one transaction; the
+index (this process's and every other's) then catches up from the log.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from embeddings.models import Collection, Document
+from embeddings.models import Collection, Document, IndexChange
 from embeddings.services.encoding import encode_metered
-from embeddings.services.index import get_store, index_autosave
+from embeddings.services.index import get_store, index_autosave, index_sync
+from embeddings.services.sync import change_log, vector_bytes
 from embeddings.services.validation import invalid, validate_collection_name, validate_metadata, validate_text
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
@@ -123,8 +128,6 @@ def document_add(
         vectors = np.zeros((0, store.dim), dtype=np.float32)
 
     result = AddResult(ids=[])
-    new_ids: list[int] = []
-    new_vectors: list[np.ndarray] = []
     offset = 0
     for digest, (text, metadata, pieces) in plans.items():
         piece_vectors = vectors[offset : offset + len(pieces)]
@@ -138,6 +141,8 @@ def document_add(
                     metadata=metadata,
                     content_hash=digest,
                     indexed=len(pieces) == 1,
+                    vector=vector_bytes(piece_vectors[0]) if len(pieces) == 1 else None,
+                    vector_model=store.model_name if len(pieces) == 1 else "",
                 )
                 if len(pieces) == 1:
                     vector_ids = [doc.id]
@@ -151,27 +156,31 @@ def document_add(
                             content_hash=content_hash(piece),
                             source=doc,
                             chunk_index=i,
+                            vector=vector_bytes(piece_vectors[i]),
+                            vector_model=store.model_name,
                         )
                         for i, piece in enumerate(pieces)
                     )
                     vector_ids = [c.id for c in chunks]
                     result.chunks += len(chunks)
+                # Last in the transaction: the change is visible to other workers exactly when the rows are.
+                change_log(kind=IndexChange.Kind.ADD, document_ids=vector_ids)
         except IntegrityError:
             # The same text arrived in a concurrent request: theirs stands, ours is a duplicate.
             existing[digest] = Document.objects.get(collection=target, source__isnull=True, content_hash=digest).id
             continue
         existing[digest] = doc.id
         result.created.append(doc.id)
-        new_ids.extend(vector_ids)
-        new_vectors.append(piece_vectors)
 
     for digest in hashes:
         doc_id = existing[digest]
         result.ids.append(doc_id)
         if doc_id not in result.created and doc_id not in result.skipped:
             result.skipped.append(doc_id)
-    if new_ids:
-        store.add(new_ids, np.concatenate(new_vectors))
+    if result.created:
+        # Through the change log, like every other worker: one path into the index, so a document
+        # deleted elsewhere meanwhile is not added back here.
+        index_sync(store=store)
         index_autosave(store)
     return result
 
@@ -187,7 +196,8 @@ def document_delete(*, user: Any, document_id: int) -> int:
     ids = [doc.id, *doc.chunks.values_list("id", flat=True)]
     store = get_store()
     with transaction.atomic():
-        Document.objects.filter(id__in=ids).delete()
-    if store.remove(ids):
+        Document.objects.filter(id__in=ids).delete()  # the removals are logged as the rows go (embeddings/signals.py)
+    _added, removed = index_sync(store=store)
+    if removed:
         index_autosave(store)
     return len(ids)

@@ -3,9 +3,10 @@
 Built lazily from settings on first use (or at server start, see apps.py), like Channels' layer
 manager: `get_store()` builds it, `set_store()` swaps one in for tests, and changing an embedding
 setting resets it. Loading verifies the saved index; a missing, corrupt or mismatched one is
-rebuilt from the database with a warning, and a loaded one is reconciled with the database
-(vectors added or dropped), so the index never answers with documents that are not there or
-misses ones that are.
+rebuilt from the vectors stored in the database with a warning, and a loaded one catches up with
+the database's change log (embeddings/services/sync.py), so the index never answers with
+documents that are not there or misses ones that are. Servers keep catching up in the
+background (`index_follow`), which is how a document added through another worker is found.
 """
 
 from __future__ import annotations
@@ -14,26 +15,26 @@ import errno
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from embeddings import selectors
-from embeddings.models import Document
+from embeddings.services import sync
 from embeddings.services.validation import MAX_TOP_K
 from embeddings.store import EmbeddingStore, Encoder, IndexMissing, StoreError
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, ServiceUnavailable
 from llmsite.model_store import ModelNotFound, resolve_encoder_folder
+from llmsite.processes import run_logged
 
 logger = logging.getLogger(__name__)
 
-# Rows encoded per step while rebuilding or reconciling: bounds memory, feeds the progress bar.
-REBUILD_BATCH = 256
+# Rows encoded per step while rebuilding or filling in vectors: bounds memory, feeds the progress bar.
+REBUILD_BATCH = sync.ENCODE_BATCH
 
 
 # --- the process-wide store ------------------------------------------------------------------
@@ -113,10 +114,15 @@ def reset_store() -> None:
 
 
 def store_status() -> dict[str, Any]:
-    """What /readyz reports: state (not loaded, loading, ready, failed), origin, detail."""
+    """What /readyz reports: state (not loaded, loading, ready, failed), origin, detail, the change log's mark."""
     status = dict(_status)
     if _store is not None:
-        status.update(vectors=len(_store), index_type=_store.index_type, model=_store.model_name)
+        status.update(
+            vectors=len(_store),
+            index_type=_store.index_type,
+            model=_store.model_name,
+            changes_through=_store.cursor.safe_mark(),
+        )
     return status
 
 
@@ -134,51 +140,38 @@ _REQUEST_LIMITS = {
     "EMBEDDINGS_CHUNK_OVERLAP",
     "EMBEDDINGS_AUTOSAVE",
     "EMBEDDINGS_LOAD_AT_START",
+    "EMBEDDINGS_SYNC_SECONDS",
 }
 
 
 # --- index persistence -------------------------------------------------------------------------
-def _encode_rows(
-    store: EmbeddingStore, rows: Iterable[tuple[int, str]], progress: Callable[[int], None] | None = None
-) -> tuple[list[int], np.ndarray]:
-    ids: list[int] = []
-    parts: list[np.ndarray] = []
-    batch: list[tuple[int, str]] = []
-
-    def flush() -> None:
-        ids.extend(doc_id for doc_id, _ in batch)
-        parts.append(store.encode([text for _, text in batch]))
-        if progress:
-            progress(len(batch))
-        batch.clear()
-
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= REBUILD_BATCH:
-            flush()
-    if batch:
-        flush()
-    vectors = np.concatenate(parts) if parts else np.zeros((0, store.dim), dtype=np.float32)
-    return ids, vectors
-
-
 def index_rebuild(
-    *, store: EmbeddingStore | None = None, save: bool = True, progress: Callable[[int], None] | None = None
+    *,
+    store: EmbeddingStore | None = None,
+    reencode: bool = False,
+    save: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Re-encode every indexed document from the database into a fresh index; returns the vector count."""
+    """Build a fresh index from the vectors stored in the database; returns the vector count.
+
+    Rows without a stored vector of this model are encoded first (and stored); with `reencode`
+    every row is, and every other process reloads the new vectors. `progress` gets the number of
+    rows encoded, batch by batch (`index_rebuild_count` is the total).
+    """
     store = get_store() if store is None else store
-    rows = selectors.indexed_documents().order_by("id").values_list("id", "text").iterator(chunk_size=1000)
-    ids, vectors = _encode_rows(store, rows, progress)
-    store.replace_all(ids, vectors)
+    sync.vectors_fill(store=store, reencode=reencode, progress=progress)
+    count = sync.index_reload(store=store)
     if save:
         index_save(store=store)
     _status.update(origin="rebuilt", rebuilt_at=time.time())
-    return len(ids)
+    return count
 
 
-def index_rebuild_count() -> int:
-    """How many documents a rebuild encodes (for progress bars)."""
-    return selectors.indexed_documents().count()
+def index_rebuild_count(*, reencode: bool = False) -> int:
+    """How many documents a rebuild encodes (for progress bars): those without a stored vector, or all."""
+    if reencode:
+        return selectors.indexed_documents().count()
+    return sync.vectors_missing(store=get_store()).count()
 
 
 class IndexSaveFailed(ApplicationError):
@@ -233,45 +226,68 @@ def index_autosave(store: EmbeddingStore) -> None:
 
 
 def index_reconcile(*, store: EmbeddingStore | None = None) -> tuple[int, int]:
-    """Make the index hold exactly the database's indexed documents; returns (added, removed)."""
+    """Make the index hold exactly the database's indexed documents, compared by id; returns (added, removed).
+
+    Vectors come from the database (rows lacking one are encoded and stored first).
+    """
     store = get_store() if store is None else store
-    in_db = set(selectors.indexed_documents().values_list("id", flat=True))
-    in_index = store.ids()
-    extra = in_index - in_db
-    missing = sorted(in_db - in_index)
-    if extra:
-        store.remove(extra)
-    if missing:
-        rows = Document.objects.filter(id__in=missing).order_by("id").values_list("id", "text")
-        ids, vectors = _encode_rows(store, rows.iterator(chunk_size=1000))
-        store.add(ids, vectors)
-    return len(missing), len(extra)
+    sync.vectors_fill(store=store)
+    return sync.index_reconcile_ids(store=store)
+
+
+def index_sync(*, store: EmbeddingStore | None = None) -> tuple[int, int]:
+    """Apply the changes other processes (and this one) logged since the index's cursor; returns (added, removed)."""
+    return sync.index_sync(store=get_store() if store is None else store)
 
 
 def index_load(*, store: EmbeddingStore | None = None) -> dict[str, Any]:
-    """Load the saved index, verified and reconciled with the database; rebuild it when it cannot be used.
+    """Load the saved index, verified, and catch it up from the database; rebuild it when it cannot be used.
 
+    Catching up replays the change log from the snapshot's mark; a snapshot the log cannot cover
+    (saved before the log existed, or older than what is left of it) is compared with the
+    documents by id instead. Neither encodes, except rows stored before vectors were kept: those
+    get the snapshot's vector copied, or are encoded once (`sync.vectors_fill`).
     Returns {"origin": "loaded" | "rebuilt", "vectors": n, "reason"?: why it was rebuilt, ...}.
     """
     store = get_store() if store is None else store
-    try:
-        manifest = store.load()
-    except StoreError as exc:
-        # A first start has no index yet: that is expected, not worth a warning.
-        level = logging.INFO if isinstance(exc, IndexMissing) else logging.WARNING
-        logger.log(level, "embedding index at %s not used (%s); rebuilding it from the database", store.folder, exc)
-        count = index_rebuild(store=store, save=False)
-        _save_or_log(store)  # a disk that cannot take it must not keep the rebuilt index from serving
-        _status.update(state="ready", origin="rebuilt", detail=str(exc), loaded_at=time.time())
-        return {"origin": "rebuilt", "reason": str(exc), "vectors": count}
-    added, removed = index_reconcile(store=store)
+    with store.cursor.lock:  # no catch-up of this index between swapping in the snapshot and replaying from its mark
+        try:
+            manifest = store.load()
+        except StoreError as exc:
+            # A first start has no index yet: that is expected, not worth a warning.
+            level = logging.INFO if isinstance(exc, IndexMissing) else logging.WARNING
+            logger.log(level, "embedding index at %s not used (%s); rebuilding it from the database", store.folder, exc)
+            count = index_rebuild(store=store, save=False)
+            _save_or_log(store)  # a disk that cannot take it must not keep the rebuilt index from serving
+            _status.update(state="ready", origin="rebuilt", detail=str(exc), loaded_at=time.time())
+            return {"origin": "rebuilt", "reason": str(exc), "vectors": count}
+        sync.vectors_fill(store=store)
+        mark = manifest.get("changes_through")
+        if mark is not None and sync.change_log_covers(mark):
+            added, removed = sync.index_sync(store=store)
+        else:
+            added, removed = sync.index_reconcile_ids(store=store)
     if added or removed:
-        logger.warning(
-            "embedding index at %s was behind the database: %d vectors added, %d removed", store.folder, added, removed
+        logger.info(
+            "embedding index at %s caught up with the database: %d vectors added, %d removed",
+            store.folder,
+            added,
+            removed,
         )
         _save_or_log(store)
     _status.update(state="ready", origin="loaded", detail="", loaded_at=time.time())
     return {"origin": "loaded", "vectors": len(store), "added": added, "removed": removed, "manifest": manifest}
+
+
+# --- following other processes ------------------------------------------------------------------
+def index_follow() -> None:
+    """Catch the process-wide index up every EMBEDDINGS_SYNC_SECONDS, for ever (a server's background thread)."""
+    follower = sync.Follower(lambda: _store)
+    while True:
+        time.sleep(settings.EMBEDDINGS_SYNC_SECONDS)
+        run_logged(follower.step, failure="catching up the embedding index failed", logger=logger)
+        if follower.error != _status.get("sync_error", ""):
+            _status["sync_error"] = follower.error
 
 
 def stats(*, user: Any) -> dict[str, Any]:

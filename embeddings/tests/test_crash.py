@@ -9,6 +9,7 @@ database when it cannot be used.
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -32,18 +33,27 @@ LATER = [
 ]
 
 
+def database_url() -> str:
+    """This test's database (SQLite, or the test database on PostgreSQL) as DATABASE_URL spells it."""
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        auth = f"{quote(db['USER'] or '')}:{quote(db['PASSWORD'] or '')}@" if db["USER"] else ""
+        return f"postgres://{auth}{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return f"sqlite:///{db['NAME']}"
+
+
 def child_env(index_dir) -> dict[str, str]:
     """The environment of a manage.py process working on this test's database and index folder."""
     return {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "DATABASE_URL": database_url(),
         "EMBEDDINGS_DIR": str(index_dir),
         "HF_HUB_OFFLINE": "1",
     }
 
 
 def saved_files(folder) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name != ".lock")
+    return sorted(p.name for p in folder.iterdir() if p.name not in (".lock", ".vectors.lock"))
 
 
 @pytest.mark.parametrize(
