@@ -52,7 +52,8 @@ class LiveServer:
             import psycopg
 
             with psycopg.connect(url) as db:
-                return db.execute(sql, params).fetchall()
+                # Without parameters the text is sent as it is (a `%` in a LIKE pattern stays a `%`).
+                return db.execute(sql, params or None).fetchall()
         with sqlite3.connect(Path(self.env["DATA_DIR"]) / "db.sqlite3") as db:
             return db.execute(sql.replace("%s", "?"), params).fetchall()
 
@@ -136,10 +137,17 @@ def isolated_backends(env: dict[str, str], given: Any = ()) -> dict[str, str]:
     return extra
 
 
+_site_backends: dict[Path, dict[str, str]] = {}
+
+
 def start_live_server(data_dir: Path, **extra_env: str) -> LiveServer:
     """Migrate a fresh database in `data_dir` and serve it with DEBUG off, as `make run` would."""
     env = {**os.environ, "DATA_DIR": str(data_dir), "DEBUG": "False", **extra_env}
-    env.update(isolated_backends(env, given=extra_env))
+    # Servers on one data folder are one site (its SQLite file): on PostgreSQL and Redis they share too.
+    backends = _site_backends.get(data_dir.resolve())
+    if backends is None:
+        backends = _site_backends[data_dir.resolve()] = isolated_backends(env, given=extra_env)
+    env.update(backends)
     _migrate(env)
     server = LiveServer(env)
     try:

@@ -310,6 +310,25 @@ def _add_all_if_all_fit(cursor: Any, holds: list[_Hold]) -> dict[tuple[str, str]
     return {(subject, kind): used for subject, kind, used in cursor.fetchall()}
 
 
+def _lock_counters(cursor: Any, holds: list[_Hold]) -> None:
+    """Lock the holds' counter rows until the transaction ends (PostgreSQL), always in the same order.
+
+    Under READ COMMITTED an UPDATE that waited for a row locked by another transaction re-checks its
+    own row's conditions on the row's new version, but a subquery over other rows (the all-or-nothing
+    NOT EXISTS of `_add_all_if_all_fit`) keeps the statement's older snapshot: twenty concurrent
+    reservations let 13 through a limit that holds 10. Once the rows are locked, the UPDATE that
+    follows starts with a fresh snapshot that nobody can change under it. The order (by key) keeps two
+    requests that lock the same counters from deadlocking. SQLite has one writer at a time already.
+    """
+    adapt = connection.ops.adapt_datetimefield_value
+    match = " OR ".join(["(subject = %s AND kind = %s AND window_start = %s)"] * len(holds))
+    keys = [v for h in holds for v in (h.limit.subject, h.limit.kind, adapt(h.window_start))]
+    cursor.execute(
+        f"SELECT 1 FROM {_table()} WHERE {match} ORDER BY subject, kind, window_start FOR UPDATE",  # noqa: S608 - a quoted table name; values are parameters
+        keys,
+    )
+
+
 def _hold(holds: list[_Hold]) -> list[LimitState]:
     """Add every hold to its counter, all or nothing; QuotaExceeded names the first that does not fit.
 
@@ -317,6 +336,8 @@ def _hold(holds: list[_Hold]) -> list[LimitState]:
     its counter with what the ledger already holds, and a refusal is then found one limit at a time.
     """
     with writing(), connection.cursor() as cursor:
+        if connection.vendor != "sqlite":
+            _lock_counters(cursor, holds)
         moved = _add_all_if_all_fit(cursor, holds)
         if len(moved) < len(holds):
             for hold in holds:  # undo a partial move (a counter was missing), then one by one

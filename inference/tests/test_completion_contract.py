@@ -3,6 +3,8 @@ response to the usage record, and answers that match the schema the site publish
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import jsonschema
 import openai
@@ -65,7 +67,10 @@ def openai_client(site):
 
 def record_ids(site) -> list[str]:
     """The usage records' ids in the live site's database, oldest first."""
-    return [row[0] for row in site.query("SELECT request_id FROM inference_inferencerecord ORDER BY id")]
+    # A UUID column: text without dashes on SQLite, a UUID on PostgreSQL.
+    return [
+        uuid.UUID(str(row[0])).hex for row in site.query("SELECT request_id FROM inference_inferencerecord ORDER BY id")
+    ]
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ and on SIGTERM the server stops them and exits 0; killed, its workers exit on th
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
 
 import psutil
@@ -22,9 +21,8 @@ DEADLINE = 120  # generous: waits poll, and only a broken start or stop gets nea
 ENV = {"LLM_LOAD_AT_START": "never", "EMBEDDINGS_LOAD_AT_START": "never", "TASKS_HEARTBEAT_SECONDS": "0.5"}
 
 
-def rows(database, query: str) -> list[tuple]:
-    with sqlite3.connect(database, timeout=30) as db:
-        return db.execute(query).fetchall()
+def rows(server, query: str) -> list[tuple]:
+    return [tuple(row) for row in server.query(query)]
 
 
 def job_workers(server) -> list[psutil.Process]:
@@ -40,20 +38,19 @@ def wait_for(condition, what: str) -> None:
 
 
 def test_the_server_runs_its_job_workers_and_stops_them_on_sigterm(tmp_path):
-    database = tmp_path / "db.sqlite3"
     server = start_live_server(tmp_path, **ENV)
     try:
         workers = job_workers(server)
         assert sorted(p.cmdline()[p.cmdline().index("--queue-name") + 1] for p in workers) == ["default", "training"]
         pruned = "SELECT status FROM django_tasks_database_dbtaskresult WHERE task_path LIKE '%prune_request_metrics'"
-        wait_for(lambda: rows(database, pruned) == [("SUCCESSFUL",)], "the periodic pruning job")
-        assert len(rows(database, "SELECT worker_id FROM jobs_jobworker")) == 2
+        wait_for(lambda: rows(server, pruned) == [("SUCCESSFUL",)], "the periodic pruning job")
+        assert len(rows(server, "SELECT worker_id FROM jobs_jobworker")) == 2
 
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=DEADLINE) == 0
         _gone, alive = psutil.wait_procs(workers, timeout=DEADLINE)
         assert not alive, f"job workers outlived their server: {alive}"
-        assert rows(database, "SELECT worker_id FROM jobs_jobworker") == []  # they stopped cleanly
+        assert rows(server, "SELECT worker_id FROM jobs_jobworker") == []  # they stopped cleanly
     finally:
         server.stop()
 
