@@ -24,6 +24,7 @@ from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from jobs.models import JobWorker, Schedule
+from llmsite.processes import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +54,6 @@ def worker_unregister(*, worker: str) -> None:
     JobWorker.objects.filter(worker_id=worker).delete()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _why_gone(
     holder: str,
     *,
@@ -77,7 +68,7 @@ def _why_gone(
         # At start-up this process holds nothing yet: a previous life with the same pid (a restarted container).
         return f"its worker {holder} was restarted while the job was running" if startup else None
     host, _, pid = holder.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+    if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
         return f"its worker process {holder} ended while the job was running"
     beat = beats.get(holder)
     if beat is None and claimed is not None and claimed > stale:

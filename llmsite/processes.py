@@ -15,6 +15,17 @@ SERVE_MODULE = ("llmsite", "serve.py")  # `python -m llmsite.serve`: daphne with
 _logger = logging.getLogger(__name__)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this id exists on this host (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def is_server_process(argv: list[str] | None = None) -> bool:
     """Whether this process serves HTTP (llmsite.serve, daphne, uvicorn, gunicorn, runserver's serving child)."""
     argv = sys.argv if argv is None else argv

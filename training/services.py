@@ -46,6 +46,7 @@ from llmsite.devices import ACCELERATORS, DEVICES
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
 from llmsite.model_store import ALIASES, PACKAGED_LLMS, ModelNotFound, resolve_llm_folder
+from llmsite.processes import pid_alive
 from training import datasets as ds
 from training.models import EpochMetric, TrainingRun
 from training.trainer import (
@@ -326,16 +327,6 @@ def run_claim(*, run_id: int) -> TrainingRun | None:
 
 
 # --- reaping runs whose worker died -------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def runs_reap(*, startup: bool = False) -> int:
     """Record the end of the running runs whose worker is gone (see `_end_dead`); returns how many.
 
@@ -356,7 +347,7 @@ def runs_reap(*, startup: bool = False) -> int:
         pid = run.worker.rsplit(":", 1)[1]
         if startup and run.worker == me:
             reaped += _end_dead(run, f"its worker {run.worker} was restarted while the run was running")
-        elif pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        elif pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             reaped += _end_dead(run, f"its worker process {run.worker} ended while the run was running")
     return reaped + _fail_orphans()
 
