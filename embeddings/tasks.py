@@ -1,4 +1,4 @@
-"""Embedding jobs: `rebuild_index.enqueue()` re-encodes every document into a fresh index in a job worker."""
+"""Embedding jobs: `manage.py rebuild_index --background` enqueues `rebuild_index` for a job worker."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from embeddings import services
 
 
 @task()
-def rebuild_index() -> int:
-    """Rebuild the index from the database and save it; returns the vector count."""
-    return services.index_rebuild()
+def rebuild_index(reencode: bool = False) -> int:
+    """Rebuild the index from the vectors stored in the database and save it; returns the vector count.
+
+    With `reencode`, every document is encoded again; the other servers then reload the new vectors
+    through the change log.
+    """
+    return services.index_rebuild(reencode=reencode)

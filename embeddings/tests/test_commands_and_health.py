@@ -48,6 +48,24 @@ def test_rebuild_index_re_encodes_every_document(store, alice):
     assert store.ids() == set(ids)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_rebuild_index_in_the_background_is_a_job_that_a_worker_runs(store, alice):
+    from django_tasks_db.models import DBTaskResult
+
+    ids = services.document_add(user=alice, documents=[{"text": "one"}, {"text": "two"}]).ids
+    store.clear()
+    out = StringIO()
+    call_command("rebuild_index", "--background", stdout=out)
+    assert "Enqueued the rebuild as job" in out.getvalue()
+    assert store.ids() == set()  # nothing happened here: the job waits for a worker
+    (job,) = DBTaskResult.objects.filter(task_path="embeddings.tasks.rebuild_index")
+    assert job.status == "READY"
+    call_command("db_worker", "--batch", "--queue-name", "default", "--no-startup-delay")
+    job.refresh_from_db()
+    assert job.status == "SUCCESSFUL"
+    assert store.ids() == set(ids)
+
+
 def test_readiness_reports_the_real_index_state(encoder):
     ok, detail = index_check()
     assert ok and "loads at first use" in detail

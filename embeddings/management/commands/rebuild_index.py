@@ -21,8 +21,19 @@ class Command(BaseCommand):
             help="Encode every document again and store the new vectors (every server reloads them).",
         )
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+        parser.add_argument(
+            "--background",
+            action="store_true",
+            help="Enqueue the rebuild for a job worker (manage.py db_worker) and return at once.",
+        )
 
-    def handle(self, *args, reencode: bool = False, no_progress: bool = False, **options):
+    def handle(self, *args, reencode: bool = False, no_progress: bool = False, background: bool = False, **options):
+        if background:
+            from embeddings.tasks import rebuild_index
+
+            job = rebuild_index.enqueue(reencode=reencode)
+            self.stdout.write(self.style.SUCCESS(f"Enqueued the rebuild as job {job.id} (a job worker runs it)."))
+            return
         store = services.get_store()
         total = services.index_rebuild_count(reencode=reencode)
         with tqdm(total=total, unit="doc", desc="encoding", disable=no_progress, file=self.stderr) as bar:
