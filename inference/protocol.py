@@ -28,6 +28,7 @@ from inference.providers.base import (
     as_messages,
     check_input,
 )
+from inference.providers.constraints import ResponseFormat
 from llmsite.durations import BadDuration, parse_duration
 from llmsite.error_codes import ErrorCode
 
@@ -46,6 +47,7 @@ class CompletionRequest:
     - `conversation`: the id of the user's conversation to continue (its history goes first).
     - `model`: the id of the model to answer (None: the conversation's model, else the site's default).
     - `keep_alive`: seconds that model stays loaded once idle (negative: forever), as Ollama's.
+    - `response_format`: the shape the answer must have (None: free text), checked when parsed.
 
     Raises `InvalidParameter` (naming the field) when anything is out of bounds; limits that are
     settings (LLM_MAX_PROMPT_CHARS, LLM_MAX_NEW_TOKENS) are read when the request is built.
@@ -59,6 +61,7 @@ class CompletionRequest:
     conversation: int | None = None
     model: str | None = None
     keep_alive: float | None = None
+    response_format: ResponseFormat | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", as_messages(self.messages))
@@ -100,6 +103,7 @@ class CompletionRequest:
         return cls(
             messages=as_messages(fields.get("messages")),
             sampling=SamplingParams.from_mapping(fields),
+            response_format=ResponseFormat.parse(fields.get("response_format")),
             **own,
         )
 
@@ -127,6 +131,7 @@ class CompletionRequest:
             {"max_new_tokens": settings.LLM_DEFAULT_MAX_NEW_TOKENS},
             max_new_tokens_cap=settings.LLM_MAX_NEW_TOKENS,
         )
+        shape = self.response_format
         if messages is not None:
-            return GenerationRequest(messages=as_messages(messages), sampling=sampling)
-        return GenerationRequest(prompt=self.prompt, messages=self.messages, sampling=sampling)
+            return GenerationRequest(messages=as_messages(messages), sampling=sampling, response_format=shape)
+        return GenerationRequest(prompt=self.prompt, messages=self.messages, sampling=sampling, response_format=shape)

@@ -26,9 +26,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 from llmsite.chat import ROLES, Role
+
+if TYPE_CHECKING:  # constraints.py imports this module
+    from inference.providers.constraints import ResponseFormat
 
 # Remote providers pass on why the upstream withheld an answer: "content_filter" (OpenAI), "refusal" (Anthropic).
 FinishReason = Literal["stop", "length", "cancelled", "content_filter", "refusal"]
@@ -211,11 +214,14 @@ class GenerationRequest:
 
     Built by the inference services from a client's `inference.protocol.CompletionRequest`
     (history, retrieved passages and defaults applied); tests and benchmarks build it directly.
+    `response_format` (None: free text) is the shape the answer must have, already checked
+    (`ResponseFormat.parse`); local engines enforce it token by token.
     """
 
     prompt: str | None = None
     messages: tuple[Message, ...] | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
+    response_format: ResponseFormat | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", as_messages(self.messages))
@@ -229,6 +235,13 @@ class GenerationRequest:
     @property
     def deterministic(self) -> bool:
         return self.sampling.deterministic
+
+    def cache_params(self) -> dict[str, Any]:
+        """What shapes the output beside the input: the sampling values, and the response format when one is set."""
+        params = self.sampling.cache_params()
+        if self.response_format is not None:
+            params["response_format"] = self.response_format.as_dict()
+        return params
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ thread loops:
    each row's first real token), sample their first token, then merge their KV cache into the
    running batch (the shorter of the two caches is padded on the left);
 3. one decoding step for the whole running batch: each row feeds its last token, gets its own
-   logits, samples with its own parameters and generator, and leaves the batch as soon as it has
+   logits (masked first for a row whose output is constrained: structured output, `constrain`),
+   samples with its own parameters and generator, and leaves the batch as soon as it has
    finished (end of sequence, a stop string, its token limit, or cancellation); columns that are
    padding in every remaining row are trimmed.
 
@@ -47,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from inference.providers.base import ProviderError, ProviderUnavailable, SamplingParams
+from inference.providers.constraints import ResponseFormat
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +118,8 @@ class Progress:
 class BatchJob:
     """One request for the scheduler, with the callbacks it reports through (all on the scheduler thread).
 
+    - `constrain(logits)`: sets to -inf, in place, the logits ([1, vocab]) of tokens this row may not
+      produce next (structured output); runs before `pick` or greedy's argmax. None: any token.
     - `pick(logits)`: the next token from this row's float32 logits of shape [1, vocab]; None means greedy.
     - `on_token(token)`: called once per generated token, in order; returning True ends the job ("stop").
     - `on_end(tokens, reason, error)`: called exactly once; `error` is set when the job failed.
@@ -126,8 +130,11 @@ class BatchJob:
     on_token: Callable[[int], bool]
     on_end: Callable[[list[int], EndReason, BaseException | None], None]
     pick: Callable[[Any], int] | None = None
+    constrain: Callable[[Any], None] | None = None
     # The request's sampling values, for engines that sample themselves (OpenVINO); this scheduler uses `pick`.
     sampling: SamplingParams | None = None
+    # The request's response format, for engines that constrain output themselves (OpenVINO); this one uses `constrain`.
+    response_format: ResponseFormat | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     tokens: list[int] = field(default_factory=list)
     _ended: bool = False
@@ -482,7 +489,10 @@ class BatchScheduler:
             batch.keep(kept)
 
     def _sample(self, batch: _Batch, logits: Any) -> Any:
-        """Each row's next token: greedy rows by argmax, sampling rows by their own `pick`."""
+        """Each row's next token: greedy rows by argmax, sampling rows by `pick`; constrained rows masked first."""
+        for row, job in enumerate(batch.jobs):
+            if job.constrain is not None:
+                job.constrain(logits[row : row + 1])  # a view: masks this row of `logits` in place
         chosen = logits.argmax(dim=-1)
         for row, job in enumerate(batch.jobs):
             if job.pick is not None:

@@ -54,6 +54,7 @@ from inference.providers.batching import (
     Progress,
     supports_batching,
 )
+from inference.providers.constraints import ConstraintBroken, JsonConstraint, VocabularyCache
 from llmsite.devices import DeviceUnavailable
 from llmsite.devices import resolve_device as _resolve_device
 
@@ -296,6 +297,7 @@ class HFProvider(Provider):
         self.limits = limits or BatchLimits()
         self.scheduler: BatchScheduler | None = None
         self.batching_off_reason = "" if batching else "LLM_BATCHING is off"
+        self._vocabulary = VocabularyCache()  # built when the first structured-output request comes
 
     # --- lifecycle ----------------------------------------------------------------------
     def load(self) -> None:
@@ -553,8 +555,11 @@ class HFProvider(Provider):
         sampling = request.sampling
         detok = _Detokenizer(tokenizer, sampling.stop, emit, control) if emit is not None or sampling.stop else None
         pick = self._pick_for(sampling)
+        constraint = self._constraint_for(request)
 
         def on_token(token: int) -> bool:
+            if constraint is not None:
+                constraint.accept(token)  # raises on a token the mask did not allow: ends this request only
             control.count()
             if detok is None:
                 return False
@@ -580,9 +585,20 @@ class HFProvider(Provider):
             on_token=on_token,
             on_end=on_end,
             pick=pick,
+            constrain=constraint.mask if constraint is not None else None,
             sampling=sampling,
+            response_format=request.response_format,
             cancel=cancel if cancel is not None else threading.Event(),
         )
+
+    def _constraint_for(self, request: GenerationRequest) -> JsonConstraint | None:
+        """The request's structured-output constraint over this model's logits; None for free text."""
+        if request.response_format is None:
+            return None
+        vocabulary = self._vocabulary.get(
+            self.tokenizer, eos_token_ids=self._eos_ids(), size=int(self.hf_model.config.vocab_size)
+        )
+        return JsonConstraint(vocabulary, request.response_format)
 
     def _pick_for(self, sampling: SamplingParams) -> Callable[[Any], int] | None:
         """How a scheduler job picks its next token from logits: None is greedy."""
@@ -606,8 +622,14 @@ class HFProvider(Provider):
             "max_new_tokens": max_new,
             "stopping_criteria": StoppingCriteriaList([control]),
         }
+        processors: list[Any] = []
+        constraint = self._constraint_for(request)
+        if constraint is not None:
+            processors.append(constraint.processor())  # before sampling: the sampler only sees allowed tokens
         if not request.sampling.greedy:
-            kwargs["logits_processor"] = LogitsProcessorList([_Sampler(request.sampling, self.device)])
+            processors.append(_Sampler(request.sampling, self.device))
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         detok: _Detokenizer | None = None
         if emit is not None or request.sampling.stop:
             detok = _Detokenizer(tokenizer, request.sampling.stop, emit, control)
@@ -621,7 +643,7 @@ class HFProvider(Provider):
         try:
             with torch.inference_mode():
                 output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, ConstraintBroken) as exc:
             raise ProviderError(f"generation failed: {exc}") from exc
         new = output[0, len(ids) :].tolist()
         if detok is not None:

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from inference.providers.base import ModelInfo, ProviderUnavailable
+from inference.providers.base import GenerationRequest, ModelInfo, ProviderUnavailable
 from inference.providers.batching import BatchJob, BatchLimits, Progress
 from inference.providers.hf import HFProvider, folder_identity
 
@@ -191,6 +191,11 @@ class OpenVINOScheduler:
             config.top_p = sampling.top_p
             # Unseeded sampling must differ from call to call; a seed repeats exactly.
             config.rng_seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(4), "little")
+        if job.response_format is not None:
+            # OpenVINO GenAI constrains its own sampling (its grammar backend masks each step's logits).
+            structured = openvino_genai.StructuredOutputConfig()
+            structured.json_schema = job.response_format.schema_json()
+            config.structured_output_config = structured
         return config
 
     def _report(self) -> None:
@@ -329,6 +334,10 @@ class OpenVINOProvider(HFProvider):
     def close(self) -> None:
         super().close()
         self.pipeline = None
+
+    def _constraint_for(self, request: GenerationRequest) -> None:
+        """None: the pipeline enforces the response format itself (`OpenVINOScheduler._config`)."""
+        return None
 
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(self.model, f"{self.folder} (OpenVINO {self.precision})")]

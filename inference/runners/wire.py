@@ -29,6 +29,7 @@ from inference.providers.base import (
     Usage,
 )
 from inference.providers.batching import QueueFull
+from inference.providers.constraints import ResponseFormat
 
 # The longest line either side accepts: prompts are bounded far below this (LLM_MAX_PROMPT_CHARS).
 MAX_LINE = 32 * 1024 * 1024
@@ -57,6 +58,7 @@ def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
             "stop": list(sampling.stop) if sampling.stop is not None else None,
             "seed": sampling.seed,
         },
+        "response_format": request.response_format.as_dict() if request.response_format is not None else None,
     }
 
 
@@ -66,6 +68,7 @@ def request_from_dict(values: dict[str, Any]) -> GenerationRequest:
         prompt=values.get("prompt"),
         messages=tuple(Message(role, content) for role, content in messages) if messages is not None else None,
         sampling=SamplingParams(**values.get("sampling", {})),
+        response_format=ResponseFormat.from_dict(values.get("response_format")),
     )
 
 

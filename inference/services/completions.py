@@ -202,7 +202,7 @@ def _begin(
                 model=provider.model,
                 identity=provider.identity,
                 rendered=rendered,
-                params=request.sampling.cache_params(),
+                params=request.cache_params(),
             )
             hit = cache.get(key)
         if hit is not None:  # the answer is known: hold exactly what it reports, as it is recorded

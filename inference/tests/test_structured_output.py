@@ -1,0 +1,195 @@
+"""Structured output: a response format is checked once, and a local model's answer under it always fits.
+
+The tiny models are random weights: left alone they never write JSON. Under a response format
+every answer must still parse and fit the schema, sampled or greedy, alone or batched with free rows.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import jsonschema
+import pytest
+
+from inference.providers.base import GenerationRequest, InvalidParameter, SamplingParams
+from inference.providers.constraints import ResponseFormat
+from inference.providers.hf import HFProvider
+from inference.runners import wire
+
+from .test_batching import DEADLINE, wait_until
+
+# Bounded in every direction (string lengths, item counts, number ranges), so a complete answer
+# always fits in max_new_tokens: only a constraint that lets a wrong token through can fail these tests.
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 8},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "role": {"enum": ["admin", "editor", "viewer"]},
+        "address": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 6}, "known": {"type": "boolean"}},
+            "required": ["city", "known"],
+            "additionalProperties": False,
+        },
+        "scores": {
+            "type": "array",
+            "maxItems": 3,
+            "items": {
+                "type": "object",
+                "properties": {"subject": {"enum": ["math", "art"]}, "grade": {"type": "integer", "maximum": 9}},
+                "required": ["subject", "grade"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["name", "age", "role", "address", "scores"],
+    "additionalProperties": False,
+}
+MAX_NEW = 160  # above the longest answer PERSON allows
+
+
+def person_format() -> ResponseFormat:
+    value = ResponseFormat.parse({"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}})
+    assert value is not None
+    return value
+
+
+def ask(prompt: str, response_format: ResponseFormat | None = None, **sampling) -> GenerationRequest:
+    sampling.setdefault("max_new_tokens", MAX_NEW)
+    return GenerationRequest(prompt=prompt, sampling=SamplingParams(**sampling), response_format=response_format)
+
+
+def assert_fits(text: str, schema: dict) -> None:
+    jsonschema.validate(json.loads(text), schema)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def test_text_or_nothing_is_no_response_format():
+    assert ResponseFormat.parse(None) is None
+    assert ResponseFormat.parse({"type": "text"}) is None
+
+
+def test_it_reads_json_object_and_json_schema():
+    assert ResponseFormat.parse({"type": "json_object"}) == ResponseFormat("json_object")
+    value = person_format()
+    assert (value.type, value.name, json.loads(value.schema)) == ("json_schema", "person", PERSON)
+
+
+def test_it_keeps_the_order_of_the_schemas_properties():
+    value = person_format()
+    assert list(json.loads(value.schema)["properties"]) == ["name", "age", "role", "address", "scores"]
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "words"),
+    [
+        ("json", "response_format", "object"),
+        ({"type": "xml"}, "response_format.type", "json_schema"),
+        ({"type": "json_schema"}, "response_format.json_schema", "name"),
+        ({"type": "json_schema", "json_schema": {"schema": {}}}, "response_format.json_schema.name", "name"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {}, "strict": "yes"}},
+            "response_format.json_schema.strict",
+            "strict",
+        ),
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": [1]}}, "response_format.json_schema.schema", ""),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "foo"}}},
+            "response_format.json_schema.schema",
+            "not a valid JSON schema",
+        ),
+    ],
+)
+def test_it_refuses_a_malformed_response_format_naming_the_field(value, field, words):
+    with pytest.raises(InvalidParameter) as caught:
+        ResponseFormat.parse(value)
+    assert caught.value.field == field
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("schema", "keywords"),
+    [
+        ({"type": "object", "if": {"required": ["a"]}, "then": {"required": ["b"]}}, ["if", "then"]),
+        ({"type": "array", "uniqueItems": True}, ["uniqueItems"]),
+        ({"not": {"type": "string"}}, ["not"]),
+    ],
+)
+def test_it_refuses_a_schema_it_cannot_enforce_naming_the_keywords(schema, keywords):
+    with pytest.raises(InvalidParameter) as caught:
+        ResponseFormat.parse({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    assert caught.value.field == "response_format.json_schema.schema"
+    assert "cannot enforce" in caught.value.message
+    for keyword in keywords:
+        assert keyword in caught.value.message
+
+
+def test_the_runner_wire_carries_the_response_format():
+    request = ask("hi", person_format())
+    assert wire.request_from_dict(json.loads(json.dumps(wire.request_to_dict(request)))) == request
+    plain = ask("hi")
+    assert wire.request_from_dict(wire.request_to_dict(plain)).response_format is None
+
+
+def test_a_response_format_changes_the_cache_key_and_free_text_keeps_its_own():
+    plain, shaped = ask("hi"), ask("hi", person_format())
+    assert "response_format" not in plain.cache_params()  # keys of answers cached before stay valid
+    assert plain.cache_params() != shaped.cache_params()
+    assert shaped.cache_params() != ask("hi", ResponseFormat("json_object")).cache_params()
+
+
+# --- generation -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batched(tiny_models_dir):
+    provider = HFProvider("tiny-a", tiny_models_dir / "tiny-a", device="cpu", batching=True)
+    provider.load()
+    assert provider.scheduler is not None, provider.batching_off_reason
+    yield provider
+    provider.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_random_model_sampling_under_a_schema_answers_json_that_fits(tiny_provider, seed):
+    answer = tiny_provider.generate(ask("Who are you?", person_format(), temperature=1.0, seed=seed))
+    assert answer.finish_reason == "stop"
+    assert_fits(answer.text, PERSON)
+
+
+def test_a_greedy_answer_fits_the_schema(tiny_provider):
+    answer = tiny_provider.generate(ask("Describe a person", person_format()))
+    assert answer.finish_reason == "stop"
+    assert_fits(answer.text, PERSON)
+
+
+def test_json_object_answers_a_json_object(tiny_provider):
+    answer = tiny_provider.generate(ask("Anything", ResponseFormat("json_object"), temperature=0.7, seed=5))
+    if answer.finish_reason == "stop":  # an open object may run to the token limit; one that ended is whole
+        assert isinstance(json.loads(answer.text), dict)
+    else:
+        assert answer.text.startswith("{")
+
+
+def test_constrained_and_free_requests_share_a_batch_and_each_gets_its_own_answer(tiny_provider, batched):
+    shaped = [ask("Who are you?", person_format(), temperature=1.0, seed=seed) for seed in (11, 12)]
+    free = [ask("Tell me about the sea.", max_new_tokens=24), ask("Paris", max_new_tokens=16, temperature=0.9, seed=4)]
+    requests = [shaped[0], free[0], shaped[1], free[1]]
+    scheduler = batched.scheduler
+    with ThreadPoolExecutor(len(requests)) as pool:
+        with scheduler.paused():
+            futures = [pool.submit(batched.generate, request) for request in requests]
+            wait_until(lambda: scheduler.waiting == len(requests))
+            scheduler.advance()
+            assert (scheduler.waiting, scheduler.running) == (0, 4)  # one step admitted them all, side by side
+        together = [future.result(timeout=DEADLINE) for future in futures]
+    for request, answer in zip(requests, together, strict=True):
+        alone = tiny_provider.generate(request)  # the one-by-one path: a logits processor in generate()
+        assert (answer.text, answer.finish_reason) == (alone.text, alone.finish_reason)
+        if request.response_format is not None:
+            assert answer.finish_reason == "stop"
+            assert_fits(answer.text, PERSON)
