@@ -48,6 +48,7 @@ PERSON = {
     "additionalProperties": False,
 }
 MAX_NEW = 160  # above the longest answer PERSON allows
+SMOLLM2 = "SmolLM2-135M-Instruct"
 
 
 def person_format() -> ResponseFormat:
@@ -96,7 +97,11 @@ def test_it_keeps_the_order_of_the_schemas_properties():
             "response_format.json_schema.strict",
             "strict",
         ),
-        ({"type": "json_schema", "json_schema": {"name": "x", "schema": [1]}}, "response_format.json_schema.schema", ""),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": [1]}},
+            "response_format.json_schema.schema",
+            "",
+        ),
         (
             {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "foo"}}},
             "response_format.json_schema.schema",
@@ -193,3 +198,43 @@ def test_constrained_and_free_requests_share_a_batch_and_each_gets_its_own_answe
         if request.response_format is not None:
             assert answer.finish_reason == "stop"
             assert_fits(answer.text, PERSON)
+
+
+@pytest.fixture(scope="module")
+def smollm2_exported():
+    """SmolLM2's folder, with its OpenVINO fp32 export (`make test` prepares both)."""
+    from django.conf import settings
+
+    from inference.providers.openvino import is_exported
+    from llmsite.model_store import ModelNotFound, resolve_llm_folder
+
+    try:
+        found = resolve_llm_folder(SMOLLM2, settings.MODELS_DIR)
+    except ModelNotFound as exc:
+        pytest.skip(str(exc))
+    if not is_exported(found, "fp32"):
+        pytest.fail(f"{SMOLLM2} has no OpenVINO export: make test runs prepare_models, which makes it")
+    return found
+
+
+@pytest.mark.real_model
+def test_openvino_answers_json_that_fits_the_schema_batched_with_free_text(smollm2_exported):
+    from inference.providers.batching import BatchLimits
+    from inference.providers.openvino import OpenVINOProvider
+
+    provider = OpenVINOProvider(SMOLLM2, smollm2_exported, limits=BatchLimits(max_batch_size=4))
+    provider.load()
+    try:
+        requests = [
+            ask("Describe a person as JSON.", person_format()),
+            ask("Describe a person as JSON.", person_format(), temperature=1.0, seed=3),
+            ask("Describe a person.", max_new_tokens=32),
+        ]
+        with ThreadPoolExecutor(len(requests)) as pool:
+            answers = list(pool.map(provider.generate, requests))
+    finally:
+        provider.close()
+    for answer in answers[:2]:
+        assert answer.finish_reason == "stop"
+        assert_fits(answer.text, PERSON)
+    assert answers[2].usage.completion_tokens == 32  # free text is not held to JSON
