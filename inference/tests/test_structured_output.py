@@ -238,3 +238,19 @@ def test_openvino_answers_json_that_fits_the_schema_batched_with_free_text(smoll
         assert answer.finish_reason == "stop"
         assert_fits(answer.text, PERSON)
     assert answers[2].usage.completion_tokens == 32  # free text is not held to JSON
+
+
+def test_a_runner_process_enforces_the_response_format_as_this_process_does(tiny_models_dir, tiny_provider):
+    from inference.runners.client import RunnerProvider
+
+    from .test_runners import options
+
+    runner = RunnerProvider(options(tiny_models_dir / "tiny-a"))
+    runner.load()
+    try:
+        request = ask("Who are you?", person_format(), temperature=1.0, seed=21)
+        there = runner.generate(request)
+    finally:
+        runner.close()
+    assert there.text == tiny_provider.generate(request).text
+    assert_fits(there.text, PERSON)
