@@ -47,7 +47,6 @@ NEUTRAL = {
     "functions": (None, []),
     "function_call": (None, "none", "auto"),
     "parallel_tool_calls": (None, True, False),
-    "response_format": (None, {"type": "text"}),
     "store": (None, False, True),
     "metadata": (None, {}),
     "service_tier": (None, "auto", "default"),
@@ -130,6 +129,32 @@ class StopField(serializers.Field):
 
     def to_representation(self, value: Any) -> Any:
         return value
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {
+            "type": {"enum": ["text", "json_object", "json_schema"]},
+            "json_schema": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": 64},
+                    "description": {"type": "string"},
+                    "schema": {"type": "object", "additionalProperties": True},
+                    "strict": {"type": "boolean", "nullable": True},
+                },
+                "required": ["name"],
+            },
+        },
+        "required": ["type"],
+        "description": "The answer's shape: `json_object` (a JSON object) or `json_schema` (JSON that fits "
+        "the schema), enforced token by token on local models. A schema keyword that cannot be enforced "
+        "is a 400 naming it.",
+    }
+)
+class ResponseFormatField(serializers.JSONField):
+    """OpenAI's `response_format`; `ResponseFormat.parse` (in CompletionRequest) checks it."""
 
 
 class StreamOptionsSerializer(serializers.Serializer):
@@ -220,6 +245,7 @@ class ChatCompletionsApi(APIView):
         user = serializers.CharField(required=False, allow_blank=True, max_length=256)
         stream = serializers.BooleanField(required=False, default=False, allow_null=True)
         stream_options = StreamOptionsSerializer(required=False, allow_null=True)
+        response_format = ResponseFormatField(required=False, allow_null=True)
 
         def to_internal_value(self, data: Any) -> Any:
             _refuse_unknown(self, data)
@@ -310,6 +336,7 @@ def _completion_request(data: dict[str, Any]) -> CompletionRequest:
         "stop": data.get("stop") or None,
         "seed": data.get("seed"),
         "model": data["model"],
+        "response_format": data.get("response_format"),
     }
     return completion_request(fields, wire_names={"max_new_tokens": tokens_field})
 

@@ -18,7 +18,8 @@ Methods that child classes must implement
   cancellation, `break`) cancels the generation within one token.
 
 Optional: `render(request)` (the exact text the model sees, used for cache keys),
-`identity` (changes whenever the weights change), `agenerate(request)`.
+`identity` (changes whenever the weights change), `agenerate(request)`, and
+`structured_output = True` with `response_format` enforced (`inference/providers/constraints.py`).
 """
 
 from __future__ import annotations
@@ -301,6 +302,8 @@ class Provider:
 
     name: ClassVar[str] = ""
     engine: ClassVar[str] = ""  # what computes the answers: "transformers", "openvino"; "" for a remote API
+    # Whether generate/stream enforce `GenerationRequest.response_format`; the services refuse it (400) elsewhere.
+    structured_output: ClassVar[bool] = False
 
     def __init__(self, model: str):
         self.model = model

@@ -268,6 +268,7 @@ class HFProvider(Provider):
 
     name = "hf"
     engine = "transformers"
+    structured_output = True  # constraints.JsonConstraint here; OpenVINO's own StructuredOutputConfig there
 
     def __init__(
         self,

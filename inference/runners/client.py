@@ -275,6 +275,7 @@ class RunnerProvider(Provider):
     """
 
     name = "hf"
+    structured_output = True  # either engine a runner chooses enforces it
 
     def __init__(self, options: LocalOptions, *, start_timeout: float = 300.0, nice: int = 0):
         super().__init__(options.model)

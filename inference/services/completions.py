@@ -189,6 +189,10 @@ def _begin(
         except InvalidParameter as exc:  # the model's defaults are out of bounds: staff must fix them
             raise ServiceUnavailable(f"the active model's default parameters are invalid: {exc.message}") from exc
         provider = lease.provider
+        if request.response_format is not None and not provider.structured_output:
+            raise ApplicationError(
+                f"{lease.model_id} cannot enforce response_format; only local models can", field="response_format"
+            )
         key = None
         hit = None
         try:

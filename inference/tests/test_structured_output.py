@@ -172,6 +172,14 @@ def test_a_greedy_answer_fits_the_schema(tiny_provider):
     assert_fits(answer.text, PERSON)
 
 
+async def test_streamed_deltas_under_a_schema_join_into_json_that_fits(batched):
+    from inference.providers.base import StreamEnd, TextDelta
+
+    events = [event async for event in batched.stream(ask("Who are you?", person_format(), temperature=1.0, seed=9))]
+    assert isinstance(events[-1], StreamEnd) and events[-1].finish_reason == "stop"
+    assert_fits("".join(e.text for e in events if isinstance(e, TextDelta)), PERSON)
+
+
 def test_json_object_answers_a_json_object(tiny_provider):
     answer = tiny_provider.generate(ask("Anything", ResponseFormat("json_object"), temperature=0.7, seed=5))
     if answer.finish_reason == "stop":  # an open object may run to the token limit; one that ended is whole
@@ -254,3 +262,63 @@ def test_a_runner_process_enforces_the_response_format_as_this_process_does(tiny
         runner.close()
     assert there.text == tiny_provider.generate(request).text
     assert_fits(there.text, PERSON)
+
+
+# --- /v1/chat/completions ---------------------------------------------------------------------
+
+CHAT = {"model": "tiny-a", "messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": MAX_NEW}
+PERSON_FORMAT = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+
+
+@pytest.mark.django_db
+def test_chat_completions_answer_json_that_fits_the_schema(alice_client, serving):
+    response = alice_client.post("/v1/chat/completions", {**CHAT, "response_format": PERSON_FORMAT}, format="json")
+    assert response.status_code == 200, response.content
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert_fits(choice["message"]["content"], PERSON)
+
+
+@pytest.mark.django_db
+def test_a_cached_free_answer_is_not_the_answer_to_a_schema(alice_client, serving):
+    free = alice_client.post("/v1/chat/completions", CHAT, format="json")
+    again = alice_client.post("/v1/chat/completions", CHAT, format="json")
+    assert again["X-Cache"] == "HIT"
+    shaped = alice_client.post("/v1/chat/completions", {**CHAT, "response_format": PERSON_FORMAT}, format="json")
+    assert shaped["X-Cache"] == "MISS"
+    assert shaped.json()["choices"][0]["message"]["content"] != free.json()["choices"][0]["message"]["content"]
+    assert_fits(shaped.json()["choices"][0]["message"]["content"], PERSON)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("response_format", "param", "words"),
+    [
+        (
+            {"type": "json_schema", "json_schema": {"name": "tags", "schema": {"type": "array", "uniqueItems": True}}},
+            "response_format.json_schema.schema",
+            "uniqueItems",
+        ),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 7}}},
+            "response_format.json_schema.schema",
+            "valid",
+        ),
+        ({"type": "yaml"}, "response_format.type", "json_schema"),
+    ],
+)
+def test_chat_completions_refuse_a_format_they_cannot_enforce_in_openais_shape(
+    alice_client, serving, response_format, param, words
+):
+    response = alice_client.post("/v1/chat/completions", {**CHAT, "response_format": response_format}, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert words in error["message"]
+
+
+@pytest.mark.django_db
+def test_text_response_format_is_free_text(alice_client, serving):
+    body = {**CHAT, "max_tokens": 4, "response_format": {"type": "text"}}
+    assert alice_client.post("/v1/chat/completions", body, format="json").status_code == 200
