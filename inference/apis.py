@@ -58,6 +58,32 @@ class TopPField(serializers.FloatField):
         super().__init__(required=False, max_value=1, **kwargs)
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {
+            "type": {"enum": ["text", "json_object", "json_schema"]},
+            "json_schema": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": 64},
+                    "description": {"type": "string"},
+                    "schema": {"type": "object", "additionalProperties": True},
+                    "strict": {"type": "boolean", "nullable": True},
+                },
+                "required": ["name"],
+            },
+        },
+        "required": ["type"],
+        "description": "The answer's shape: `json_object` (a JSON object) or `json_schema` (JSON that fits "
+        "the schema), enforced token by token on local models. A schema keyword that cannot be enforced "
+        "is a 400 naming it.",
+    }
+)
+class ResponseFormatField(serializers.JSONField):
+    """OpenAI's `response_format`; `ResponseFormat.parse` (in CompletionRequest) checks it."""
+
+
 # Ollama's durations as llmsite.durations parses them: seconds, or 1h30m, 5m, 90s, 500ms; negative: forever.
 KEEP_ALIVE = RegexValidator(
     r"^-?(\d+(\.\d+)?|(\d+(\.\d+)?(ms|s|m|h))+)$", "keep_alive must be seconds or a duration such as 5m or 1h30m"
@@ -127,6 +153,7 @@ class PredictApi(APIView):
             validators=[KEEP_ALIVE],
             help_text="how long that model stays loaded once idle: seconds, or 5m, 1h; negative keeps it (Ollama's)",
         )
+        response_format = ResponseFormatField(required=False, allow_null=True)
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
             stream = attrs.pop("stream", False)

@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 
 from accounts.models import SCOPE_CHAT, SCOPE_EMBEDDINGS
 from inference import selectors, services, sse
-from inference.apis import TopPField, completion_request, max_tokens_field
+from inference.apis import ResponseFormatField, TopPField, completion_request, max_tokens_field
 from inference.protocol import MAX_MESSAGES, CompletionRequest
 from inference.providers.base import MAX_STOP, SEED_MAX, TEMPERATURE_MAX, TextDelta
 from llmsite.error_codes import ErrorCode
@@ -129,32 +129,6 @@ class StopField(serializers.Field):
 
     def to_representation(self, value: Any) -> Any:
         return value
-
-
-@extend_schema_field(
-    {
-        "type": "object",
-        "properties": {
-            "type": {"enum": ["text", "json_object", "json_schema"]},
-            "json_schema": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string", "maxLength": 64},
-                    "description": {"type": "string"},
-                    "schema": {"type": "object", "additionalProperties": True},
-                    "strict": {"type": "boolean", "nullable": True},
-                },
-                "required": ["name"],
-            },
-        },
-        "required": ["type"],
-        "description": "The answer's shape: `json_object` (a JSON object) or `json_schema` (JSON that fits "
-        "the schema), enforced token by token on local models. A schema keyword that cannot be enforced "
-        "is a 400 naming it.",
-    }
-)
-class ResponseFormatField(serializers.JSONField):
-    """OpenAI's `response_format`; `ResponseFormat.parse` (in CompletionRequest) checks it."""
 
 
 class StreamOptionsSerializer(serializers.Serializer):

@@ -322,3 +322,37 @@ def test_chat_completions_refuse_a_format_they_cannot_enforce_in_openais_shape(
 def test_text_response_format_is_free_text(alice_client, serving):
     body = {**CHAT, "max_tokens": 4, "response_format": {"type": "text"}}
     assert alice_client.post("/v1/chat/completions", body, format="json").status_code == 200
+
+
+@pytest.mark.django_db
+def test_predict_answers_json_that_fits_the_schema_and_refuses_what_it_cannot_enforce(alice_client, serving):
+    body = {"prompt": "Who are you?", "max_new_tokens": MAX_NEW, "response_format": PERSON_FORMAT}
+    response = alice_client.post("/api/v1/predict", body, format="json")
+    assert response.status_code == 200, response.content
+    assert_fits(response.json()["text"], PERSON)
+    unsupported = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"not": {"type": "string"}}}}
+    refused = alice_client.post("/api/v1/predict", {**body, "response_format": unsupported}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["field"] == "response_format.json_schema.schema"
+    assert "not" in refused.json()["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_a_remote_model_refuses_a_response_format_rather_than_ignore_it(alice_client, settings, upstream):
+    from inference.engine import get_engine
+    from inference.registry import ProviderSpec, build_provider
+
+    settings.OPENAI_BASE_URL = f"{upstream.url}/v1"
+    settings.OPENAI_API_KEY = ""
+    provider = build_provider(ProviderSpec("openai", "llama-test"))
+    provider.load()
+    get_engine().set(provider)
+    try:
+        body = {"prompt": "hello", "response_format": {"type": "json_object"}}
+        response = alice_client.post("/api/v1/predict", body, format="json")
+    finally:
+        provider.close()
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "response_format"
+    assert "cannot enforce response_format" in response.json()["error"]["message"]
+    assert not upstream.requests_to("/v1/chat/completions")  # refused here, before any upstream call
