@@ -19,7 +19,7 @@ Methods that child classes must implement
 
 Optional: `render(request)` (the exact text the model sees, used for cache keys),
 `identity` (changes whenever the weights change), `agenerate(request)`, and
-`structured_output = True` with `response_format` enforced (`inference/providers/constraints.py`).
+`check_response_format` for a provider that enforces `response_format` (`inference/providers/constraints.py`).
 """
 
 from __future__ import annotations
@@ -302,8 +302,6 @@ class Provider:
 
     name: ClassVar[str] = ""
     engine: ClassVar[str] = ""  # what computes the answers: "transformers", "openvino"; "" for a remote API
-    # Whether generate/stream enforce `GenerationRequest.response_format`; the services refuse it (400) elsewhere.
-    structured_output: ClassVar[bool] = False
 
     def __init__(self, model: str):
         self.model = model
@@ -337,6 +335,10 @@ class Provider:
 
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(self.model)]
+
+    def check_response_format(self, response_format: ResponseFormat) -> None:
+        """Raise InvalidParameter unless generate/stream enforce `response_format` on this model (none does here)."""
+        raise InvalidParameter("response_format", f"{self.model} cannot enforce response_format; only local models can")
 
     # --- generation ---------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> Completion:

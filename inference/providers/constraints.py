@@ -216,3 +216,61 @@ class VocabularyCache:
             if self._vocabulary is None:
                 self._vocabulary = Vocabulary(hf_tokenizer, eos_token_ids=eos_token_ids, size=size)
             return self._vocabulary
+
+
+# What OpenVINO GenAI's structured output (xgrammar, as built into openvino-genai 2026.4) enforces
+# faithfully. Outside it, measured: `multipleOf` and number bounds are ignored (answers that do not
+# fit), and `minProperties` fails the pipeline's step, which ends every request on the engine.
+OPENVINO_KEYWORDS = frozenset(
+    {
+        "type", "properties", "required", "additionalProperties", "items", "prefixItems", "enum", "const",
+        "anyOf", "oneOf", "$ref", "$defs", "definitions", "minLength", "maxLength", "minItems", "maxItems",
+        "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+        # annotations: they constrain nothing
+        "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly",
+        "writeOnly",
+    }
+)  # fmt: skip
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
+SUBSCHEMA_LISTS = ("anyOf", "oneOf", "prefixItems")
+
+
+def openvino_unsupported(response_format: ResponseFormat) -> list[str]:
+    """The schema keywords OpenVINO's structured output would not enforce (or would fail on), in order found."""
+    if response_format.type != "json_schema":
+        return []
+    found: list[str] = []
+
+    def walk(schema: Any) -> None:
+        if not isinstance(schema, Mapping):
+            return
+        for key in schema:
+            if key not in OPENVINO_KEYWORDS and key not in found:
+                found.append(key)
+        kinds = schema.get("type", [])
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        bounded = [key for key in BOUNDS if key in schema]
+        if bounded and kinds != ["integer"]:
+            found.extend(f"{key} (on a number)" for key in bounded if f"{key} (on a number)" not in found)
+        for key in SUBSCHEMA_MAPS:
+            for sub in (schema.get(key) or {}).values() if isinstance(schema.get(key), Mapping) else ():
+                walk(sub)
+        for key in SUBSCHEMA_LISTS:
+            for sub in schema.get(key) or () if isinstance(schema.get(key), list) else ():
+                walk(sub)
+        for key in ("items", "additionalProperties"):
+            walk(schema.get(key))
+
+    walk(json.loads(response_format.schema))
+    return found
+
+
+def check_for_openvino(response_format: ResponseFormat) -> None:
+    """Raise InvalidParameter naming the keywords the OpenVINO engine cannot enforce, if any."""
+    found = openvino_unsupported(response_format)
+    if found:
+        raise InvalidParameter(
+            SCHEMA_FIELD,
+            f"the OpenVINO engine serving this model cannot enforce these schema keywords: {', '.join(found)}",
+        )

@@ -54,7 +54,7 @@ from inference.providers.batching import (
     Progress,
     supports_batching,
 )
-from inference.providers.constraints import ConstraintBroken, JsonConstraint, VocabularyCache
+from inference.providers.constraints import ConstraintBroken, JsonConstraint, ResponseFormat, VocabularyCache
 from llmsite.devices import DeviceUnavailable
 from llmsite.devices import resolve_device as _resolve_device
 
@@ -268,7 +268,6 @@ class HFProvider(Provider):
 
     name = "hf"
     engine = "transformers"
-    structured_output = True  # constraints.JsonConstraint here; OpenVINO's own StructuredOutputConfig there
 
     def __init__(
         self,
@@ -591,6 +590,9 @@ class HFProvider(Provider):
             response_format=request.response_format,
             cancel=cancel if cancel is not None else threading.Event(),
         )
+
+    def check_response_format(self, response_format: ResponseFormat) -> None:
+        """Every response format `ResponseFormat.parse` accepts is enforced here (it asked the same library)."""
 
     def _constraint_for(self, request: GenerationRequest) -> JsonConstraint | None:
         """The request's structured-output constraint over this model's logits; None for free text."""

@@ -27,8 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from inference.providers.base import GenerationRequest, ModelInfo, ProviderUnavailable
+from inference.providers.base import GenerationRequest, ModelInfo, ProviderError, ProviderUnavailable
 from inference.providers.batching import BatchJob, BatchLimits, Progress
+from inference.providers.constraints import ResponseFormat, check_for_openvino, openvino_unsupported
 from inference.providers.hf import HFProvider, folder_identity
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,10 @@ class OpenVINOScheduler:
         for job in joining:
             if job.cancel.is_set():
                 job.end("cancelled")
+                continue
+            unsupported = openvino_unsupported(job.response_format) if job.response_format is not None else []
+            if unsupported:  # the services refuse these first; a schema that got past them must not fail the pipeline
+                job.end("cancelled", ProviderError(f"cannot enforce {', '.join(unsupported)}", permanent=True))
                 continue
             request_id = next(self._ids)
             try:
@@ -334,6 +339,9 @@ class OpenVINOProvider(HFProvider):
     def close(self) -> None:
         super().close()
         self.pipeline = None
+
+    def check_response_format(self, response_format: ResponseFormat) -> None:
+        check_for_openvino(response_format)
 
     def _constraint_for(self, request: GenerationRequest) -> None:
         """None: the pipeline enforces the response format itself (`OpenVINOScheduler._config`)."""

@@ -38,6 +38,7 @@ from inference.providers.base import (
     TextDelta,
 )
 from inference.providers.batching import Progress
+from inference.providers.constraints import ResponseFormat, check_for_openvino
 from inference.providers.hf import HFProvider
 from inference.providers.local import LocalOptions
 from inference.runners import wire
@@ -275,7 +276,6 @@ class RunnerProvider(Provider):
     """
 
     name = "hf"
-    structured_output = True  # either engine a runner chooses enforces it
 
     def __init__(self, options: LocalOptions, *, start_timeout: float = 300.0, nice: int = 0):
         super().__init__(options.model)
@@ -339,6 +339,11 @@ class RunnerProvider(Provider):
 
     def render(self, request: GenerationRequest) -> str:
         return self.tokens.render(request)
+
+    def check_response_format(self, response_format: ResponseFormat) -> None:
+        """As the engine the runner chose checks it (known once it has loaded)."""
+        if self.engine == "openvino":
+            check_for_openvino(response_format)
 
     def _generate_frame(self, request: GenerationRequest, ids: list[int], *, stream: bool) -> dict[str, Any]:
         return {"op": "generate", "request": wire.request_to_dict(request), "ids": ids, "stream": stream}

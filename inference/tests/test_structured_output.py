@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import jsonschema
 import pytest
 
-from inference.providers.base import GenerationRequest, InvalidParameter, SamplingParams
+from inference.providers.base import GenerationRequest, InvalidParameter, ProviderError, SamplingParams
 from inference.providers.constraints import ResponseFormat
 from inference.providers.hf import HFProvider
 from inference.runners import wire
@@ -356,3 +356,65 @@ def test_a_remote_model_refuses_a_response_format_rather_than_ignore_it(alice_cl
     assert response.json()["error"]["field"] == "response_format"
     assert "cannot enforce response_format" in response.json()["error"]["message"]
     assert not upstream.requests_to("/v1/chat/completions")  # refused here, before any upstream call
+
+
+# --- what the OpenVINO engine can enforce ---------------------------------------------------------
+
+
+def schema_format(schema: dict) -> ResponseFormat:
+    value = ResponseFormat.parse({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    assert value is not None
+    return value
+
+
+def test_openvino_enforces_the_keywords_person_uses_and_json_object():
+    from inference.providers.constraints import openvino_unsupported
+
+    assert openvino_unsupported(person_format()) == []
+    assert openvino_unsupported(ResponseFormat("json_object")) == []
+
+
+@pytest.mark.parametrize(
+    ("schema", "named"),
+    [
+        ({"type": "object", "minProperties": 2}, ["minProperties"]),
+        ({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 3}}}, ["multipleOf"]),
+        ({"type": "array", "items": {"type": "number", "maximum": 1}}, ["maximum (on a number)"]),
+        ({"anyOf": [{"type": "string"}, {"allOf": [{"type": "string"}]}]}, ["allOf"]),
+        ({"$defs": {"x": {"type": "object", "maxProperties": 1}}, "$ref": "#/$defs/x"}, ["maxProperties"]),
+    ],
+)
+def test_openvino_names_the_keywords_it_would_not_enforce_wherever_they_are(schema, named):
+    from inference.providers.constraints import openvino_unsupported
+
+    assert openvino_unsupported(schema_format(schema)) == named
+
+
+@pytest.mark.real_model
+@pytest.mark.django_db
+def test_a_schema_the_openvino_engine_cannot_enforce_is_a_400_and_the_engine_serves_on(
+    alice_client, smollm2_exported, settings
+):
+    from inference.engine import get_engine
+    from inference.providers.openvino import OpenVINOProvider
+
+    provider = OpenVINOProvider(SMOLLM2, smollm2_exported)
+    provider.load()
+    get_engine().set(provider)
+    try:
+        body = {"prompt": "Give me JSON", "max_new_tokens": 8, "model": SMOLLM2}
+        refused = {
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": {"type": "object", "minProperties": 2}},
+        }
+        response = alice_client.post("/api/v1/predict", {**body, "response_format": refused}, format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["field"] == "response_format.json_schema.schema"
+        assert "minProperties" in response.json()["error"]["message"]
+        # Past the services (a caller of the provider itself), the engine refuses it without failing its pipeline.
+        minimal = schema_format({"type": "object", "minProperties": 2})
+        with pytest.raises(ProviderError, match="minProperties"):
+            provider.generate(ask("Give me JSON", minimal, max_new_tokens=8))
+        assert alice_client.post("/api/v1/predict", body, format="json").status_code == 200
+    finally:
+        provider.close()
