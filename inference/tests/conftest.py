@@ -53,6 +53,33 @@ def tiny_b_provider(tiny_models_dir):
     provider.close()
 
 
+@pytest.fixture(scope="module")
+def batched(tiny_models_dir):
+    """`tiny-a` with continuous batching, loaded once per test module."""
+    from inference.providers.hf import HFProvider
+
+    provider = HFProvider("tiny-a", tiny_models_dir / "tiny-a", device="cpu", batching=True)
+    provider.load()
+    assert provider.scheduler is not None, provider.batching_off_reason
+    yield provider
+    provider.close()
+
+
+@pytest.fixture(scope="session")
+def smollm2_exported() -> Path:
+    """SmolLM2's folder, with its OpenVINO fp32 export (`make test` runs prepare_models, which makes both)."""
+    from inference.providers.openvino import is_exported
+    from llmsite.model_store import ModelNotFound, resolve_llm_folder
+
+    try:
+        found = resolve_llm_folder("SmolLM2-135M-Instruct", settings.MODELS_DIR)
+    except ModelNotFound as exc:
+        pytest.skip(str(exc))
+    if not is_exported(found, "fp32"):
+        pytest.fail("SmolLM2-135M-Instruct has no OpenVINO export: make test runs prepare_models, which makes it")
+    return found
+
+
 @pytest.fixture(autouse=True)
 def clean_engine_and_cache():
     get_engine().reset()

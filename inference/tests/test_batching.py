@@ -38,16 +38,6 @@ PROMPTS = [
 DEADLINE = 30.0  # seconds: only a broken scheduler gets near it, however slow or busy the machine
 
 
-@pytest.fixture(scope="module")
-def batched(tiny_models_dir):
-    """`tiny-a` with continuous batching, loaded once for this module."""
-    provider = HFProvider("tiny-a", tiny_models_dir / "tiny-a", device="cpu", batching=True)
-    provider.load()
-    assert provider.scheduler is not None, provider.batching_off_reason
-    yield provider
-    provider.close()
-
-
 def ask(prompt: str, **sampling) -> GenerationRequest:
     """A plain-prompt request with these sampling values."""
     return GenerationRequest(prompt=prompt, sampling=SamplingParams(**sampling))

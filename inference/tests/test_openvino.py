@@ -7,7 +7,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.conf import settings
 
 from inference import health, registry
 from inference.engine import get_engine
@@ -21,7 +20,7 @@ from inference.providers.base import (
 )
 from inference.providers.batching import BatchLimits, QueueFull
 from inference.providers.hf import HFProvider
-from inference.providers.openvino import OpenVINOProvider, OpenVINOScheduler, is_exported
+from inference.providers.openvino import OpenVINOProvider, OpenVINOScheduler
 from inference.registry import ProviderSpec
 from inference.tests.test_readiness import start
 from inference.tests.test_runners import wait_for
@@ -45,16 +44,8 @@ def greedy(prompt: str, tokens: int = 128) -> GenerationRequest:
 
 
 @pytest.fixture(scope="module")
-def folder():
-    from llmsite.model_store import ModelNotFound, resolve_llm_folder
-
-    try:
-        found = resolve_llm_folder(MODEL, settings.MODELS_DIR)
-    except ModelNotFound as exc:
-        pytest.skip(str(exc))
-    if not is_exported(found, "fp32"):
-        pytest.fail(f"{MODEL} has no OpenVINO export: make test runs prepare_models, which makes it")
-    return found
+def folder(smollm2_exported):
+    return smollm2_exported
 
 
 @pytest.fixture(scope="module")

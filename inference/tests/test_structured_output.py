@@ -14,10 +14,9 @@ import pytest
 
 from inference.providers.base import GenerationRequest, InvalidParameter, ProviderError, SamplingParams
 from inference.providers.constraints import ResponseFormat
-from inference.providers.hf import HFProvider
 from inference.runners import wire
 
-from .test_batching import DEADLINE, wait_until
+from .test_batching import generate_together
 
 # Bounded in every direction (string lengths, item counts, number ranges), so a complete answer
 # always fits in max_new_tokens: only a constraint that lets a wrong token through can fail these tests.
@@ -150,15 +149,6 @@ def test_a_response_format_changes_the_cache_key_and_free_text_keeps_its_own():
 # --- generation -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def batched(tiny_models_dir):
-    provider = HFProvider("tiny-a", tiny_models_dir / "tiny-a", device="cpu", batching=True)
-    provider.load()
-    assert provider.scheduler is not None, provider.batching_off_reason
-    yield provider
-    provider.close()
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_random_model_sampling_under_a_schema_answers_json_that_fits(tiny_provider, seed):
     answer = tiny_provider.generate(ask("Who are you?", person_format(), temperature=1.0, seed=seed))
@@ -192,37 +182,13 @@ def test_constrained_and_free_requests_share_a_batch_and_each_gets_its_own_answe
     shaped = [ask("Who are you?", person_format(), temperature=1.0, seed=seed) for seed in (11, 12)]
     free = [ask("Tell me about the sea.", max_new_tokens=24), ask("Paris", max_new_tokens=16, temperature=0.9, seed=4)]
     requests = [shaped[0], free[0], shaped[1], free[1]]
-    scheduler = batched.scheduler
-    with ThreadPoolExecutor(len(requests)) as pool:
-        with scheduler.paused():
-            futures = [pool.submit(batched.generate, request) for request in requests]
-            wait_until(lambda: scheduler.waiting == len(requests))
-            scheduler.advance()
-            assert (scheduler.waiting, scheduler.running) == (0, 4)  # one step admitted them all, side by side
-        together = [future.result(timeout=DEADLINE) for future in futures]
+    together = generate_together(batched, requests)  # admitted at one step: they decode side by side
     for request, answer in zip(requests, together, strict=True):
         alone = tiny_provider.generate(request)  # the one-by-one path: a logits processor in generate()
         assert (answer.text, answer.finish_reason) == (alone.text, alone.finish_reason)
         if request.response_format is not None:
             assert answer.finish_reason == "stop"
             assert_fits(answer.text, PERSON)
-
-
-@pytest.fixture(scope="module")
-def smollm2_exported():
-    """SmolLM2's folder, with its OpenVINO fp32 export (`make test` prepares both)."""
-    from django.conf import settings
-
-    from inference.providers.openvino import is_exported
-    from llmsite.model_store import ModelNotFound, resolve_llm_folder
-
-    try:
-        found = resolve_llm_folder(SMOLLM2, settings.MODELS_DIR)
-    except ModelNotFound as exc:
-        pytest.skip(str(exc))
-    if not is_exported(found, "fp32"):
-        pytest.fail(f"{SMOLLM2} has no OpenVINO export: make test runs prepare_models, which makes it")
-    return found
 
 
 @pytest.mark.real_model
