@@ -23,6 +23,29 @@ def _fresh_default_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _in_memory_channel_layer(request):
+    """In-process WebSocket tests talk to the consumer through the in-memory channel layer.
+
+    Each async test runs on an event loop of its own, and channels_redis keeps its connections and
+    receive state per loop: a consumer's pending receive on a loop the test has closed hung the
+    teardown. Under daphne there is one loop per process, and the Redis layer is exercised there,
+    by the live servers of the PostgreSQL + Redis lane (llmsite/tests/test_workers_live.py).
+    """
+    from django.conf import settings
+
+    if "redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"].lower():
+        yield
+        return
+    from channels.layers import channel_layers
+
+    overrides = request.getfixturevalue("settings")
+    overrides.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture
 def usage_clock(monkeypatch) -> dict:
     """Pin the usage limits' clock inside the current minute, so no window rolls over during a test.

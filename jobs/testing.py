@@ -16,14 +16,6 @@ from django.db import connection
 from django_tasks_db.management.commands.db_worker import Worker
 
 
-def database_url() -> str:
-    """The URL of this test's database (SQLite or PostgreSQL), for a worker process of its own."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 def run_jobs(queue: str = "*") -> str:
     """Run every job ready now in this thread (`manage.py db_worker --batch`), then return its output.
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -87,8 +87,20 @@ class LiveServer:
         self._log.close()
 
 
-def is_postgres(database_url: str) -> bool:
-    return database_url.startswith(("postgres://", "postgresql://", "pgsql://"))
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://", "pgsql://"))
+
+
+def database_url() -> str:
+    """This test's database (SQLite, or the test database on PostgreSQL) as DATABASE_URL spells it,
+    for a process of its own (a worker, a process killed on purpose) working on the same data."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        auth = f"{quote(db['USER'] or '')}:{quote(db['PASSWORD'] or '')}@" if db["USER"] else ""
+        return f"postgres://{auth}{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return f"sqlite:///{db['NAME']}"
 
 
 def _migrate(env: dict[str, str]) -> None:
@@ -98,8 +110,8 @@ def _migrate(env: dict[str, str]) -> None:
 _postgres_templates: dict[str, str] = {}
 
 
-def fresh_postgres_database(database_url: str, env: dict[str, str]) -> str:
-    """A new, migrated database on the server of `database_url`; returns its URL.
+def fresh_postgres_database(url: str, env: dict[str, str]) -> str:
+    """A new, migrated database on the server of `url`; returns its URL.
 
     Each live server on PostgreSQL gets a database of its own, as it gets a fresh SQLite file otherwise.
     The first one is migrated and kept as a template; the others are copies of it, which takes a
@@ -107,15 +119,15 @@ def fresh_postgres_database(database_url: str, env: dict[str, str]) -> str:
     """
     import psycopg
 
-    parts = urlsplit(database_url)
+    parts = urlsplit(url)
     admin_url = parts._replace(path="/postgres").geturl()
-    template = _postgres_templates.get(database_url)
+    template = _postgres_templates.get(url)
     if template is None:
         template = f"live_template_{os.getpid()}_{secrets.token_hex(3)}"
         with psycopg.connect(admin_url, autocommit=True) as db:
             db.execute(f'CREATE DATABASE "{template}"')
         _migrate({**env, "DATABASE_URL": parts._replace(path=f"/{template}").geturl()})
-        _postgres_templates[database_url] = template
+        _postgres_templates[url] = template
     name = f"live_{secrets.token_hex(6)}"
     with psycopg.connect(admin_url, autocommit=True) as db:
         db.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')

@@ -301,11 +301,17 @@ def _add_all_if_all_fit(cursor: Any, holds: list[_Hold]) -> dict[tuple[str, str]
     over_params = [
         v for h in holds for v in (h.limit.subject, h.limit.kind, adapt(h.window_start), h.limit.value - h.amount)
     ]
+    # Each row's own bound too: a row re-checked after waiting for another transaction's lock is re-checked
+    # on its new value, which the NOT EXISTS (the statement's snapshot) does not see. Rows that do not fit
+    # then stay as they are, and the caller undoes the others (a partial move).
+    bounds = " ".join(["WHEN subject = %s AND kind = %s THEN %s"] * len(holds))
+    bound_params = [v for h in holds for v in (h.limit.subject, h.limit.kind, h.limit.value - h.amount)]
     table = _table()
     cursor.execute(
         f"UPDATE {table} SET used = used + CASE {amounts} END "  # noqa: S608 - a quoted table name; values are parameters
-        f"WHERE ({match}) AND NOT EXISTS (SELECT 1 FROM {table} AS c WHERE {over}) RETURNING subject, kind, used",
-        [*amount_params, *keys, *over_params],
+        f"WHERE ({match}) AND used <= CASE {bounds} END "
+        f"AND NOT EXISTS (SELECT 1 FROM {table} AS c WHERE {over}) RETURNING subject, kind, used",
+        [*amount_params, *keys, *bound_params, *over_params],
     )
     return {(subject, kind): used for subject, kind, used in cursor.fetchall()}
 
@@ -319,6 +325,7 @@ def _lock_counters(cursor: Any, holds: list[_Hold]) -> None:
     reservations let 13 through a limit that holds 10. Once the rows are locked, the UPDATE that
     follows starts with a fresh snapshot that nobody can change under it. The order (by key) keeps two
     requests that lock the same counters from deadlocking. SQLite has one writer at a time already.
+    A counter opened after this lock is not covered; the UPDATE's own per-row bound keeps it exact.
     """
     adapt = connection.ops.adapt_datetimefield_value
     match = " OR ".join(["(subject = %s AND kind = %s AND window_start = %s)"] * len(holds))

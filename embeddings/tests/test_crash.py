@@ -9,15 +9,14 @@ database when it cannot be used.
 from __future__ import annotations
 
 import os
-from urllib.parse import quote
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from embeddings import services
 from embeddings.health import index_check
 from embeddings.store import MANIFEST_FILE
+from llmsite.testing import database_url
 from llmsite.tests.crashpoint import kill, stop_at
 
 # transaction=True: the child process reads committed rows.
@@ -31,15 +30,6 @@ LATER = [
     {"text": "Owls hunt small mammals at night."},
     {"text": "The Eiffel Tower stands in Paris, France."},
 ]
-
-
-def database_url() -> str:
-    """This test's database (SQLite, or the test database on PostgreSQL) as DATABASE_URL spells it."""
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        auth = f"{quote(db['USER'] or '')}:{quote(db['PASSWORD'] or '')}@" if db["USER"] else ""
-        return f"postgres://{auth}{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"sqlite:///{db['NAME']}"
 
 
 def child_env(index_dir) -> dict[str, str]:

@@ -44,7 +44,8 @@ def test_the_server_runs_its_job_workers_and_stops_them_on_sigterm(tmp_path):
         assert sorted(p.cmdline()[p.cmdline().index("--queue-name") + 1] for p in workers) == ["default", "training"]
         pruned = "SELECT status FROM django_tasks_database_dbtaskresult WHERE task_path LIKE '%prune_request_metrics'"
         wait_for(lambda: rows(server, pruned) == [("SUCCESSFUL",)], "the periodic pruning job")
-        assert len(rows(server, "SELECT worker_id FROM jobs_jobworker")) == 2
+        # each worker registers as it starts; the pruning may run before the other has started
+        wait_for(lambda: len(rows(server, "SELECT worker_id FROM jobs_jobworker")) == 2, "both workers' registration")
 
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=DEADLINE) == 0

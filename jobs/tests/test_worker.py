@@ -12,7 +12,8 @@ from dashboard.tasks import prune_request_metrics
 from jobs import services
 from jobs.embedded import EmbeddedWorkers
 from jobs.models import JobWorker
-from jobs.testing import database_url, run_jobs
+from jobs.testing import run_jobs
+from llmsite.testing import database_url
 
 
 def wait_for(condition, timeout: float = 120.0, what: str = "the condition") -> None:

@@ -18,8 +18,9 @@ from django_tasks_db.models import DBTaskResult
 
 from conftest import client_for
 from inference.registry import local_models
-from jobs.testing import database_url, run_jobs
+from jobs.testing import run_jobs
 from llmsite.errors import ApplicationError
+from llmsite.testing import database_url
 from llmsite.tests.crashpoint import kill, stop_at
 from training import services
 from training.models import TrainingRun
