@@ -35,7 +35,8 @@ if TYPE_CHECKING:  # constraints.py imports this module
     from inference.providers.constraints import ResponseFormat
 
 # Remote providers pass on why the upstream withheld an answer: "content_filter" (OpenAI), "refusal" (Anthropic).
-FinishReason = Literal["stop", "length", "cancelled", "content_filter", "refusal"]
+# "tool_calls": the answer is calls of the request's tools (`Completion.tool_calls`), not text.
+FinishReason = Literal["stop", "length", "cancelled", "content_filter", "refusal", "tool_calls"]
 FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
 
 MAX_STOP = 4  # stop sequences one request may give
@@ -82,10 +83,98 @@ class PromptTooLong(ProviderError):
         self.limit = limit
 
 
+TOOL_ROLE = "tool"  # a tool's result, sent back by the client (`Message.tool_call_id` names the call)
+ENGINE_ROLES: tuple[str, ...] = (*ROLES, TOOL_ROLE)  # conversations store ROLES; engines also take tool results
+MAX_TOOLS = 128  # OpenAI's limit on tools per request
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit on top_logprobs
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call of a tool the model made: `arguments` is the JSON text of the arguments object."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ToolCall:
+        return cls(values["id"], values["name"], values["arguments"])
+
+
 @dataclass(frozen=True)
 class Message:
+    """A chat turn. An assistant turn may carry `tool_calls` (its content may then be empty); a `tool`
+    turn carries one call's result in `content`, and `tool_call_id` names that call."""
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The turn as a plain dict; the tool fields only when set (so plain turns stay {role, content})."""
+        values: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            values["tool_calls"] = [call.as_dict() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            values["tool_call_id"] = self.tool_call_id
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Message:
+        return cls(
+            values["role"],
+            values.get("content") or "",
+            tuple(ToolCall.from_dict(c) for c in values.get("tool_calls") or ()),
+            values.get("tool_call_id"),
+        )
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call: its name, what it does, and its parameters' JSON Schema (compact JSON text)."""
+
+    name: str
+    description: str = ""
+    parameters: str = '{"type": "object", "properties": {}}'
+    strict: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+            "strict": self.strict,
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Tool:
+        return cls(values["name"], values.get("description", ""), values["parameters"], values.get("strict"))
+
+
+# How the model may use the tools: "none" (answer in text), "auto" (text or calls, its choice),
+# "required" (at least one call), or the name of the one function it must call ("function:NAME").
+ToolChoice = str
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token's log-probability under the model (natural log), and the likeliest alternatives at its position."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"token": self.token, "logprob": self.logprob, "top": [list(pair) for pair in self.top]}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TokenLogprob:
+        return cls(values["token"], values["logprob"], tuple((t, lp) for t, lp in values.get("top", ())))
 
 
 @dataclass(frozen=True)
@@ -198,15 +287,15 @@ def check_input(prompt: str | None, messages: Sequence[Any] | None) -> None:
         if not messages:
             raise InvalidParameter("messages", "messages must not be empty")
         for index, message in enumerate(messages):
-            if message.role not in ROLES:
-                raise InvalidParameter(f"messages.{index}.role", f"role must be one of {', '.join(ROLES)}")
+            if message.role not in ENGINE_ROLES:
+                raise InvalidParameter(f"messages.{index}.role", f"role must be one of {', '.join(ENGINE_ROLES)}")
 
 
 def as_messages(messages: Sequence[Mapping[str, str] | Message] | None) -> tuple[Message, ...] | None:
     """Chat turns as Message values, from dicts (parsers) or Messages."""
     if messages is None:
         return None
-    return tuple(m if isinstance(m, Message) else Message(m["role"], m["content"]) for m in messages)
+    return tuple(m if isinstance(m, Message) else Message.from_dict(m) for m in messages)
 
 
 @dataclass(frozen=True)
@@ -217,12 +306,19 @@ class GenerationRequest:
     (history, retrieved passages and defaults applied); tests and benchmarks build it directly.
     `response_format` (None: free text) is the shape the answer must have, already checked
     (`ResponseFormat.parse`); local engines enforce it token by token.
+    `tools`/`tool_choice`/`parallel_tool_calls`: the functions the model may call and how (see `ToolChoice`).
+    `logprobs`: None for none; k (0 to MAX_TOP_LOGPROBS) for each generated token's log-probability and
+    its k likeliest alternatives (`Completion.logprobs`).
     """
 
     prompt: str | None = None
     messages: tuple[Message, ...] | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     response_format: ResponseFormat | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", as_messages(self.messages))
@@ -242,6 +338,12 @@ class GenerationRequest:
         params = self.sampling.cache_params()
         if self.response_format is not None:
             params["response_format"] = self.response_format.as_dict()
+        if self.tools:
+            params["tools"] = [tool.as_dict() for tool in self.tools]
+            params["tool_choice"] = self.tool_choice
+            params["parallel_tool_calls"] = self.parallel_tool_calls
+        if self.logprobs is not None:
+            params["logprobs"] = self.logprobs
         return params
 
 
@@ -269,13 +371,29 @@ class Completion:
     finish_reason: FinishReason
     # Seconds from the start of generation to the first token (None when nothing was produced).
     ttft: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # with finish_reason "tool_calls"; `text` is then what came before them
+    logprobs: tuple[TokenLogprob, ...] | None = None  # when the request asked for them: one per generated token
 
 
 @dataclass(frozen=True)
 class TextDelta:
-    """A piece of generated text, in order; concatenated deltas are the completion text."""
+    """A piece of generated text, in order; concatenated deltas are the completion text.
+
+    `logprobs`, when the request asked for them, are those of the tokens this piece is made of."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call, streamed as OpenAI streams them: the first piece of call `index` carries its
+    `id` and `name`, every piece a piece of its `arguments` JSON text (concatenated: the whole)."""
+
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -286,9 +404,10 @@ class StreamEnd:
     finish_reason: FinishReason
     text: str = ""
     ttft: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # the whole calls, when the stream made some (also sent as ToolCallDelta)
 
 
-StreamEvent = TextDelta | StreamEnd
+StreamEvent = TextDelta | ToolCallDelta | StreamEnd
 
 
 @dataclass(frozen=True)
@@ -340,6 +459,17 @@ class Provider:
         """Raise InvalidParameter unless generate/stream enforce `response_format` on this model (none does here)."""
         raise InvalidParameter("response_format", f"{self.model} cannot enforce response_format; only local models can")
 
+    def check_features(self, request: GenerationRequest) -> None:
+        """Raise InvalidParameter (naming the field) for what this provider cannot do for `request`:
+        tools, logprobs, response_format. By default only response_format is checked; providers that
+        serve tools or logprobs override this."""
+        if request.response_format is not None:
+            self.check_response_format(request.response_format)
+        if request.tools and request.tool_choice != "none":
+            raise InvalidParameter("tools", f"{self.model} cannot call tools")
+        if request.logprobs is not None:
+            raise InvalidParameter("logprobs", f"{self.model} cannot return logprobs")
+
     # --- generation ---------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> Completion:
         raise NotImplementedError
@@ -350,11 +480,21 @@ class Provider:
     async def agenerate(self, request: GenerationRequest) -> Completion:
         """`generate` for async callers: collects the stream, so it never blocks the event loop."""
         parts: list[str] = []
+        logprobs: list[TokenLogprob] | None = None
         async for event in self.stream(request):
             if isinstance(event, TextDelta):
                 parts.append(event.text)
-            else:
-                return Completion("".join(parts), event.usage, event.finish_reason, event.ttft)
+                if event.logprobs is not None:
+                    logprobs = (logprobs or []) + list(event.logprobs)
+            elif isinstance(event, StreamEnd):
+                return Completion(
+                    "".join(parts),
+                    event.usage,
+                    event.finish_reason,
+                    event.ttft,
+                    tool_calls=event.tool_calls,
+                    logprobs=tuple(logprobs) if logprobs is not None else None,
+                )
         raise ProviderError("the stream ended without usage")
 
     def __repr__(self) -> str:

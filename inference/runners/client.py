@@ -373,7 +373,13 @@ class RunnerProvider(Provider):
                     yield TextDelta(frame["delta"])
                     continue
                 completion = wire.completion_from_dict(frame["end"])
-                yield StreamEnd(completion.usage, completion.finish_reason, completion.text, completion.ttft)
+                yield StreamEnd(
+                    completion.usage,
+                    completion.finish_reason,
+                    completion.text,
+                    completion.ttft,
+                    tool_calls=completion.tool_calls,
+                )
                 return
         finally:
             writer.close()

@@ -26,6 +26,9 @@ from inference.providers.base import (
     ProviderError,
     ProviderUnavailable,
     SamplingParams,
+    TokenLogprob,
+    Tool,
+    ToolCall,
     Usage,
 )
 from inference.providers.batching import QueueFull
@@ -50,7 +53,7 @@ def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
     sampling = request.sampling
     return {
         "prompt": request.prompt,
-        "messages": [[m.role, m.content] for m in request.messages] if request.messages is not None else None,
+        "messages": [m.as_dict() for m in request.messages] if request.messages is not None else None,
         "sampling": {
             "max_new_tokens": sampling.max_new_tokens,
             "temperature": sampling.temperature,
@@ -59,6 +62,10 @@ def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
             "seed": sampling.seed,
         },
         "response_format": request.response_format.as_dict() if request.response_format is not None else None,
+        "tools": [tool.as_dict() for tool in request.tools],
+        "tool_choice": request.tool_choice,
+        "parallel_tool_calls": request.parallel_tool_calls,
+        "logprobs": request.logprobs,
     }
 
 
@@ -66,9 +73,13 @@ def request_from_dict(values: dict[str, Any]) -> GenerationRequest:
     messages = values.get("messages")
     return GenerationRequest(
         prompt=values.get("prompt"),
-        messages=tuple(Message(role, content) for role, content in messages) if messages is not None else None,
+        messages=tuple(Message.from_dict(m) for m in messages) if messages is not None else None,
         sampling=SamplingParams(**values.get("sampling", {})),
         response_format=ResponseFormat.from_dict(values.get("response_format")),
+        tools=tuple(Tool.from_dict(t) for t in values.get("tools") or ()),
+        tool_choice=values.get("tool_choice", "auto"),
+        parallel_tool_calls=values.get("parallel_tool_calls", True),
+        logprobs=values.get("logprobs"),
     )
 
 
@@ -79,12 +90,29 @@ def completion_to_dict(completion: Completion) -> dict[str, Any]:
         "completion_tokens": completion.usage.completion_tokens,
         "finish_reason": completion.finish_reason,
         "ttft": completion.ttft,
+        "tool_calls": [call.as_dict() for call in completion.tool_calls],
+        "logprobs": logprobs_to_list(completion.logprobs),
     }
+
+
+def logprobs_to_list(logprobs: tuple[TokenLogprob, ...] | None) -> list[dict[str, Any]] | None:
+    return [entry.as_dict() for entry in logprobs] if logprobs is not None else None
+
+
+def logprobs_from_list(values: list[dict[str, Any]] | None) -> tuple[TokenLogprob, ...] | None:
+    return tuple(TokenLogprob.from_dict(v) for v in values) if values is not None else None
 
 
 def completion_from_dict(values: dict[str, Any]) -> Completion:
     usage = Usage(values["prompt_tokens"], values["completion_tokens"])
-    return Completion(values["text"], usage, values["finish_reason"], values.get("ttft"))
+    return Completion(
+        values["text"],
+        usage,
+        values["finish_reason"],
+        values.get("ttft"),
+        tool_calls=tuple(ToolCall.from_dict(c) for c in values.get("tool_calls") or ()),
+        logprobs=logprobs_from_list(values.get("logprobs")),
+    )
 
 
 def error_to_dict(exc: BaseException) -> dict[str, Any]:

@@ -189,11 +189,10 @@ def _begin(
         except InvalidParameter as exc:  # the model's defaults are out of bounds: staff must fix them
             raise ServiceUnavailable(f"the active model's default parameters are invalid: {exc.message}") from exc
         provider = lease.provider
-        if request.response_format is not None:
-            try:
-                provider.check_response_format(request.response_format)
-            except InvalidParameter as exc:  # what this model's engine cannot enforce: refused, never ignored
-                raise ApplicationError(exc.message, field=exc.field) from exc
+        try:
+            provider.check_features(request)
+        except InvalidParameter as exc:  # what this model cannot do (a schema, tools): refused, never ignored
+            raise ApplicationError(exc.message, field=exc.field) from exc
         key = None
         hit = None
         try:
