@@ -13,7 +13,8 @@ Local engines enforce it token by token, so the output is always JSON that fits 
   (`BatchJob.constrain`), so constrained and free requests share a batch; `generate()` runs it as
   a logits processor (`JsonConstraint.processor()`).
 - OpenVINO: the pipeline's own structured output (`openvino_genai.StructuredOutputConfig`) with
-  `ResponseFormat.schema_json()`.
+  `ResponseFormat.schema_json()`, for the schemas it enforces faithfully (`openvino_unsupported`);
+  the others go to the same weights on transformers (`OpenVINOProvider.transformers_twin`).
 
 Generated JSON is compact: one space after "," and ":" and no other whitespace. Flexible whitespace
 lets a small model pad with newlines until the token limit and never close the document.
@@ -264,13 +265,3 @@ def openvino_unsupported(response_format: ResponseFormat) -> list[str]:
 
     walk(json.loads(response_format.schema))
     return found
-
-
-def check_for_openvino(response_format: ResponseFormat) -> None:
-    """Raise InvalidParameter naming the keywords the OpenVINO engine cannot enforce, if any."""
-    found = openvino_unsupported(response_format)
-    if found:
-        raise InvalidParameter(
-            SCHEMA_FIELD,
-            f"the OpenVINO engine serving this model cannot enforce these schema keywords: {', '.join(found)}",
-        )

@@ -23,13 +23,14 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from inference.providers.base import GenerationRequest, ModelInfo, ProviderError, ProviderUnavailable
+from inference.providers.base import Completion, GenerationRequest, ModelInfo, ProviderError, ProviderUnavailable
 from inference.providers.batching import BatchJob, BatchLimits, Progress
-from inference.providers.constraints import ResponseFormat, check_for_openvino, openvino_unsupported
+from inference.providers.constraints import ResponseFormat, openvino_unsupported
 from inference.providers.hf import HFProvider, folder_identity
 
 logger = logging.getLogger(__name__)
@@ -282,6 +283,8 @@ class OpenVINOProvider(HFProvider):
         self.kv_cache_gb = kv_cache_gb
         self.ov_folder = openvino_folder(self.folder, precision)
         self.pipeline: Any = None
+        self._twin: HFProvider | None = None
+        self._twin_lock = threading.Lock()
 
     def load(self) -> None:
         problem = import_problem()
@@ -339,9 +342,55 @@ class OpenVINOProvider(HFProvider):
     def close(self) -> None:
         super().close()
         self.pipeline = None
+        with self._twin_lock:
+            twin, self._twin = self._twin, None
+        if twin is not None:
+            twin.close()
 
     def check_response_format(self, response_format: ResponseFormat) -> None:
-        check_for_openvino(response_format)
+        """Every format `ResponseFormat.parse` accepts: what the pipeline cannot enforce, the transformers twin does."""
+
+    # --- the transformers twin ----------------------------------------------------------
+    # OpenVINO's structured output ignores some schema keywords (number bounds, multipleOf) and fails
+    # on others (minProperties). A request that needs one is answered by the same weights on
+    # transformers, constrained by llguidance row by row: exact to this engine at fp32, loaded on
+    # the first such request (its own batch, its own memory: about the model's float32 size).
+    def needs_transformers(self, request: GenerationRequest) -> str:
+        """Why `request` must be answered by the transformers twin ('' when the pipeline serves it)."""
+        if request.response_format is not None:
+            unsupported = openvino_unsupported(request.response_format)
+            if unsupported:
+                return f"OpenVINO cannot enforce {', '.join(unsupported)}"
+        return ""
+
+    def transformers_twin(self) -> HFProvider:
+        """The same model on transformers (batched, float32), loaded on first use."""
+        with self._twin_lock:
+            if self._twin is None:
+                if self.pipeline is None:
+                    raise ProviderUnavailable(f"{self.model} is not loaded")
+                twin = HFProvider(
+                    self.model, self.folder, device="cpu", dtype="float32", workers=self.workers, batching=True,
+                    limits=self.limits,
+                )  # fmt: skip
+                twin.load()
+                logger.info("%s: the transformers twin serves what OpenVINO cannot enforce", self.model)
+                self._twin = twin
+            return self._twin
+
+    def start(
+        self,
+        request: GenerationRequest,
+        *,
+        done: Callable[[Completion | BaseException], None],
+        emit: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+        ids: list[int] | None = None,
+    ) -> None:
+        if self.needs_transformers(request):
+            self.transformers_twin().start(request, done=done, emit=emit, cancel=cancel, ids=ids)
+            return
+        super().start(request, done=done, emit=emit, cancel=cancel, ids=ids)
 
     def _constraint_for(self, request: GenerationRequest) -> None:
         """None: the pipeline enforces the response format itself (`OpenVINOScheduler._config`)."""
