@@ -306,6 +306,13 @@ class RemoteProvider(Provider):
         """An estimate (about four characters a token for English), never zero for non-empty text."""
         return -(-len(text) // CHARS_PER_TOKEN_ESTIMATE)
 
+    def render(self, request: GenerationRequest) -> str:
+        """The input as sent, tool calls and the ids of tool results included (they are part of the cache key)."""
+        if request.prompt is not None:
+            return request.prompt
+        turns = [m.as_dict() if m.tool_calls or m.tool_call_id else [m.role, m.content] for m in request.messages or ()]
+        return json.dumps(turns, ensure_ascii=False)
+
     # --- what a subclass says -------------------------------------------------------------
     def _stream_path(self) -> str:
         raise NotImplementedError

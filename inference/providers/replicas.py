@@ -324,6 +324,9 @@ class ReplicaProvider(Provider):
     def check_features(self, request: GenerationRequest) -> None:
         self.providers[0].check_features(request)
 
+    def render(self, request: GenerationRequest) -> str:
+        return self.providers[0].render(request)
+
     # --- choosing and failing over --------------------------------------------------------
     def _next(self, tried: list[Replica], last: UpstreamError | None) -> Replica:
         """The replica for the next try; raises the 503 when none is left in service."""

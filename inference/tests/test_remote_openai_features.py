@@ -147,6 +147,24 @@ def test_a_tool_result_must_name_its_call(gpt):
     assert caught.value.field == "messages.1.tool_call_id"
 
 
+def test_tool_calls_and_the_calls_results_answer_are_part_of_the_rendered_input(gpt):
+    # The render is what the response cache hashes: two histories that differ only there must not share answers.
+    def history(arguments: str, answered: str) -> GenerationRequest:
+        call = ToolCall("call_1", "get_weather", arguments)
+        return GenerationRequest(
+            messages=(
+                Message("user", "Weather?"),
+                Message("assistant", "", tool_calls=(call,)),
+                Message("tool", "18 °C", tool_call_id=answered),
+            )
+        )
+
+    renders = {gpt.render(history(a, b)) for a, b in [('{"city":"Oslo"}', "call_1"), ('{"city":"Rome"}', "call_1")]}
+    renders.add(gpt.render(history('{"city":"Oslo"}', "call_2")))
+    assert len(renders) == 3
+    assert gpt.render(ask("Hi")) == '[["user", "Hi"]]'  # plain turns render as they always did
+
+
 def test_replicas_serve_what_their_api_serves(upstream):
     replica = OpenAIProvider("gpt-test", base_url=f"{upstream.url}/v1", http=FAST)
     provider = ReplicaProvider("gpt-test", [(replica, f"{upstream.url}/v1")], background_probes=False)
@@ -239,6 +257,24 @@ async def test_a_stream_cut_after_a_tool_call_piece_is_not_retried(gpt, upstream
     with pytest.raises(UpstreamError):
         await events_of(gpt, ask(tools=(WEATHER,)))
     assert len(upstream.seen) == 1  # the client saw the call begin: a retry would repeat it
+
+
+async def test_a_replica_cut_after_a_tool_call_piece_hands_nothing_over_to_another(upstream):
+    calls = [("call_a", "get_weather", ['{"city": "Paris"}'])]
+    upstream.script("POST", "/a/chat/completions", sse_reply(openai_sse([], tool_calls=calls, done=False), cut=True))
+    upstream.script("POST", "/b/chat/completions", sse_reply(openai_sse(["never"])))
+    once = HttpOptions(connect_timeout=2, read_timeout=5, max_retries=0)
+    replicas = [
+        (OpenAIProvider("gpt-test", base_url=f"{upstream.url}/{n}", http=once), f"{upstream.url}/{n}") for n in "ab"
+    ]
+    provider = ReplicaProvider("gpt-test", replicas, background_probes=False)  # a idle, first in turn: it answers
+    provider.load()
+    try:
+        with pytest.raises(UpstreamError):
+            await events_of(provider, ask(tools=(WEATHER,)))
+    finally:
+        provider.close()
+    assert [seen.path for seen in upstream.seen] == ["/a/chat/completions"]
 
 
 @pytest.mark.parametrize(
