@@ -286,7 +286,8 @@ class AnthropicProvider(RemoteProvider):
 
     def check_response_format(self, response_format: ResponseFormat) -> None:
         """The answer tool's input is a JSON object: a schema must describe one at its top level."""
-        if response_format.type == "json_schema" and json.loads(response_format.schema_json()).get("type") != "object":
+        schema = json.loads(response_format.schema_json())
+        if not isinstance(schema, dict) or schema.get("type") != "object":
             raise InvalidParameter(
                 "response_format.json_schema.schema",
                 f"{self.model} answers in a schema through a tool, whose input is a JSON object:"

@@ -187,11 +187,6 @@ def broken_contract(source: str, what: str) -> UpstreamError:
     return UpstreamError(f"{source} {what}", code=ErrorCode.UPSTREAM_BAD_RESPONSE, permanent=True)
 
 
-def _json_value(text: str) -> Any:
-    """`text` parsed as JSON; raises ValueError (with the reason) when it is not JSON."""
-    return json.loads(text)
-
-
 def _check_fits(source: str, schema: Any, value: Any, what: str) -> None:
     import jsonschema
 
@@ -212,7 +207,7 @@ def check_answer(source: str, request: GenerationRequest, text: str, end: Stream
     response_format = request.response_format
     if end.finish_reason == "stop" and response_format is not None:
         try:
-            value = _json_value(text)
+            value = json.loads(text)
         except ValueError as exc:
             said = f"answered with text that is not JSON, though response_format asked for JSON ({exc}): {text[:200]!r}"
             raise broken_contract(source, said) from exc
@@ -231,7 +226,7 @@ def check_answer(source: str, request: GenerationRequest, text: str, end: Stream
             if named and call.name != named:
                 raise broken_contract(source, f"called {call.name!r}, though the request named {named!r}")
             try:
-                arguments = _json_value(call.arguments)
+                arguments = json.loads(call.arguments)
             except ValueError:
                 arguments = None
             if not isinstance(arguments, dict):

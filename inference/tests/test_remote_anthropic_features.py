@@ -186,10 +186,11 @@ def test_logprobs_are_refused_naming_the_field(claude):
 
 
 def test_a_schema_whose_top_level_is_not_an_object_is_refused(claude):
-    array = ResponseFormat.parse({"type": "json_schema", "json_schema": {"name": "list", "schema": {"type": "array"}}})
-    with pytest.raises(InvalidParameter) as caught:
-        claude.check_features(ask(response_format=array))
-    assert caught.value.field == "response_format.json_schema.schema"
+    for schema in ({"type": "array"}, {}):
+        anything = ResponseFormat.parse({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+        with pytest.raises(InvalidParameter) as caught:
+            claude.check_features(ask(response_format=anything))
+        assert caught.value.field == "response_format.json_schema.schema"
     claude.check_features(ask(response_format=PERSON, tools=(WEATHER,)))  # an object schema and tools are fine
 
 
