@@ -16,6 +16,10 @@ read the stream (`StreamParser`). Everything else lives here, once:
 - Every failure becomes an `UpstreamError` carrying the HTTP status our API should answer with
   (401/403 → 502 "rejected the API key", timeouts → 504, 5xx and broken streams → 502, rate
   limits and overload → 503). Messages never contain the API key.
+- What comes back is checked against what was asked (`check_answer`): a `json_schema` answer must
+  parse and fit its schema, tool call arguments must be JSON objects for tools the request offered,
+  asked-for logprobs must come. An upstream that breaks that contract is a 502
+  `upstream_bad_response` naming what was wrong, never text the client would trust.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -38,9 +43,10 @@ import httpx
 from httpx_sse import EventSource, ServerSentEvent, SSEError
 
 from inference.providers.base import (
+    TOOL_ROLE,
     Completion,
     GenerationRequest,
-    Message,
+    InvalidParameter,
     ModelInfo,
     Provider,
     ProviderError,
@@ -48,6 +54,8 @@ from inference.providers.base import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    TokenLogprob,
+    ToolCallDelta,
 )
 from llmsite.error_codes import ErrorCode
 
@@ -131,11 +139,16 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def message_text(messages: tuple[Message, ...] | None, prompt: str | None) -> list[dict[str, str]]:
-    """Chat messages as the JSON both APIs take; a plain prompt becomes one user message."""
-    if prompt is not None:
-        return [{"role": "user", "content": prompt}]
-    return [{"role": m.role, "content": m.content} for m in messages or ()]
+def check_tool_messages(request: GenerationRequest) -> None:
+    """Raise InvalidParameter unless every tool result names the call it answers (both APIs need the id)."""
+    for index, message in enumerate(request.messages or ()):
+        if message.role == TOOL_ROLE and not message.tool_call_id:
+            raise InvalidParameter(f"messages.{index}.tool_call_id", "a tool message must name the call it answers")
+
+
+def new_call_id() -> str:
+    """An id for a tool call an upstream sent without one (some compatible servers do)."""
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 class StreamParser(Protocol):
@@ -167,6 +180,80 @@ def parse_json(event: ServerSentEvent, source: str) -> dict[str, Any]:
             permanent=True,
         )
     return data
+
+
+def broken_contract(source: str, what: str) -> UpstreamError:
+    """The error for an answer that breaks what the request asked for (a 502: the upstream's fault)."""
+    return UpstreamError(f"{source} {what}", code=ErrorCode.UPSTREAM_BAD_RESPONSE, permanent=True)
+
+
+def _check_fits(source: str, schema: Any, value: Any, what: str) -> None:
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "the top level"
+        said = f"answered with {what} that does not fit its schema at {where}: {error.message[:200]}"
+        raise broken_contract(source, said)
+
+
+def check_answer(source: str, request: GenerationRequest, text: str, end: StreamEnd, logprobs: int) -> None:
+    """Raise an UpstreamError (502 upstream_bad_response) when the answer breaks what `request` asked for.
+
+    `logprobs` is how many token logprobs came with the text. An answer cut short (finish "length") or
+    withheld (content_filter, refusal) is passed on as it is: its finish reason already says it is not whole.
+    """
+    response_format = request.response_format
+    if end.finish_reason == "stop" and response_format is not None:
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            said = f"answered with text that is not JSON, though response_format asked for JSON ({exc}): {text[:200]!r}"
+            raise broken_contract(source, said) from exc
+        if response_format.type == "json_object" and not isinstance(value, dict):
+            said = f"answered with JSON that is not an object, though response_format asked for one: {text[:200]!r}"
+            raise broken_contract(source, said)
+        if response_format.type == "json_schema":
+            _check_fits(source, json.loads(response_format.schema), value, "JSON")
+    if end.finish_reason == "tool_calls":
+        offered = {tool.name: tool for tool in request.tools}
+        for call in end.tool_calls:
+            tool = offered.get(call.name)
+            if tool is None or request.tool_choice == "none":
+                raise broken_contract(source, f"called {call.name!r}, which the request did not let it call")
+            named = request.tool_choice.partition(":")[2] if request.tool_choice.startswith("function:") else ""
+            if named and call.name != named:
+                raise broken_contract(source, f"called {call.name!r}, though the request named {named!r}")
+            try:
+                arguments = json.loads(call.arguments)
+            except ValueError:
+                arguments = None
+            if not isinstance(arguments, dict):
+                raise broken_contract(
+                    source, f"called {call.name!r} with arguments that are not a JSON object: {call.arguments[:200]!r}"
+                )
+            if tool.strict:
+                _check_fits(source, json.loads(tool.parameters), arguments, f"arguments for {call.name!r}")
+    if request.logprobs is not None and text and not logprobs:
+        raise broken_contract(source, "sent no logprobs, though the request asked for them (does it support logprobs?)")
+
+
+class _Answer:
+    """What one attempt's stream produced so far: the text and its token logprobs."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.logprobs: list[TokenLogprob] = []
+
+    def see(self, event: StreamEvent) -> None:
+        if isinstance(event, TextDelta):
+            self.parts.append(event.text)
+            self.logprobs.extend(event.logprobs or ())
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 # What remote providers assume a token is worth when they must estimate (their tokenizer is upstream).
@@ -214,6 +301,13 @@ class RemoteProvider(Provider):
         """An estimate (about four characters a token for English), never zero for non-empty text."""
         return -(-len(text) // CHARS_PER_TOKEN_ESTIMATE)
 
+    def render(self, request: GenerationRequest) -> str:
+        """The input as sent, tool calls and the ids of tool results included (they are part of the cache key)."""
+        if request.prompt is not None:
+            return request.prompt
+        turns = [m.as_dict() if m.tool_calls or m.tool_call_id else [m.role, m.content] for m in request.messages or ()]
+        return json.dumps(turns, ensure_ascii=False)
+
     # --- what a subclass says -------------------------------------------------------------
     def _stream_path(self) -> str:
         raise NotImplementedError
@@ -221,7 +315,7 @@ class RemoteProvider(Provider):
     def _request_body(self, request: GenerationRequest) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _new_parser(self) -> StreamParser:
+    def _new_parser(self, request: GenerationRequest) -> StreamParser:
         raise NotImplementedError
 
     def _auth_headers(self) -> dict[str, str]:
@@ -441,8 +535,8 @@ class RemoteProvider(Provider):
         except httpx.TransportError as exc:
             raise self.error_for_transport(exc) from exc
 
-    def _stream_once(self, body: dict[str, Any]) -> Iterator[StreamEvent]:
-        attempt = _Attempt(self)
+    def _stream_once(self, request: GenerationRequest, body: dict[str, Any]) -> Iterator[StreamEvent]:
+        attempt = _Attempt(self, request)
         with self._upstream_failures(), self._sync_client().stream("POST", self._stream_path(), json=body) as response:
             if not response.is_success:
                 response.read()
@@ -457,8 +551,8 @@ class RemoteProvider(Provider):
         while True:
             produced = False
             try:
-                for event in self._stream_once(body):
-                    produced = produced or isinstance(event, TextDelta)
+                for event in self._stream_once(request, body):
+                    produced = produced or isinstance(event, TextDelta | ToolCallDelta)
                     yield event
                 return
             except UpstreamError as error:
@@ -470,19 +564,26 @@ class RemoteProvider(Provider):
         """Blocking: call it from a worker thread. Raises UpstreamError (or ProviderUnavailable when closed)."""
         started = time.perf_counter()
         first: float | None = None
-        parts: list[str] = []
+        answer = _Answer()
         for event in self._stream_blocking(request):
-            if isinstance(event, TextDelta):
-                if first is None:
-                    first = time.perf_counter() - started
-                parts.append(event.text)
-            else:
-                return Completion("".join(parts), event.usage, event.finish_reason, first)
+            if isinstance(event, StreamEnd):
+                check_answer(self.label, request, answer.text, event, len(answer.logprobs))
+                return Completion(
+                    answer.text,
+                    event.usage,
+                    event.finish_reason,
+                    first,
+                    tool_calls=event.tool_calls,
+                    logprobs=tuple(answer.logprobs) if request.logprobs is not None else None,
+                )
+            if first is None:
+                first = time.perf_counter() - started
+            answer.see(event)
         raise UpstreamError(f"the stream from {self.label} ended without usage", code=ErrorCode.UPSTREAM_BAD_RESPONSE)
 
     # --- streaming, async -------------------------------------------------------------------
-    async def _astream_once(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
-        attempt = _Attempt(self)
+    async def _astream_once(self, request: GenerationRequest, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+        attempt = _Attempt(self, request)
         with self._upstream_failures():
             async with self._loop_client().stream("POST", self._stream_path(), json=body) as response:
                 if not response.is_success:
@@ -495,7 +596,8 @@ class RemoteProvider(Provider):
         yield attempt.finish()
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        """TextDelta events as the upstream sends them, then one StreamEnd with the upstream's own usage.
+        """TextDelta (and ToolCallDelta) events as the upstream sends them, then one StreamEnd with the
+        upstream's own usage, once the answer passed `check_answer` (else an UpstreamError instead).
 
         Closing the iterator closes the HTTP response (the upstream stops generating). A failure
         before the first text is retried; after it, it is raised as an UpstreamError.
@@ -506,15 +608,19 @@ class RemoteProvider(Provider):
         attempt = 0
         while True:
             produced = False
+            answer = _Answer()
             try:
-                async with contextlib.aclosing(self._astream_once(body)) as events:
+                async with contextlib.aclosing(self._astream_once(request, body)) as events:
                     async for event in events:
-                        if isinstance(event, TextDelta):
+                        if isinstance(event, StreamEnd):
+                            check_answer(self.label, request, answer.text, event, len(answer.logprobs))
+                            if first is not None:
+                                event = replace(event, ttft=first)
+                        else:
                             produced = True
+                            answer.see(event)
                             if first is None:
                                 first = time.perf_counter() - started
-                        elif first is not None:
-                            event = StreamEnd(event.usage, event.finish_reason, event.text, first)
                         yield event
                 return
             except UpstreamError as error:
@@ -549,9 +655,9 @@ class RemoteProvider(Provider):
 class _Attempt:
     """One request's stream as it is read: text passes through; the end waits for the end of the body."""
 
-    def __init__(self, provider: RemoteProvider):
+    def __init__(self, provider: RemoteProvider, request: GenerationRequest):
         self.provider = provider
-        self.parser = provider._new_parser()
+        self.parser = provider._new_parser(request)
         self.end: StreamEnd | None = None
 
     def feed(self, sse: ServerSentEvent) -> list[StreamEvent]:

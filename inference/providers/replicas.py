@@ -45,8 +45,8 @@ from inference.providers.base import (
     ModelInfo,
     Provider,
     ProviderUnavailable,
+    StreamEnd,
     StreamEvent,
-    TextDelta,
 )
 from inference.providers.remote import RemoteProvider, UpstreamError
 from llmsite.error_codes import ErrorCode
@@ -317,6 +317,16 @@ class ReplicaProvider(Provider):
     def count_tokens(self, text: str) -> int:
         return self.providers[0].count_tokens(text)
 
+    # --- features: every replica speaks the same API ---------------------------------------
+    def check_response_format(self, response_format: Any) -> None:
+        self.providers[0].check_response_format(response_format)
+
+    def check_features(self, request: GenerationRequest) -> None:
+        self.providers[0].check_features(request)
+
+    def render(self, request: GenerationRequest) -> str:
+        return self.providers[0].render(request)
+
     # --- choosing and failing over --------------------------------------------------------
     def _next(self, tried: list[Replica], last: UpstreamError | None) -> Replica:
         """The replica for the next try; raises the 503 when none is left in service."""
@@ -391,7 +401,7 @@ class ReplicaProvider(Provider):
             try:
                 async with contextlib.aclosing(replica.provider.stream(request)) as events:
                     async for event in events:
-                        if isinstance(event, TextDelta) and not produced:
+                        if not isinstance(event, StreamEnd) and not produced:  # text or a tool call
                             produced = True
                             self.replicas.succeeded(replica)
                         yield event

@@ -6,7 +6,9 @@ encoding, as the real APIs do), pause before the headers or mid-body (read timeo
 connection mid-body. The server notices when a client goes away (`disconnected`).
 
 The streams are written in the exact wire formats: the recorded ones live in
-`fixtures/remote/*.sse`; `anthropic_sse()` and `openai_sse()` build variants the same way.
+`fixtures/remote/*.sse`; `anthropic_sse()` and `openai_sse()` build variants the same way, tool
+calls (`tool_calls=` / `tool_uses=`: OpenAI's `delta.tool_calls` pieces, Anthropic's `tool_use`
+blocks with `input_json_delta` pieces), logprobs and refusals included.
 """
 
 from __future__ import annotations
@@ -65,16 +67,27 @@ def _compact(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+# A streamed tool call: its id, the function's name, and its arguments' JSON text in the pieces it comes in.
+StreamedCall = tuple[str, str, Sequence[str]]
+
+
 def anthropic_sse(
     texts: Sequence[str],
     *,
-    stop_reason: str = "end_turn",
+    stop_reason: str | None = None,
     input_tokens: int = 12,
     output_tokens: int | None = None,
     end: bool = True,
+    tool_uses: Sequence[StreamedCall] = (),
 ) -> bytes:
-    """A Messages stream as Anthropic sends it (named events, ping, cumulative usage in message_delta)."""
-    output_tokens = len(texts) if output_tokens is None else output_tokens
+    """A Messages stream as Anthropic sends it (named events, ping, cumulative usage in message_delta).
+
+    `tool_uses` follow the text as `tool_use` blocks (alone when there is no text, as with a forced
+    tool_choice): `content_block_start` with the id, name and `input: {}`, then `input_json_delta`
+    pieces, the first one empty; the stop reason is then "tool_use".
+    """
+    output_tokens = len(texts) + len(tool_uses) if output_tokens is None else output_tokens
+    stop_reason = stop_reason or ("tool_use" if tool_uses else "end_turn")
 
     def event(name: str, data: dict[str, Any]) -> str:
         return f"event: {name}\ndata: {_compact(data)}\n\n"
@@ -95,17 +108,34 @@ def anthropic_sse(
         },
     }
     parts = [event("message_start", {"type": "message_start", "message": message})]
-    parts.append(
-        event(
-            "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    index = 0
+    if texts or not tool_uses:
+        parts.append(
+            event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
         )
-    )
-    parts.append(event("ping", {"type": "ping"}))
-    for text in texts:
-        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
-        parts.append(event("content_block_delta", delta))
-    parts.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        parts.append(event("ping", {"type": "ping"}))
+        for text in texts:
+            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+            parts.append(event("content_block_delta", delta))
+        parts.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        index = 1
+    for call_id, name, pieces in tool_uses:
+        block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+        parts.append(
+            event("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+        )
+        for piece in ["", *pieces]:
+            delta = {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": piece},
+            }
+            parts.append(event("content_block_delta", delta))
+        parts.append(event("content_block_stop", {"type": "content_block_stop", "index": index}))
+        index += 1
     if end:
         delta = {"stop_reason": stop_reason, "stop_sequence": None}
         parts.append(
@@ -115,28 +145,68 @@ def anthropic_sse(
     return "".join(parts).encode()
 
 
+# One text chunk's logprobs: (token, logprob, [(alternative, logprob), ...]) per token.
+ChunkLogprobs = Sequence[tuple[str, float, Sequence[tuple[str, float]]]]
+
+
+def openai_logprobs(tokens: ChunkLogprobs) -> dict[str, Any]:
+    """A choice's `logprobs` as OpenAI sends them, with each token's UTF-8 `bytes`."""
+
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return {
+        "content": [{**entry(t, lp), "top_logprobs": [entry(a, alp) for a, alp in top]} for t, lp, top in tokens],
+        "refusal": None,
+    }
+
+
 def openai_sse(
     texts: Sequence[str],
     *,
-    finish_reason: str = "stop",
+    finish_reason: str | None = None,
     usage: tuple[int, int | None] | None = (9, None),  # (prompt, completion; None: one per text)
     done: bool = True,
+    tool_calls: Sequence[StreamedCall] = (),
+    logprobs: Sequence[ChunkLogprobs] | None = None,  # one per text
+    refusal: Sequence[str] = (),
 ) -> bytes:
-    """A Chat Completions stream as OpenAI sends it (role chunk first, usage chunk with `choices: []`, [DONE])."""
+    """A Chat Completions stream as OpenAI sends it (role chunk first, usage chunk with `choices: []`, [DONE]).
+
+    `tool_calls` follow the text: a call's first piece carries its index, id, type and name with
+    `arguments: ""` (with the role, when there is no text), the others `{"index", "function": {"arguments"}}`;
+    the finish reason is then "tool_calls". `refusal` pieces come as `delta.refusal`, as a declined
+    structured answer does.
+    """
     base = {"id": "chatcmpl-123", "object": "chat.completion.chunk", "created": 1694268190, "model": "gpt-test"}
+    finish_reason = finish_reason or ("tool_calls" if tool_calls else "stop")
 
     def chunk(choices: list[dict[str, Any]], chunk_usage: dict[str, int] | None = None) -> str:
         data = {**base, "system_fingerprint": "fp_44709d6fcb", "choices": choices, "usage": chunk_usage}
         return f"data: {_compact(data)}\n\n"
 
-    def choice(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+    def choice(delta: dict[str, Any], reason: str | None = None, chunk_logprobs: Any = None) -> dict[str, Any]:
+        return {"index": 0, "delta": delta, "logprobs": chunk_logprobs, "finish_reason": reason}
 
-    parts = [chunk([choice({"role": "assistant", "content": "", "refusal": None})])]
-    parts += [chunk([choice({"content": text})]) for text in texts]
+    role = {"role": "assistant", "content": None if (tool_calls or refusal) and not texts else "", "refusal": None}
+    calls = [
+        [{"index": i, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]
+        + [{"index": i, "function": {"arguments": piece}} for piece in pieces]
+        for i, (call_id, name, pieces) in enumerate(tool_calls)
+    ]
+    pieces = [piece for call in calls for piece in call]
+    if tool_calls and not texts:
+        parts = [chunk([choice({**role, "tool_calls": [pieces.pop(0)]})])]
+    else:
+        parts = [chunk([choice(role)])]
+    for index, text in enumerate(texts):
+        lp = openai_logprobs(logprobs[index]) if logprobs is not None else None
+        parts.append(chunk([choice({"content": text}, chunk_logprobs=lp)]))
+    parts += [chunk([choice({"refusal": piece})]) for piece in refusal]
+    parts += [chunk([choice({"tool_calls": [piece]})]) for piece in pieces]
     parts.append(chunk([choice({}, finish_reason)]))
     if usage is not None:
-        prompt, completion = usage[0], len(texts) if usage[1] is None else usage[1]
+        prompt, completion = usage[0], len(texts) + len(tool_calls) if usage[1] is None else usage[1]
         parts.append(
             chunk([], {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
         )

@@ -303,25 +303,47 @@ def test_predict_answers_json_that_fits_the_schema_and_refuses_what_it_cannot_en
     assert "not" in refused.json()["error"]["message"]
 
 
+ADA = {"name": "Ada", "age": 36, "role": "admin", "address": {"city": "Paris", "known": True}, "scores": []}
+
+
 @pytest.mark.django_db
-def test_a_remote_model_refuses_a_response_format_rather_than_ignore_it(alice_client, settings, upstream):
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_a_remote_model_passes_the_response_format_on_and_checks_the_answer(alice_client, settings, upstream, kind):
     from inference.engine import get_engine
     from inference.registry import ProviderSpec, build_provider
+    from inference.tests.fake_upstream import anthropic_sse, openai_sse, sse_reply
 
     settings.OPENAI_BASE_URL = f"{upstream.url}/v1"
     settings.OPENAI_API_KEY = ""
-    provider = build_provider(ProviderSpec("openai", "llama-test"))
+    settings.ANTHROPIC_BASE_URL = upstream.url
+    settings.ANTHROPIC_API_KEY = "sk-ant-test-0123456789abcdef"
+    path = "/v1/chat/completions" if kind == "openai" else "/v1/messages"
+
+    def answering(text: str) -> bytes:
+        return openai_sse([text]) if kind == "openai" else anthropic_sse([], tool_uses=[("toolu_1", "person", [text])])
+
+    upstream.script("POST", path, sse_reply(answering(json.dumps(ADA))), sse_reply(answering('{"name": "Ada"}')))
+    provider = build_provider(ProviderSpec(kind, "model-test"))
     provider.load()
     get_engine().set(provider)
     try:
-        body = {"prompt": "hello", "response_format": {"type": "json_object"}}
+        body = {"prompt": "Who are you?", "response_format": PERSON_FORMAT}
         response = alice_client.post("/api/v1/predict", body, format="json")
+        broken = alice_client.post("/api/v1/predict", {**body, "prompt": "And you?"}, format="json")
     finally:
         provider.close()
-    assert response.status_code == 400
-    assert response.json()["error"]["field"] == "response_format"
-    assert "cannot enforce response_format" in response.json()["error"]["message"]
-    assert not upstream.requests_to("/v1/chat/completions")  # refused here, before any upstream call
+    assert response.status_code == 200, response.content
+    assert json.loads(response.json()["text"]) == ADA
+    sent = upstream.requests_to(path)[0].body
+    if kind == "openai":  # passed through as it came
+        assert sent["response_format"] == PERSON_FORMAT
+    else:  # a tool the model must call, whose input is the answer
+        assert sent["tools"][0]["input_schema"] == PERSON
+        assert sent["tool_choice"] == {"type": "tool", "name": "person"}
+    # An answer that does not fit is the upstream's failure, named: never handed on as if it fit.
+    assert broken.status_code == 502, broken.content
+    assert broken.json()["error"]["code"] == "upstream_bad_response"
+    assert "'age' is a required property" in broken.json()["error"]["message"]
 
 
 # --- what the OpenVINO engine can enforce ---------------------------------------------------------
