@@ -170,7 +170,8 @@ class PredictApi(APIView):
         usage = UsageSerializer()
         cached = serializers.BooleanField()
         latency_ms = serializers.FloatField()
-        finish_reason = serializers.ChoiceField(choices=FINISH_REASONS)
+        # predict takes no tools: its answers never end in "tool_calls"
+        finish_reason = serializers.ChoiceField(choices=[r for r in FINISH_REASONS if r != "tool_calls"])
         sources = SourceSerializer(many=True, required=False, help_text="present when a collection was given")
         conversation = serializers.IntegerField(required=False, help_text="present when a conversation was given")
         message = serializers.IntegerField(required=False, help_text="the stored answer's id: rate it with feedback")
