@@ -322,3 +322,42 @@ def test_it_explains_rate_limits_and_an_unavailable_model(site, new_page):
     alert.wait_for()
     assert alert.text_content() == "The model is unavailable the model failed to load: out of memory"
     assert page.get_by_role("button", name="Send").is_enabled()
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "colour": {"enum": ["red", "green", "blue"]},
+        "count": {"type": "integer", "minimum": 0, "maximum": 9},
+    },
+    "required": ["colour", "count"],
+}
+
+
+def test_answers_held_to_a_json_schema_show_as_indented_json(site, new_page):
+    import jsonschema
+
+    page = new_page()
+    log_in(page, STAFF)
+    wait_until_live(page)
+    set_options(page, max_tokens=64, temperature=0, markdown=True)
+    page.get_by_text("Options", exact=True).click()
+    page.get_by_label("Answer as").select_option("json_schema")
+    schema_box = page.get_by_label("JSON Schema")
+    schema_box.fill("{not json")
+    ask(page, "Pick a colour and a number.")
+    # A schema that is not JSON is said beside it, and nothing is sent: the prompt stays.
+    assert "not JSON" in page.locator("#opt-schema-error").text_content()
+    assert prompt_box(page).input_value() == "Pick a colour and a number."
+    assert page.locator(".message.assistant").count() == 0
+
+    schema_box.fill(json.dumps(SCHEMA))
+    page.get_by_text("Options", exact=True).click()
+    prompt_box(page).press("Enter")
+    answer = wait_for_answer(page)
+    shown = answer.locator("pre.json-answer").text_content()
+    jsonschema.validate(json.loads(shown), SCHEMA)  # the random model is held to the schema
+    assert "\n  " in shown  # indented for reading
+    page.reload()  # a reopened conversation shows it the same way
+    wait_until_live(page)
+    assert json.loads(last_answer(page).locator("pre.json-answer").text_content()) == json.loads(shown)

@@ -35,6 +35,10 @@ const els = {
   maxTokens: $("opt-max-tokens"),
   temperature: $("opt-temperature"),
   markdown: $("opt-markdown"),
+  options: document.querySelector("details.options"),
+  format: $("opt-format"),
+  schema: $("opt-schema"),
+  schemaError: $("opt-schema-error"),
   template: $("message-template"),
 };
 const isStaff = root.dataset.staff === "true";
@@ -73,6 +77,9 @@ function loadSettings() {
   if (saved.maxTokens) els.maxTokens.value = saved.maxTokens;
   if (saved.temperature !== undefined && saved.temperature !== "") els.temperature.value = saved.temperature;
   if (saved.markdown === false) els.markdown.checked = false;
+  if (["text", "json_object", "json_schema"].includes(saved.format)) els.format.value = saved.format;
+  if (typeof saved.schema === "string") els.schema.value = saved.schema;
+  showSchemaField();
   return saved;
 }
 
@@ -81,6 +88,8 @@ function saveSettings() {
     maxTokens: els.maxTokens.value,
     temperature: els.temperature.value,
     markdown: els.markdown.checked,
+    format: els.format.value,
+    schema: els.schema.value,
     collection: els.collectionSelect.value,
     useCollection: els.useCollection.checked,
   };
@@ -136,8 +145,57 @@ function createMessage(role, text = "") {
 
 function draw(message) {
   message.renderQueued = false;
-  // What people typed is always plain text; answers follow the Markdown setting.
+  // What people typed is always plain text; answers follow the Markdown setting. An answer that is
+  // a whole JSON document (asked for with "Answer as JSON", or written so) is shown indented.
+  if (message.role === "assistant" && renderJson(message.content, message.text)) return;
   renderText(message.content, message.text, { markdown: message.role === "assistant" && els.markdown.checked });
+}
+
+// --- answers as JSON ---------------------------------------------------------------------------
+function showSchemaField() {
+  const shown = els.format.value === "json_schema";
+  for (const element of document.querySelectorAll(".schema-field")) element.hidden = !shown;
+  if (!shown || !els.schemaError.textContent) els.schemaError.hidden = true;
+}
+
+/** The response_format to send ({} for free text); null when the schema typed is not JSON (said beside it). */
+function responseFormat() {
+  els.schemaError.textContent = "";
+  els.schemaError.hidden = true;
+  if (els.format.value === "json_object") return { response_format: { type: "json_object" } };
+  if (els.format.value !== "json_schema") return {};
+  let schema;
+  try {
+    schema = JSON.parse(els.schema.value || "{}");
+  } catch (error) {
+    els.schemaError.textContent = `The schema is not JSON: ${error.message}`;
+    els.schemaError.hidden = false;
+    els.options.open = true;
+    return null;
+  }
+  return { response_format: { type: "json_schema", json_schema: { name: "chat_answer", schema } } };
+}
+
+/** Show `text` as indented JSON when it is a whole JSON object or array; false otherwise. */
+function renderJson(element, text) {
+  const trimmed = (text || "").trim();
+  if (!(trimmed.startsWith("{") || trimmed.startsWith("[")) || !(trimmed.endsWith("}") || trimmed.endsWith("]"))) {
+    return false;
+  }
+  let value;
+  try {
+    value = JSON.parse(trimmed);
+  } catch {
+    return false;
+  }
+  const pre = document.createElement("pre");
+  pre.className = "json-answer";
+  const code = document.createElement("code");
+  code.textContent = JSON.stringify(value, null, 2);
+  pre.append(code);
+  element.classList.remove("markdown", "plain");
+  element.replaceChildren(pre);
+  return true;
 }
 
 function queueDraw(message) {
@@ -382,12 +440,13 @@ function requestFields(prompt) {
   }
   const model = modelToSend();
   if (model) fields.model = model;
-  return fields;
+  return { ...fields, ...responseFormat() };
 }
 
 async function send() {
   const prompt = els.prompt.value;
   if (!prompt.trim() || state.generation) return;
+  if (responseFormat() === null) return; // the schema is not JSON: said beside it, and the prompt stays
   els.prompt.value = "";
   autoGrow();
   const question = createMessage("user", prompt);
@@ -861,7 +920,11 @@ function wire() {
     els.collectionSelect.disabled = !els.useCollection.checked;
     saveSettings();
   });
-  for (const input of [els.collectionSelect, els.maxTokens, els.temperature]) input.addEventListener("change", saveSettings);
+  for (const input of [els.collectionSelect, els.maxTokens, els.temperature, els.schema]) input.addEventListener("change", saveSettings);
+  els.format.addEventListener("change", () => {
+    showSchemaField();
+    saveSettings();
+  });
   els.markdown.addEventListener("change", () => {
     saveSettings();
     for (const message of state.messages) draw(message);
