@@ -331,6 +331,7 @@ SCHEMA = {
         "count": {"type": "integer", "minimum": 0, "maximum": 9},
     },
     "required": ["colour", "count"],
+    "additionalProperties": False,  # else a random model may go on naming new keys until its token limit
 }
 
 

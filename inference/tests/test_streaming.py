@@ -363,3 +363,30 @@ async def test_an_event_stream_accept_header_is_welcome(application, token, serv
     assert start["status"] == 200
     frames = parse_frames(await read_body(communicator))
     assert frames[-1][0] == "done"
+
+
+async def test_the_socket_takes_a_response_format_and_streams_json_that_fits(application, token, serving):
+    import jsonschema
+
+    schema = {
+        "type": "object",
+        "properties": {"mood": {"enum": ["calm", "busy"]}, "level": {"type": "integer", "minimum": 1, "maximum": 5}},
+        "required": ["mood", "level"],
+        "additionalProperties": False,
+    }
+    shape = {"type": "json_schema", "json_schema": {"name": "mood", "schema": schema}}
+    communicator = await authed_socket(application, token)
+    await communicator.send_json_to(
+        {"type": "generate", "prompt": PROMPT, "max_new_tokens": 64, "response_format": shape}
+    )
+    tokens, last = await collect(communicator)
+    assert last["type"] == "done" and last["finish_reason"] == "stop", last
+    jsonschema.validate(json.loads("".join(tokens)), schema)
+    # A format the server cannot enforce is an error naming the field, and the socket stays open.
+    refused = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "not": {}}}}
+    await communicator.send_json_to({"type": "generate", "prompt": PROMPT, "response_format": refused})
+    error = await communicator.receive_json_from(timeout=10)
+    assert error["type"] == "error" and error["error"]["field"] == "response_format.json_schema.schema", error
+    await communicator.send_json_to({"type": "generate", "prompt": PROMPT, "max_new_tokens": 3})
+    assert (await collect(communicator))[1]["type"] == "done"
+    await communicator.disconnect()
