@@ -26,7 +26,7 @@ from accounts.models import SCOPE_CHAT, SCOPE_EMBEDDINGS
 from inference import selectors, services, sse
 from inference.apis import ResponseFormatField, TopPField, completion_request, max_tokens_field
 from inference.protocol import MAX_MESSAGES, CompletionRequest
-from inference.providers.base import MAX_STOP, SEED_MAX, TEMPERATURE_MAX, TextDelta
+from inference.providers.base import MAX_STOP, MAX_TOP_LOGPROBS, SEED_MAX, TEMPERATURE_MAX, TextDelta
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, error_response
 from llmsite.schema import MODEL_ERRORS, event_stream
@@ -34,14 +34,13 @@ from llmsite.serializers import StrictCharField
 from usage.services import Meter
 
 OPENAI_ROLES = ("system", "developer", "user", "assistant")
+MAX_CHOICES = 8  # n: choices one request may ask for (inference/openai_completions.py runs them)
 # Parameters OpenAI clients send by default or commonly: accepted when they ask for nothing we
 # would have to ignore (their neutral value), refused otherwise rather than silently dropped.
 NEUTRAL = {
     "frequency_penalty": (None, 0, 0.0),
     "presence_penalty": (None, 0, 0.0),
     "logit_bias": (None, {}),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
     "tools": (None, []),
     "tool_choice": (None, "none", "auto"),
     "functions": (None, []),
@@ -136,9 +135,6 @@ class StreamOptionsSerializer(serializers.Serializer):
     include_obfuscation = serializers.BooleanField(required=False)  # accepted; nothing is obfuscated
 
 
-ONLY_ONE = "only n=1 is supported"
-
-
 def _refuse_unknown(serializer: serializers.Serializer, data: Any) -> None:
     if not isinstance(data, dict):
         return
@@ -209,12 +205,10 @@ class ChatCompletionsApi(APIView):
         top_p = TopPField(allow_null=True)
         stop = StopField(required=False, allow_null=True)
         seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=SEED_MAX)
-        n = serializers.IntegerField(
-            required=False,
-            allow_null=True,
-            min_value=1,
-            max_value=1,
-            error_messages={"min_value": ONLY_ONE, "max_value": ONLY_ONE},
+        n = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_CHOICES)
+        logprobs = serializers.BooleanField(required=False, allow_null=True)
+        top_logprobs = serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, max_value=MAX_TOP_LOGPROBS
         )
         user = serializers.CharField(required=False, allow_blank=True, max_length=256)
         stream = serializers.BooleanField(required=False, default=False, allow_null=True)
@@ -228,6 +222,8 @@ class ChatCompletionsApi(APIView):
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
             if attrs.get("stream_options") and not attrs.get("stream"):
                 raise serializers.ValidationError({"stream_options": "stream_options is only allowed with stream"})
+            if attrs.get("top_logprobs") is not None and not attrs.get("logprobs"):
+                raise serializers.ValidationError({"top_logprobs": "top_logprobs needs logprobs: true"})
             attrs["request"] = _completion_request(attrs)
             return attrs
 
@@ -258,8 +254,13 @@ class ChatCompletionsApi(APIView):
                 meter=meter,
                 model=served,
                 include_usage=options.get("include_usage", False),
+                n=data.get("n") or 1,
             )
-        result = services.complete(data["request"], user=request.user, source="openai", meter=meter)
+        from inference.openai_completions import chat_logprobs, choice_requests, complete_all
+
+        results, meter = complete_all(choice_requests(data["request"], data.get("n") or 1), http=request)
+        result = results[0]
+        completion_tokens = sum(r.usage.completion_tokens for r in results)  # the prompt is read once
         return Response(
             {
                 "id": _chat_completion_id(result.id),
@@ -268,17 +269,22 @@ class ChatCompletionsApi(APIView):
                 "model": result.model_id if result.fallback else served,  # a fallback names itself
                 "choices": [
                     {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": result.text, "refusal": None, "annotations": []},
-                        "logprobs": None,
-                        "finish_reason": _finish_reason(result.finish_reason),
+                        "index": index,
+                        "message": {"role": "assistant", "content": r.text, "refusal": None, "annotations": []},
+                        "logprobs": chat_logprobs(r.logprobs),
+                        "finish_reason": _finish_reason(r.finish_reason),
                     }
+                    for index, r in enumerate(results)
                 ],
-                "usage": result.usage.as_dict(),
+                "usage": {
+                    "prompt_tokens": result.usage.prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": result.usage.prompt_tokens + completion_tokens,
+                },
                 "system_fingerprint": None,
                 "service_tier": "default",
             },
-            headers={"X-Cache": "HIT" if result.cached else "MISS", **meter.headers()},
+            headers={"X-Cache": "HIT" if all(r.cached for r in results) else "MISS", **meter.headers()},
         )
 
 
@@ -311,6 +317,7 @@ def _completion_request(data: dict[str, Any]) -> CompletionRequest:
         "seed": data.get("seed"),
         "model": data["model"],
         "response_format": data.get("response_format"),
+        "logprobs": (data.get("top_logprobs") or 0) if data.get("logprobs") else None,
     }
     return completion_request(fields, wire_names={"max_new_tokens": tokens_field})
 
@@ -318,6 +325,12 @@ def _completion_request(data: dict[str, Any]) -> CompletionRequest:
 # OpenAI's finish reasons: why our providers stop, in the words OpenAI clients switch on. Anthropic's
 # "refusal" (withheld for safety) is what OpenAI calls content_filter.
 OPENAI_FINISH_REASONS = {"length": "length", "content_filter": "content_filter", "refusal": "content_filter"}
+
+
+def _chat_logprobs(entries: Any) -> Any:
+    from inference.openai_completions import chat_logprobs
+
+    return chat_logprobs(entries)
 
 
 def _finish_reason(reason: str) -> str:
@@ -330,6 +343,10 @@ def _chat_completion_id(completion_id: str) -> str:
 
 
 async def _chat_stream(request: HttpRequest, asked: sse.StreamRequested) -> HttpResponseBase:
+    if asked.options.get("n", 1) > 1:
+        from inference.openai_completions import chat_stream_n
+
+        return await chat_stream_n(request, asked, chunk_id=_chat_completion_id)
     # The id is chosen before the first frame, so every chunk carries the one the usage record gets.
     request_id = uuid.uuid4()
     answering: dict[str, str] = {}  # set before the first event: the model that answers, when a fallback does
@@ -367,8 +384,8 @@ async def _chunks(first: Any, events: Any, *, completion_id: str, model: str, in
     }
     extra = {"usage": None} if include_usage else {}
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, logprobs: Any = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         return sse.frame({**head, "system_fingerprint": None, "choices": [choice], **extra})
 
     try:
@@ -376,8 +393,8 @@ async def _chunks(first: Any, events: Any, *, completion_id: str, model: str, in
         event = first
         while True:
             if isinstance(event, TextDelta):
-                if event.text:
-                    yield chunk({"content": event.text})
+                if event.text or event.logprobs:
+                    yield chunk({"content": event.text}, logprobs=_chat_logprobs(event.logprobs))
             else:
                 yield chunk({}, _finish_reason(event.finish_reason))
                 if include_usage:

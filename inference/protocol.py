@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from inference.providers.base import (
+    MAX_TOP_LOGPROBS,
     GenerationRequest,
     InvalidParameter,
     Message,
@@ -48,6 +49,10 @@ class CompletionRequest:
     - `model`: the id of the model to answer (None: the conversation's model, else the site's default).
     - `keep_alive`: seconds that model stays loaded once idle (negative: forever), as Ollama's.
     - `response_format`: the shape the answer must have (None: free text), checked when parsed.
+    - `logprobs`: None, or k: each generated token's log-probability with its k likeliest alternatives.
+    - `raw_prompt`: the prompt is the model's input verbatim, no chat template (/v1/completions).
+    - `echo`: also the prompt's own tokens' log-probabilities (needs a raw prompt and `logprobs`);
+      `score_only`: only those, nothing generated (/v1/completions with max_tokens 0).
 
     Raises `InvalidParameter` (naming the field) when anything is out of bounds; limits that are
     settings (LLM_MAX_PROMPT_CHARS, LLM_MAX_NEW_TOKENS) are read when the request is built.
@@ -62,6 +67,10 @@ class CompletionRequest:
     model: str | None = None
     keep_alive: float | None = None
     response_format: ResponseFormat | None = None
+    logprobs: int | None = None
+    raw_prompt: bool = False
+    echo: bool = False
+    score_only: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", as_messages(self.messages))
@@ -89,6 +98,14 @@ class CompletionRequest:
             raise InvalidParameter("conversation", "a conversation id is a positive integer")
         if self.model is not None and not 0 < len(self.model) <= MAX_MODEL_CHARS:
             raise InvalidParameter("model", f"a model id has 1 to {MAX_MODEL_CHARS} characters")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidParameter("logprobs", f"logprobs is 0 to {MAX_TOP_LOGPROBS}")
+        if self.raw_prompt and (self.prompt is None or self.conversation is not None or self.collection is not None):
+            raise InvalidParameter("prompt", "a verbatim prompt goes alone: no messages, conversation or collection")
+        if self.echo and (not self.raw_prompt or self.logprobs is None):
+            raise InvalidParameter("echo", "the prompt's log-probabilities need a verbatim prompt and logprobs")
+        if self.score_only and not self.echo:
+            raise InvalidParameter("max_tokens", "max_tokens 0 is only allowed with echo")
         if self.keep_alive is not None:
             try:
                 object.__setattr__(self, "keep_alive", parse_duration(self.keep_alive, "keep_alive"))
@@ -98,7 +115,18 @@ class CompletionRequest:
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> CompletionRequest:
         """From a parser's output: the request's own keys, and the sampling values among them by name."""
-        names = ("prompt", "collection", "top_k", "conversation", "model", "keep_alive")
+        names = (
+            "prompt",
+            "collection",
+            "top_k",
+            "conversation",
+            "model",
+            "keep_alive",
+            "logprobs",
+            "raw_prompt",
+            "echo",
+            "score_only",
+        )
         own = {name: fields[name] for name in names if name in fields}
         return cls(
             messages=as_messages(fields.get("messages")),
@@ -133,5 +161,14 @@ class CompletionRequest:
         )
         shape = self.response_format
         if messages is not None:
-            return GenerationRequest(messages=as_messages(messages), sampling=sampling, response_format=shape)
-        return GenerationRequest(prompt=self.prompt, messages=self.messages, sampling=sampling, response_format=shape)
+            return GenerationRequest(
+                messages=as_messages(messages), sampling=sampling, response_format=shape, logprobs=self.logprobs
+            )
+        return GenerationRequest(
+            prompt=self.prompt,
+            messages=self.messages,
+            sampling=sampling,
+            response_format=shape,
+            logprobs=self.logprobs,
+            raw_prompt=self.raw_prompt,
+        )

@@ -309,6 +309,7 @@ class GenerationRequest:
     `tools`/`tool_choice`/`parallel_tool_calls`: the functions the model may call and how (see `ToolChoice`).
     `logprobs`: None for none; k (0 to MAX_TOP_LOGPROBS) for each generated token's log-probability and
     its k likeliest alternatives (`Completion.logprobs`).
+    `raw_prompt`: the prompt is the model's input verbatim, without the chat template (legacy completions).
     """
 
     prompt: str | None = None
@@ -319,10 +320,15 @@ class GenerationRequest:
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
     logprobs: int | None = None
+    raw_prompt: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", as_messages(self.messages))
         check_input(self.prompt, self.messages)
+        if self.raw_prompt and self.prompt is None:
+            raise InvalidParameter("messages", "only a prompt can be given verbatim (raw_prompt)")
+        if self.logprobs is not None and (not _is_int(self.logprobs) or not 0 <= self.logprobs <= MAX_TOP_LOGPROBS):
+            raise InvalidParameter("top_logprobs", f"top_logprobs is 0 to {MAX_TOP_LOGPROBS}")
         object.__setattr__(self, "sampling", self.sampling.resolved())
 
     @classmethod
@@ -344,6 +350,8 @@ class GenerationRequest:
             params["parallel_tool_calls"] = self.parallel_tool_calls
         if self.logprobs is not None:
             params["logprobs"] = self.logprobs
+        if self.raw_prompt:
+            params["raw_prompt"] = True
         return params
 
 
@@ -458,6 +466,12 @@ class Provider:
     def check_response_format(self, response_format: ResponseFormat) -> None:
         """Raise InvalidParameter unless generate/stream enforce `response_format` on this model (none does here)."""
         raise InvalidParameter("response_format", f"{self.model} cannot enforce response_format; only local models can")
+
+    def score(self, request: GenerationRequest, ids: list[int] | None = None) -> tuple[TokenLogprob | None, ...]:
+        """The log-probabilities of the rendered prompt's own tokens, each with `request.logprobs` alternatives;
+        the first token has nothing before it (None). `ids`: the prompt's tokens, when already prepared.
+        Raises InvalidParameter where the provider cannot (remote APIs: only local models score prompts)."""
+        raise InvalidParameter("echo", f"{self.model} cannot return the prompt's log-probabilities")
 
     def check_features(self, request: GenerationRequest) -> None:
         """Raise InvalidParameter (naming the field) for what this provider cannot do for `request`:

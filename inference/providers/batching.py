@@ -121,6 +121,8 @@ class BatchJob:
     - `constrain(logits)`: sets to -inf, in place, the logits ([1, vocab]) of tokens this row may not
       produce next (structured output); runs before `pick` or greedy's argmax. None: any token.
     - `pick(logits)`: the next token from this row's float32 logits of shape [1, vocab]; None means greedy.
+    - `see(logits)`: this row's raw logits ([1, vocab]), before `constrain` masks them: what the
+      request's log-probabilities are computed from (`inference.providers.logprobs`). None: not asked.
     - `on_token(token)`: called once per generated token, in order; returning True ends the job ("stop").
     - `on_end(tokens, reason, error)`: called exactly once; `error` is set when the job failed.
     """
@@ -131,6 +133,7 @@ class BatchJob:
     on_end: Callable[[list[int], EndReason, BaseException | None], None]
     pick: Callable[[Any], int] | None = None
     constrain: Callable[[Any], None] | None = None
+    see: Callable[[Any], None] | None = None
     # The request's sampling values, for engines that sample themselves (OpenVINO); this scheduler uses `pick`.
     sampling: SamplingParams | None = None
     # The request's response format, for engines that constrain output themselves (OpenVINO); this one uses `constrain`.
@@ -491,6 +494,8 @@ class BatchScheduler:
     def _sample(self, batch: _Batch, logits: Any) -> Any:
         """Each row's next token: greedy rows by argmax, sampling rows by `pick`; constrained rows masked first."""
         for row, job in enumerate(batch.jobs):
+            if job.see is not None:
+                job.see(logits[row : row + 1])  # before the mask: log-probabilities are the model's own
             if job.constrain is not None:
                 job.constrain(logits[row : row + 1])  # a view: masks this row of `logits` in place
         chosen = logits.argmax(dim=-1)

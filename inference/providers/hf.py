@@ -19,6 +19,7 @@ cannot drive).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import json
@@ -44,6 +45,7 @@ from inference.providers.base import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    TokenLogprob,
     Usage,
 )
 from inference.providers.batching import (
@@ -55,6 +57,7 @@ from inference.providers.batching import (
     supports_batching,
 )
 from inference.providers.constraints import ConstraintBroken, JsonConstraint, ResponseFormat, VocabularyCache
+from inference.providers.logprobs import LogprobCollector, TokenText, log_softmax, score_rows, token_namer
 from llmsite.devices import DeviceUnavailable
 from llmsite.devices import resolve_device as _resolve_device
 
@@ -200,6 +203,17 @@ class _Sampler:
         return int(torch.multinomial(logits.softmax(dim=-1), 1, generator=self.generator))
 
 
+class _See:
+    """A logits processor that hands the raw logits to a LogprobCollector and changes nothing; it runs first."""
+
+    def __init__(self, collector: LogprobCollector):
+        self.collector = collector
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.collector.see(scores[0])
+        return scores
+
+
 class _Detokenizer:
     """Incremental decoding (prefix/read offsets) with stop strings and hold-back.
 
@@ -298,6 +312,7 @@ class HFProvider(Provider):
         self.scheduler: BatchScheduler | None = None
         self.batching_off_reason = "" if batching else "LLM_BATCHING is off"
         self._vocabulary = VocabularyCache()  # built when the first structured-output request comes
+        self._namer: TokenText | None = None  # token ids' texts for log-probabilities, decoded once per id
 
     # --- lifecycle ----------------------------------------------------------------------
     def load(self) -> None:
@@ -419,6 +434,8 @@ class HFProvider(Provider):
         """The text the model sees: a prompt is one user turn under the chat template, when there is one."""
         if self.tokenizer is None:
             raise ProviderUnavailable(f"{self.model} is not loaded")
+        if request.raw_prompt:
+            return request.prompt or ""
         if not self.templated:
             if request.prompt is not None:
                 return request.prompt
@@ -473,6 +490,9 @@ class HFProvider(Provider):
     ) -> None:
         """Begin generating and return at once: `emit(text)` per delta, then `done(result)` exactly once.
 
+        When the request asks for log-probabilities, `emit(text, logprobs)` gets those of the delta's
+        tokens too (a last delta may be text "" carrying the rest).
+
         Both are called on an engine thread (the scheduler's, or a worker's without batching):
         keep them short. Setting `cancel` ends the generation within one token, with finish
         reason "cancelled". Raises at once what is known before any work (not loaded,
@@ -515,8 +535,8 @@ class HFProvider(Provider):
             except RuntimeError:  # the loop is gone: nobody listens any more
                 cancel.set()
 
-        def emit(text: str) -> None:
-            put(TextDelta(text))
+        def emit(text: str, logprobs: tuple[TokenLogprob, ...] | None = None) -> None:
+            put(TextDelta(text, logprobs))
 
         def done(result: Completion | BaseException) -> None:
             if isinstance(result, Completion):
@@ -553,11 +573,15 @@ class HFProvider(Provider):
         tokenizer = self.tokenizer
         control = _Control(self, cancel)
         sampling = request.sampling
+        collector = self._collector_for(request)
+        emit = _with_logprobs(emit, collector)
         detok = _Detokenizer(tokenizer, sampling.stop, emit, control) if emit is not None or sampling.stop else None
         pick = self._pick_for(sampling)
         constraint = self._constraint_for(request)
 
         def on_token(token: int) -> bool:
+            if collector is not None:
+                collector.add(token)  # before the detokenizer emits the delta this token completes
             if constraint is not None:
                 constraint.accept(token)  # raises on a token the mask did not allow: ends this request only
             control.count()
@@ -577,7 +601,13 @@ class HFProvider(Provider):
                 text = tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             reason: FinishReason = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "cancelled"}[end]
             ttft = control.first_token_at - started if control.first_token_at is not None else None
-            done(Completion(text, Usage(len(ids), len(tokens)), reason, ttft))
+            completion = Completion(text, Usage(len(ids), len(tokens)), reason, ttft)
+            if collector is None:
+                done(completion)
+            elif self.scores_after_generation and self._executor is not None:  # off the engine thread
+                self._executor.submit(self._end_with_logprobs, completion, collector, ids, list(tokens), emit, done)
+            else:
+                self._end_with_logprobs(completion, collector, ids, tokens, emit, done)
 
         return BatchJob(
             prompt_ids=ids,
@@ -586,10 +616,77 @@ class HFProvider(Provider):
             on_end=on_end,
             pick=pick,
             constrain=constraint.mask if constraint is not None else None,
+            see=collector.see if collector is not None else None,
             sampling=sampling,
             response_format=request.response_format,
             cancel=cancel if cancel is not None else threading.Event(),
         )
+
+    # --- log-probabilities ----------------------------------------------------------------
+    # transformers hands each step's logits to the collector as it generates; an engine that cannot
+    # (OpenVINO) sets this and fills them in after generation with one scoring pass (`_fill_logprobs`).
+    scores_after_generation = False
+
+    def check_features(self, request: GenerationRequest) -> None:
+        """Local models serve log-probabilities (tools are checked by the base, unless a subclass serves them)."""
+        super().check_features(dataclasses.replace(request, logprobs=None))
+
+    def _token_text(self) -> TokenText:
+        if self._namer is None:
+            self._namer = token_namer(self.tokenizer)
+        return self._namer
+
+    def _collector_for(self, request: GenerationRequest) -> LogprobCollector | None:
+        if request.logprobs is None:
+            return None
+        return LogprobCollector(request.logprobs, self._token_text(), skip=self._eos_ids())
+
+    def _end_with_logprobs(
+        self,
+        completion: Completion,
+        collector: LogprobCollector,
+        ids: list[int],
+        tokens: list[int],
+        emit: Callable[..., None] | None,
+        done: Callable[[Completion | BaseException], None],
+    ) -> None:
+        """`done` with the completion's log-probabilities; the ones no delta carried yet go out in a last one."""
+        try:
+            self._fill_logprobs(collector, ids, tokens)
+        except Exception as exc:  # a failed scoring pass fails this request only
+            done(ProviderError(f"computing log-probabilities failed: {exc}"))
+            return
+        if emit is not None and collector.pending:
+            emit("")  # the wrapped emit hands over the entries no delta carried yet
+        done(dataclasses.replace(completion, logprobs=tuple(collector.entries)))
+
+    def _fill_logprobs(self, collector: LogprobCollector, ids: list[int], tokens: list[int]) -> None:
+        """Give `collector` the entries the engine did not (transformers gave them all while generating)."""
+        if self.scores_after_generation and tokens:
+            rows = self._logprob_rows(ids + tokens)
+            for offset, token in enumerate(tokens):
+                collector.see(rows[len(ids) + offset - 1])
+                collector.add(token)
+
+    def _logprob_rows(self, ids: list[int]) -> Any:
+        """One forward pass over `ids`: the log-softmax at every position ([len(ids), vocab], float32)."""
+        import torch
+
+        if self.hf_model is None:
+            raise ProviderUnavailable(f"{self.model} is not loaded")
+        input_ids = torch.tensor([ids], device=self.device)
+        with torch.inference_mode():
+            logits = self.hf_model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
+        return log_softmax(logits[0]).cpu()
+
+    def score(self, request: GenerationRequest, ids: list[int] | None = None) -> tuple[TokenLogprob | None, ...]:
+        """The prompt's own tokens' log-probabilities (the first is None), from one forward pass."""
+        if ids is None:
+            ids = self.prepare(request)
+        if not ids:
+            return ()
+        rows = self._logprob_rows(ids)
+        return tuple(score_rows(rows, ids, request.logprobs or 0, self._token_text()))
 
     def check_response_format(self, response_format: ResponseFormat) -> None:
         """Every response format `ResponseFormat.parse` accepts is enforced here (it asked the same library)."""
@@ -626,6 +723,10 @@ class HFProvider(Provider):
             "stopping_criteria": StoppingCriteriaList([control]),
         }
         processors: list[Any] = []
+        collector = self._collector_for(request)
+        if collector is not None:
+            processors.append(_See(collector))  # first: the raw logits, before any mask or sampling
+        emit = _with_logprobs(emit, collector)
         constraint = self._constraint_for(request)
         if constraint is not None:
             processors.append(constraint.processor())  # before sampling: the sampler only sees allowed tokens
@@ -634,11 +735,16 @@ class HFProvider(Provider):
         if processors:
             kwargs["logits_processor"] = LogitsProcessorList(processors)
         detok: _Detokenizer | None = None
-        if emit is not None or request.sampling.stop:
+        if emit is not None or request.sampling.stop or collector is not None:
             detok = _Detokenizer(tokenizer, request.sampling.stop, emit, control)
 
             class _Streamer(BaseStreamer):
-                put = staticmethod(detok.put)
+                def put(self, value: Any) -> None:
+                    if collector is not None and detok.skipped_prompt:  # the first put is the prompt
+                        for token in value.reshape(-1).tolist():
+                            collector.add(token)
+                    detok.put(value)
+
                 end = staticmethod(detok.end)
 
             kwargs["streamer"] = _Streamer()
@@ -662,4 +768,16 @@ class HFProvider(Provider):
         else:
             reason = "length"
         ttft = control.first_token_at - started if control.first_token_at is not None else None
-        return Completion(text, Usage(len(ids), len(new)), reason, ttft)
+        if collector is None:
+            return Completion(text, Usage(len(ids), len(new)), reason, ttft)
+        if emit is not None and collector.pending:
+            emit("")  # the wrapped emit hands over the entries no delta carried yet
+        return Completion(text, Usage(len(ids), len(new)), reason, ttft, logprobs=tuple(collector.entries))
+
+
+def _with_logprobs(emit: Callable[..., None] | None, collector: LogprobCollector | None) -> Callable[..., None] | None:
+    """`emit(text)` as the detokenizer calls it; with a collector, each delta also carries its tokens' entries."""
+    if emit is None or collector is None:
+        return emit
+    target = emit
+    return lambda text: target(text, collector.take())

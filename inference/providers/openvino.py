@@ -12,6 +12,13 @@ scheduler (`BatchScheduler`) swapped for `OpenVINOScheduler`, which drives a
 Exactness: with precision fp32 the pipeline computes in f32 with an f32 KV cache and no dynamic
 quantisation (`EXACT_PROPERTIES`); greedy answers then equal transformers float32 token for
 token, alone and batched. int8/int4 are compressed weights: faster, not exact.
+
+Log-probabilities: the pipeline reports at most the chosen token's, and none of the alternatives,
+so they come from a scoring pass instead (`IRScorer`): the exported IR compiled a second time as a
+plain stateful model, one forward pass over prompt + generated tokens when a generation ends (off
+the engine thread), or over the prompt alone for `echo`. It is compiled on the first such request
+(about 2 s and one more copy of the weights in memory for SmolLM2-135M fp32); streamed deltas on
+this engine therefore carry no log-probabilities, and a last delta carries them all.
 """
 
 from __future__ import annotations
@@ -256,6 +263,41 @@ def _ids_tensor(ids: list[int]) -> Any:
     return openvino.Tensor(np.array([ids], dtype=np.int64))
 
 
+class IRScorer:
+    """The exported IR as a plain stateful model (inputs input_ids, attention_mask, position_ids, beam_idx),
+    compiled on first use: the log-softmax at every position of a sequence, in one forward pass."""
+
+    def __init__(self, folder: Path, properties: dict[str, str]):
+        self.folder = folder
+        self.properties = properties
+        self._compiled: Any = None
+        self._lock = threading.Lock()
+
+    def rows(self, ids: list[int]) -> Any:
+        import numpy as np
+        import torch
+
+        with self._lock:
+            if self._compiled is None:
+                import openvino
+
+                self._compiled = openvino.Core().compile_model(
+                    str(self.folder / "openvino_model.xml"), "CPU", self.properties
+                )
+            compiled = self._compiled
+        request = compiled.create_infer_request()  # its own state: concurrent passes do not share a KV cache
+        tokens = np.array([ids], dtype=np.int64)
+        outputs = request.infer(
+            {
+                "input_ids": tokens,
+                "attention_mask": np.ones_like(tokens),
+                "position_ids": np.arange(len(ids), dtype=np.int64)[None],
+                "beam_idx": np.zeros(1, dtype=np.int32),
+            }
+        )
+        return torch.from_numpy(np.array(outputs[compiled.outputs[0]][0])).log_softmax(dim=-1)
+
+
 class OpenVINOProvider(HFProvider):
     """A local model served by OpenVINO GenAI on the CPU; see the module docstring.
 
@@ -265,6 +307,7 @@ class OpenVINOProvider(HFProvider):
     """
 
     engine = "openvino"
+    scores_after_generation = True  # the pipeline exposes no logits: log-probabilities come from `IRScorer`
 
     def __init__(
         self,
@@ -285,6 +328,7 @@ class OpenVINOProvider(HFProvider):
         self.pipeline: Any = None
         self._twin: HFProvider | None = None
         self._twin_lock = threading.Lock()
+        self.scorer: IRScorer | None = None
 
     def load(self) -> None:
         problem = import_problem()
@@ -318,6 +362,7 @@ class OpenVINOProvider(HFProvider):
         # Unpinned: the web threads of this process share the two cores with OpenVINO's (one stream's
         # time to first token over HTTP went from 540 to 265 ms here with pinning off).
         properties = {**(EXACT_PROPERTIES if self.precision == "fp32" else {}), "ENABLE_CPU_PINNING": "NO"}
+        self.scorer = IRScorer(self.ov_folder, properties)
         try:
             self.pipeline = openvino_genai.ContinuousBatchingPipeline(
                 str(self.ov_folder), scheduler_config, "CPU", properties
@@ -346,6 +391,12 @@ class OpenVINOProvider(HFProvider):
             twin, self._twin = self._twin, None
         if twin is not None:
             twin.close()
+        self.scorer = None
+
+    def _logprob_rows(self, ids: list[int]) -> Any:
+        if self.scorer is None:
+            raise ProviderUnavailable(f"{self.model} is not loaded")
+        return self.scorer.rows(ids)
 
     def check_response_format(self, response_format: ResponseFormat) -> None:
         """Every format `ResponseFormat.parse` accepts: what the pipeline cannot enforce, the transformers twin does."""

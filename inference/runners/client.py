@@ -10,6 +10,7 @@ started again with backoff; calls in between fail fast with a retryable Provider
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from inference.providers.base import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    TokenLogprob,
 )
 from inference.providers.batching import Progress
 from inference.providers.constraints import ResponseFormat
@@ -343,6 +345,17 @@ class RunnerProvider(Provider):
     def check_response_format(self, response_format: ResponseFormat) -> None:
         """Both local engines enforce every format `ResponseFormat.parse` accepts (OpenVINO with its twin's help)."""
 
+    def check_features(self, request: GenerationRequest) -> None:
+        """Both engines serve log-probabilities (`HFProvider.check_features`); the rest as the base checks it."""
+        super().check_features(dataclasses.replace(request, logprobs=None))
+
+    def score(self, request: GenerationRequest, ids: list[int] | None = None) -> tuple[TokenLogprob | None, ...]:
+        """The prompt's tokens' log-probabilities, computed in the runner (the prompt tokenised here)."""
+        if ids is None:
+            ids = self.tokens.prepare(request)
+        frame = {"op": "score", "request": wire.request_to_dict(request), "ids": ids}
+        return wire.scores_from_list(self._call(frame, timeout=None)["scores"])
+
     def _generate_frame(self, request: GenerationRequest, ids: list[int], *, stream: bool) -> dict[str, Any]:
         return {"op": "generate", "request": wire.request_to_dict(request), "ids": ids, "stream": stream}
 
@@ -368,7 +381,7 @@ class RunnerProvider(Provider):
             while True:
                 frame = self.process.answer(await reader.readline())
                 if "delta" in frame:
-                    yield TextDelta(frame["delta"])
+                    yield TextDelta(frame["delta"], wire.logprobs_from_list(frame.get("logprobs")))
                     continue
                 completion = wire.completion_from_dict(frame["end"])
                 yield StreamEnd(

@@ -106,6 +106,10 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send({"tokens": runner.provider.count_tokens(frame["text"])})
             elif op == "render":
                 self._send({"text": runner.provider.render(wire.request_from_dict(frame["request"]))})
+            elif op == "score":
+                request = wire.request_from_dict(frame["request"])
+                scores = runner.provider.score(request, ids=_token_ids(frame.get("ids")))
+                self._send({"scores": wire.scores_to_list(scores)})
             elif op == "generate":
                 ids = frame.get("ids")
                 if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
@@ -132,8 +136,11 @@ class _Handler(socketserver.StreamRequestHandler):
         finished = threading.Event()
         wake_read, wake_write = socket.socketpair()
 
-        def emit(text: str) -> None:
-            if not self._send({"delta": text}):
+        def emit(text: str, logprobs: Any = None) -> None:
+            frame: dict[str, Any] = {"delta": text}
+            if logprobs is not None:
+                frame["logprobs"] = wire.logprobs_to_list(logprobs)
+            if not self._send(frame):
                 cancel.set()
 
         def done(result: Completion | BaseException) -> None:
@@ -162,6 +169,12 @@ class _Handler(socketserver.StreamRequestHandler):
         finally:
             wake_read.close()
             wake_write.close()
+
+
+def _token_ids(ids: Any) -> list[int] | None:
+    if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
+        raise ValueError("ids must be a list of token ids")
+    return ids
 
 
 class RunnerServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

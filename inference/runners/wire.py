@@ -5,7 +5,10 @@ The client sends one request line; the runner answers:
 - `{"op": "info"}` → one line: the model's facts and the runner's state (`RunnerInfo` fields).
 - `{"op": "render", "request": R}` → `{"text": ...}`; `{"op": "count", "text": T}` → `{"tokens": n}`.
 - `{"op": "generate", "request": R, "ids": [...], "stream": bool}` → with `stream`, `{"delta": text}`
-  lines as tokens are produced, then `{"end": {...}}`; the client closing the connection cancels it.
+  lines as tokens are produced (with `"logprobs": [...]`, those of its tokens, when the request asked
+  for them), then `{"end": {...}}`; the client closing the connection cancels it.
+- `{"op": "score", "request": R, "ids": [...]}` → `{"scores": [null, {...}, ...]}`: the log-probabilities of
+  the prompt's own tokens (`Provider.score`).
   `ids` (optional) are the prompt's token ids, already prepared by the client with the same
   tokenizer, so the runner spends no time (and no GIL) on rendering and tokenising.
 
@@ -66,6 +69,7 @@ def request_to_dict(request: GenerationRequest) -> dict[str, Any]:
         "tool_choice": request.tool_choice,
         "parallel_tool_calls": request.parallel_tool_calls,
         "logprobs": request.logprobs,
+        "raw_prompt": request.raw_prompt,
     }
 
 
@@ -80,6 +84,7 @@ def request_from_dict(values: dict[str, Any]) -> GenerationRequest:
         tool_choice=values.get("tool_choice", "auto"),
         parallel_tool_calls=values.get("parallel_tool_calls", True),
         logprobs=values.get("logprobs"),
+        raw_prompt=bool(values.get("raw_prompt", False)),
     )
 
 
@@ -101,6 +106,15 @@ def logprobs_to_list(logprobs: tuple[TokenLogprob, ...] | None) -> list[dict[str
 
 def logprobs_from_list(values: list[dict[str, Any]] | None) -> tuple[TokenLogprob, ...] | None:
     return tuple(TokenLogprob.from_dict(v) for v in values) if values is not None else None
+
+
+def scores_to_list(scores: tuple[TokenLogprob | None, ...]) -> list[dict[str, Any] | None]:
+    """A prompt's scores (`Provider.score`): the first is None."""
+    return [entry.as_dict() if entry is not None else None for entry in scores]
+
+
+def scores_from_list(values: list[dict[str, Any] | None]) -> tuple[TokenLogprob | None, ...]:
+    return tuple(TokenLogprob.from_dict(v) if v is not None else None for v in values)
 
 
 def completion_from_dict(values: dict[str, Any]) -> Completion:

@@ -31,10 +31,12 @@ from inference.providers.base import (
     GenerationRequest,
     InvalidParameter,
     PromptTooLong,
+    Provider,
     ProviderError,
     ProviderUnavailable,
     StreamEnd,
     TextDelta,
+    TokenLogprob,
     Usage,
     as_messages,
 )
@@ -64,6 +66,8 @@ class CompletionResult:
     message: int | None = None  # the stored answer's id in that conversation (what feedback rates)
     fallback: dict[str, str] | None = None  # {"requested", "reason"} when a fallback model answered
     model_id: str = ""  # the id of the model that answered, as clients name it
+    logprobs: tuple[TokenLogprob, ...] | None = None  # when asked: one per generated token
+    prompt_logprobs: tuple[TokenLogprob | None, ...] | None = None  # with `echo`: the prompt's tokens (first None)
 
     def as_dict(self) -> dict[str, Any]:
         body = {
@@ -193,6 +197,7 @@ def _begin(
             provider.check_features(request)
         except InvalidParameter as exc:  # what this model cannot do (a schema, tools): refused, never ignored
             raise ApplicationError(exc.message, field=exc.field) from exc
+        _check_scoring(asked, provider)
         key = None
         hit = None
         try:
@@ -229,6 +234,24 @@ def _begin(
     call.fallback_reason = "; ".join(tried)
     call.reservation = reservation
     return call, hit
+
+
+def _check_scoring(asked: CompletionRequest, provider: Any) -> None:
+    """`echo` needs a provider that scores prompts (local models): otherwise a 400 naming the field."""
+    if asked.echo and type(provider).score is Provider.score:
+        raise ApplicationError(f"{provider.model} cannot return the prompt's log-probabilities", field="echo")
+
+
+def _generate_or_score(call: _Call) -> tuple[Completion, tuple[TokenLogprob | None, ...] | None]:
+    """The provider's answer, and with `echo` the prompt's scores; `score_only` generates nothing."""
+    provider, asked = call.lease.provider, call.asked
+    scores = provider.score(call.request) if asked.echo else None
+    if asked.score_only:
+        prompt_tokens = len(scores) if scores is not None else 0
+        return Completion(
+            "", Usage(prompt_tokens, 0), "length", logprobs=() if asked.logprobs is not None else None
+        ), scores
+    return provider.generate(call.request), scores
 
 
 def _remember(call: _Call, result: CompletionResult) -> CompletionResult:
@@ -323,10 +346,22 @@ def _from_cache(hit: dict[str, Any]) -> tuple[str, Usage, str]:
     return hit["text"], Usage(**hit["usage"]), hit["finish_reason"]
 
 
+def _logprobs_from_cache(hit: dict[str, Any]) -> dict[str, Any]:
+    """The cached answer's log-probabilities, as CompletionResult fields (none when it was asked without)."""
+    from inference.runners.wire import logprobs_from_list, scores_from_list
+
+    prompt = hit.get("prompt_logprobs")
+    return {
+        "logprobs": logprobs_from_list(hit.get("logprobs")),
+        "prompt_logprobs": scores_from_list(prompt) if prompt is not None else None,
+    }
+
+
 def _answer_from_cache(call: _Call, hit: dict[str, Any], *, user: Any, source: str) -> CompletionResult:
     """The cached answer as this request's result: recorded, and appended to its conversation."""
     text, usage, reason = _from_cache(hit)
     result = _result(call, text, usage, cached=True, ttft_ms=None, reason=reason)
+    result = dataclasses.replace(result, **_logprobs_from_cache(hit))
     _record(
         call,
         user=user,
@@ -341,27 +376,40 @@ def _answer_from_cache(call: _Call, hit: dict[str, Any], *, user: Any, source: s
     return _remember(call, result)
 
 
-def _store(call: _Call, completion: Completion) -> None:
+def _store(call: _Call, completion: Completion, scores: tuple[TokenLogprob | None, ...] | None = None) -> None:
+    from inference.runners.wire import logprobs_to_list, scores_to_list
+
     if call.key is not None and completion.finish_reason != "cancelled":
-        cache.put(
-            call.key,
-            {
-                "text": completion.text,
-                "usage": {
-                    "prompt_tokens": completion.usage.prompt_tokens,
-                    "completion_tokens": completion.usage.completion_tokens,
-                },
-                "finish_reason": completion.finish_reason,
+        entry = {
+            "text": completion.text,
+            "usage": {
+                "prompt_tokens": completion.usage.prompt_tokens,
+                "completion_tokens": completion.usage.completion_tokens,
             },
-        )
+            "finish_reason": completion.finish_reason,
+        }
+        if completion.logprobs is not None:
+            entry["logprobs"] = logprobs_to_list(completion.logprobs)
+        if scores is not None:
+            entry["prompt_logprobs"] = scores_to_list(scores)
+        cache.put(call.key, entry)
 
 
-def _finish(call: _Call, completion: Completion, *, user: Any, source: str, ttft_ms: float | None):
+def _finish(
+    call: _Call,
+    completion: Completion,
+    *,
+    user: Any,
+    source: str,
+    ttft_ms: float | None,
+    scores: tuple[TokenLogprob | None, ...] | None = None,
+):
     """A generated answer's end, however it was asked for: cached, recorded, appended to its conversation."""
-    _store(call, completion)
+    _store(call, completion, scores)
     result = _result(
         call, completion.text, completion.usage, cached=False, ttft_ms=ttft_ms, reason=completion.finish_reason
     )
+    result = dataclasses.replace(result, logprobs=completion.logprobs, prompt_logprobs=scores)
     _record(
         call,
         user=user,
@@ -459,7 +507,7 @@ def _complete_on(
         if hit is not None:
             return _answer_from_cache(call, hit, user=user, source=source)
         try:
-            completion = call.lease.provider.generate(call.request)
+            completion, scores = _generate_or_score(call)
         except ProviderError as exc:
             error = _error_for(exc, request)
             if not _falls_back(error, call):
@@ -476,7 +524,7 @@ def _complete_on(
                 )
             raise error from exc
         ttft_ms = _ms(completion.ttft) if completion.ttft is not None else None
-        return _finish(call, completion, user=user, source=source, ttft_ms=ttft_ms)
+        return _finish(call, completion, user=user, source=source, ttft_ms=ttft_ms, scores=scores)
 
 
 @contextlib.contextmanager
@@ -556,11 +604,12 @@ async def _stream_on(
     with call.lease:
         if hit is not None:
             result = await sync_to_async(_answer_from_cache)(call, hit, user=user, source=source)
-            if result.text:
-                yield TextDelta(result.text)
+            if result.text or result.logprobs:
+                yield TextDelta(result.text, result.logprobs)
             yield result
             return
         parts: list[str] = []
+        logprobs: list[TokenLogprob] | None = [] if call.request.logprobs is not None else None
         first: float | None = None
         finished = False
         try:
@@ -571,11 +620,17 @@ async def _stream_on(
                         if first is None:
                             first = time.perf_counter()
                         parts.append(event.text)
+                        if logprobs is not None and event.logprobs:
+                            logprobs.extend(event.logprobs)
                         yield event
                     elif isinstance(event, StreamEnd):
                         finished = True
                         completion = Completion(
-                            event.text or "".join(parts), event.usage, event.finish_reason, event.ttft
+                            event.text or "".join(parts),
+                            event.usage,
+                            event.finish_reason,
+                            event.ttft,
+                            logprobs=tuple(logprobs) if logprobs is not None else None,
                         )
                         ttft_ms = _ms(first - started) if first is not None else None
                         yield await sync_to_async(_finish)(call, completion, user=user, source=source, ttft_ms=ttft_ms)

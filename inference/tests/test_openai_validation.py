@@ -14,7 +14,7 @@ def post(client, body):
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({**OK, "n": 3}, "n"),
+        ({**OK, "n": 9}, "n"),
         ({**OK, "max_tokens": 10_000}, "max_tokens"),
         ({**OK, "temperature": 3}, "temperature"),
         ({**OK, "top_p": 0}, "top_p"),
@@ -26,7 +26,8 @@ def post(client, body):
             "messages.0.content",
         ),
         ({**OK, "tools": [{"type": "function"}]}, "tools"),
-        ({**OK, "logprobs": True}, "logprobs"),
+        ({**OK, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({**OK, "top_logprobs": 2}, "top_logprobs"),
         ({**OK, "frobnicate": 1}, "frobnicate"),
         ({**OK, "stream_options": {"include_usage": True}}, "stream_options"),
     ],
