@@ -26,14 +26,14 @@ from accounts.models import SCOPE_CHAT, SCOPE_EMBEDDINGS
 from inference import selectors, services, sse
 from inference.apis import ResponseFormatField, TopPField, completion_request, max_tokens_field
 from inference.protocol import MAX_MESSAGES, CompletionRequest
-from inference.providers.base import MAX_STOP, SEED_MAX, TEMPERATURE_MAX, TextDelta
+from inference.providers.base import MAX_STOP, MAX_TOOLS, SEED_MAX, TEMPERATURE_MAX, TextDelta, ToolCall, ToolCallDelta
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, error_response
 from llmsite.schema import MODEL_ERRORS, event_stream
 from llmsite.serializers import StrictCharField
 from usage.services import Meter
 
-OPENAI_ROLES = ("system", "developer", "user", "assistant")
+OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool")
 # Parameters OpenAI clients send by default or commonly: accepted when they ask for nothing we
 # would have to ignore (their neutral value), refused otherwise rather than silently dropped.
 NEUTRAL = {
@@ -42,11 +42,8 @@ NEUTRAL = {
     "logit_bias": (None, {}),
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
-    "tools": (None, []),
-    "tool_choice": (None, "none", "auto"),
-    "functions": (None, []),
+    "functions": (None, []),  # the deprecated form of tools
     "function_call": (None, "none", "auto"),
-    "parallel_tool_calls": (None, True, False),
     "store": (None, False, True),
     "metadata": (None, {}),
     "service_tier": (None, "auto", "default"),
@@ -98,13 +95,42 @@ class ContentField(serializers.Field):
         return value
 
 
+class FunctionCallSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    arguments = serializers.CharField(allow_blank=True, trim_whitespace=False, help_text="the arguments' JSON text")
+
+
+class ToolCallSerializer(serializers.Serializer):
+    """A call the model made: in an assistant message the client sends back, and in an answer."""
+
+    id = serializers.CharField(max_length=256)
+    type = serializers.ChoiceField(choices=["function"])
+    function = FunctionCallSerializer()
+
+
 class ChatMessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=OPENAI_ROLES)
-    content = ContentField()
+    content = ContentField(required=False, allow_null=True)  # null (or absent) on an assistant turn with tool_calls
     name = serializers.CharField(required=False, max_length=64)  # accepted; the models here ignore names
+    tool_calls = ToolCallSerializer(many=True, required=False, max_length=MAX_TOOLS)  # assistant turns
+    tool_call_id = serializers.CharField(required=False, max_length=256)  # tool turns: the call this answers
 
     def validate_role(self, value: str) -> str:
         return "system" if value == "developer" else value  # newer clients send system prompts as developer
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        role = attrs["role"]
+        if attrs.get("tool_calls") and role != "assistant":
+            raise serializers.ValidationError({"tool_calls": "only assistant messages carry tool_calls"})
+        if role == "tool" and not attrs.get("tool_call_id"):
+            raise serializers.ValidationError({"tool_call_id": "a tool message names the call it answers"})
+        if role != "tool" and "tool_call_id" in attrs:
+            raise serializers.ValidationError({"tool_call_id": "only tool messages carry tool_call_id"})
+        if attrs.get("content") is None and not attrs.get("tool_calls"):
+            raise serializers.ValidationError(
+                {"content": "content is required unless an assistant turn has tool_calls"}
+            )
+        return attrs
 
 
 @extend_schema_field(
@@ -129,6 +155,50 @@ class StopField(serializers.Field):
 
     def to_representation(self, value: Any) -> Any:
         return value
+
+
+FUNCTION_TOOL = {
+    "type": "object",
+    "properties": {
+        "type": {"enum": ["function"]},
+        "function": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "pattern": r"^[a-zA-Z0-9_-]{1,64}$"},
+                "description": {"type": "string"},
+                "parameters": {"type": "object", "description": 'a JSON schema of "type": "object"'},
+                "strict": {"type": "boolean", "nullable": True},
+            },
+            "required": ["name"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["type", "function"],
+}
+
+
+@extend_schema_field({"type": "array", "items": FUNCTION_TOOL, "maxItems": MAX_TOOLS})
+class ToolsField(serializers.JSONField):
+    """OpenAI's `tools` (functions only); `inference.providers.tools.parse_tools` (in CompletionRequest) checks them."""
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": ["none", "auto", "required"]},
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"enum": ["function"]},
+                    "function": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+                },
+                "required": ["type", "function"],
+            },
+        ]
+    }
+)
+class ToolChoiceField(serializers.JSONField):
+    """How the model may use the tools; checked with them."""
 
 
 class StreamOptionsSerializer(serializers.Serializer):
@@ -167,16 +237,17 @@ class UsageSerializer(serializers.Serializer):
 
 class AssistantMessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["assistant"])
-    content = serializers.CharField()
+    content = serializers.CharField(allow_null=True, help_text="null when the answer is only tool calls")
     refusal = serializers.CharField(allow_null=True)
     annotations = serializers.ListField(child=serializers.DictField())
+    tool_calls = ToolCallSerializer(many=True, required=False, help_text="present when the model called tools")
 
 
 class ChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     message = AssistantMessageSerializer()
     logprobs = serializers.DictField(allow_null=True)
-    finish_reason = serializers.ChoiceField(choices=["stop", "length", "content_filter"])
+    finish_reason = serializers.ChoiceField(choices=["stop", "length", "content_filter", "tool_calls"])
 
 
 class ChatCompletionSerializer(serializers.Serializer):
@@ -220,6 +291,9 @@ class ChatCompletionsApi(APIView):
         stream = serializers.BooleanField(required=False, default=False, allow_null=True)
         stream_options = StreamOptionsSerializer(required=False, allow_null=True)
         response_format = ResponseFormatField(required=False, allow_null=True)
+        tools = ToolsField(required=False, allow_null=True)
+        tool_choice = ToolChoiceField(required=False, allow_null=True)
+        parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
 
         def to_internal_value(self, data: Any) -> Any:
             _refuse_unknown(self, data)
@@ -269,7 +343,7 @@ class ChatCompletionsApi(APIView):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": result.text, "refusal": None, "annotations": []},
+                        "message": _assistant_message(result),
                         "logprobs": None,
                         "finish_reason": _finish_reason(result.finish_reason),
                     }
@@ -299,11 +373,37 @@ class OpenAIRequestSchema(OpenApiSerializerExtension):
         return schema
 
 
+def _assistant_message(result: services.CompletionResult) -> dict[str, Any]:
+    """The answer as OpenAI's assistant message: content null when it is only tool calls."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None, "annotations": []}
+    if result.tool_calls:
+        message["content"] = result.text or None
+        message["tool_calls"] = [_tool_call(call) for call in result.tool_calls]
+    return message
+
+
+def _tool_call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def _message(message: dict[str, Any]) -> dict[str, Any]:
+    """A /v1 message as the one request type's turn: tool calls as {id, name, arguments}."""
+    turn: dict[str, Any] = {"role": message["role"], "content": message.get("content") or ""}
+    if message.get("tool_calls"):
+        turn["tool_calls"] = [
+            {"id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+            for c in message["tool_calls"]
+        ]
+    if message.get("tool_call_id") is not None:
+        turn["tool_call_id"] = message["tool_call_id"]
+    return turn
+
+
 def _completion_request(data: dict[str, Any]) -> CompletionRequest:
     """/v1's fields as the one request type; a broken bound names the field the client sent."""
     tokens_field = "max_completion_tokens" if data.get("max_completion_tokens") else "max_tokens"
     fields = {
-        "messages": [{"role": m["role"], "content": m["content"]} for m in data["messages"]],
+        "messages": [_message(m) for m in data["messages"]],
         "max_new_tokens": data.get("max_completion_tokens") or data.get("max_tokens"),
         "temperature": data.get("temperature"),
         "top_p": data.get("top_p"),
@@ -311,13 +411,21 @@ def _completion_request(data: dict[str, Any]) -> CompletionRequest:
         "seed": data.get("seed"),
         "model": data["model"],
         "response_format": data.get("response_format"),
+        "tools": data.get("tools"),
+        "tool_choice": data.get("tool_choice"),
+        "parallel_tool_calls": data.get("parallel_tool_calls"),
     }
     return completion_request(fields, wire_names={"max_new_tokens": tokens_field})
 
 
 # OpenAI's finish reasons: why our providers stop, in the words OpenAI clients switch on. Anthropic's
 # "refusal" (withheld for safety) is what OpenAI calls content_filter.
-OPENAI_FINISH_REASONS = {"length": "length", "content_filter": "content_filter", "refusal": "content_filter"}
+OPENAI_FINISH_REASONS = {
+    "length": "length",
+    "content_filter": "content_filter",
+    "refusal": "content_filter",
+    "tool_calls": "tool_calls",
+}
 
 
 def _finish_reason(reason: str) -> str:
@@ -378,6 +486,9 @@ async def _chunks(first: Any, events: Any, *, completion_id: str, model: str, in
             if isinstance(event, TextDelta):
                 if event.text:
                     yield chunk({"content": event.text})
+            elif isinstance(event, ToolCallDelta):
+                for delta in _tool_call_chunks(event):
+                    yield chunk(delta)
             else:
                 yield chunk({}, _finish_reason(event.finish_reason))
                 if include_usage:
@@ -390,6 +501,18 @@ async def _chunks(first: Any, events: Any, *, completion_id: str, model: str, in
         yield sse.frame({"error": {"message": exc.message, "type": "api_error", "param": None, "code": exc.code}})
     finally:
         await events.aclose()
+
+
+def _tool_call_chunks(event: ToolCallDelta) -> list[dict[str, Any]]:
+    """A tool call piece as OpenAI streams it: a call's first chunk has its id, type, name and arguments "",
+    then chunks carry pieces of its arguments' text."""
+    chunks = []
+    if event.id is not None:
+        head = {"index": event.index, "id": event.id, "type": "function"}
+        chunks.append({"tool_calls": [{**head, "function": {"name": event.name, "arguments": ""}}]})
+    if event.arguments:
+        chunks.append({"tool_calls": [{"index": event.index, "function": {"arguments": event.arguments}}]})
+    return chunks
 
 
 chat_completions = sse.streaming_view(ChatCompletionsApi, _chat_stream)

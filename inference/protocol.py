@@ -25,10 +25,13 @@ from inference.providers.base import (
     InvalidParameter,
     Message,
     SamplingParams,
+    Tool,
+    ToolChoice,
     as_messages,
     check_input,
 )
 from inference.providers.constraints import ResponseFormat
+from inference.providers.tools import parse_tool_choice, parse_tools
 from llmsite.durations import BadDuration, parse_duration
 from llmsite.error_codes import ErrorCode
 
@@ -48,6 +51,8 @@ class CompletionRequest:
     - `model`: the id of the model to answer (None: the conversation's model, else the site's default).
     - `keep_alive`: seconds that model stays loaded once idle (negative: forever), as Ollama's.
     - `response_format`: the shape the answer must have (None: free text), checked when parsed.
+    - `tools`, `tool_choice`, `parallel_tool_calls`: functions the model may call, and how
+      (`inference/providers/tools.py` checks them when parsed).
 
     Raises `InvalidParameter` (naming the field) when anything is out of bounds; limits that are
     settings (LLM_MAX_PROMPT_CHARS, LLM_MAX_NEW_TOKENS) are read when the request is built.
@@ -62,6 +67,9 @@ class CompletionRequest:
     model: str | None = None
     keep_alive: float | None = None
     response_format: ResponseFormat | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", as_messages(self.messages))
@@ -104,6 +112,7 @@ class CompletionRequest:
             messages=as_messages(fields.get("messages")),
             sampling=SamplingParams.from_mapping(fields),
             response_format=ResponseFormat.parse(fields.get("response_format")),
+            **_tool_fields(fields),
             **own,
         )
 
@@ -114,7 +123,10 @@ class CompletionRequest:
 
     @property
     def input_chars(self) -> int:
-        return len(self.prompt or "") + sum(len(m.content) for m in self.messages or ())
+        chars = len(self.prompt or "") + sum(len(m.content) for m in self.messages or ())
+        # Tool definitions and earlier calls are input the model reads too.
+        chars += sum(len(c.arguments) for m in self.messages or () for c in m.tool_calls)
+        return chars + sum(len(t.description) + len(t.parameters) for t in self.tools)
 
     def new_turns(self) -> list[dict[str, str]]:
         """The turns this request adds, as plain {role, content} dicts (a prompt is one user turn)."""
@@ -132,6 +144,22 @@ class CompletionRequest:
             max_new_tokens_cap=settings.LLM_MAX_NEW_TOKENS,
         )
         shape = self.response_format
+        calls = {"tools": self.tools, "tool_choice": self.tool_choice, "parallel_tool_calls": self.parallel_tool_calls}
         if messages is not None:
-            return GenerationRequest(messages=as_messages(messages), sampling=sampling, response_format=shape)
-        return GenerationRequest(prompt=self.prompt, messages=self.messages, sampling=sampling, response_format=shape)
+            return GenerationRequest(messages=as_messages(messages), sampling=sampling, response_format=shape, **calls)
+        return GenerationRequest(
+            prompt=self.prompt, messages=self.messages, sampling=sampling, response_format=shape, **calls
+        )
+
+
+def _tool_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The tool fields among a parser's output (OpenAI's shapes), checked; none when no tools were given."""
+    if fields.get("tools") is None and fields.get("tool_choice") is None:
+        return {}
+    tools = parse_tools(fields.get("tools"))
+    parallel = fields.get("parallel_tool_calls")
+    return {
+        "tools": tools,
+        "tool_choice": parse_tool_choice(fields.get("tool_choice"), tools),
+        "parallel_tool_calls": True if parallel is None else bool(parallel),
+    }

@@ -23,9 +23,11 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from inference.providers import tools
 from inference.providers.base import (
     Completion,
     GenerationRequest,
@@ -345,6 +347,11 @@ class RunnerProvider(Provider):
         if self.engine == "openvino":
             check_for_openvino(response_format)
 
+    def check_features(self, request: GenerationRequest) -> None:
+        """Local models call tools (`inference/providers/tools.py`); the rest as the base checks it."""
+        tools.check(request, self.check_response_format)
+        super().check_features(replace(request, tools=()))
+
     def _generate_frame(self, request: GenerationRequest, ids: list[int], *, stream: bool) -> dict[str, Any]:
         return {"op": "generate", "request": wire.request_to_dict(request), "ids": ids, "stream": stream}
 
@@ -354,11 +361,19 @@ class RunnerProvider(Provider):
         return self.process.call(frame, timeout=timeout)
 
     def generate(self, request: GenerationRequest) -> Completion:
+        # Tool calls: the runner generates constrained text; it is read back into calls here.
+        request, parser = tools.prepare(request)
         frame = self._generate_frame(request, self.tokens.prepare(request), stream=False)
-        return wire.completion_from_dict(self._call(frame, timeout=None)["end"])
+        completion = wire.completion_from_dict(self._call(frame, timeout=None)["end"])
+        return parser.completion(completion) if parser is not None else completion
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        """Deltas as the runner writes them; closing the iterator closes the connection, which cancels."""
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """Deltas as the runner writes them (read into tool call deltas here); closing the iterator closes the
+        connection, which cancels."""
+        request, parser = tools.prepare(request)
+        return tools.parsed(self._stream(request), parser)
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         ids = await asyncio.to_thread(self.tokens.prepare, request)  # raises PromptTooLong before any work
         try:
             reader, writer = await asyncio.open_unix_connection(self.process.socket_path, limit=wire.MAX_LINE)

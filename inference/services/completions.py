@@ -35,10 +35,13 @@ from inference.providers.base import (
     ProviderUnavailable,
     StreamEnd,
     TextDelta,
+    ToolCall,
+    ToolCallDelta,
     Usage,
     as_messages,
 )
 from inference.providers.remote import UpstreamError
+from inference.providers.tools import call_id
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, ServiceUnavailable
 from llmsite.shutdown import GraceExpired, drain, shutting_down_error
@@ -64,6 +67,7 @@ class CompletionResult:
     message: int | None = None  # the stored answer's id in that conversation (what feedback rates)
     fallback: dict[str, str] | None = None  # {"requested", "reason"} when a fallback model answered
     model_id: str = ""  # the id of the model that answered, as clients name it
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls the model made (finish_reason "tool_calls"; /v1 shows them)
 
     def as_dict(self) -> dict[str, Any]:
         body = {
@@ -301,7 +305,16 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-def _result(call: _Call, text: str, usage: Usage, *, cached: bool, ttft_ms: float | None, reason: str):
+def _result(
+    call: _Call,
+    text: str,
+    usage: Usage,
+    *,
+    cached: bool,
+    ttft_ms: float | None,
+    reason: str,
+    tool_calls: tuple[ToolCall, ...] = (),
+):
     latency_ms = _ms(time.perf_counter() - call.started)
     return CompletionResult(
         id=call.id,
@@ -316,6 +329,7 @@ def _result(call: _Call, text: str, usage: Usage, *, cached: bool, ttft_ms: floa
         sources=call.sources,
         fallback={"requested": call.requested, "reason": call.fallback_reason} if call.fallback_reason else None,
         model_id=call.lease.model_id,
+        tool_calls=tool_calls,
     )
 
 
@@ -323,10 +337,15 @@ def _from_cache(hit: dict[str, Any]) -> tuple[str, Usage, str]:
     return hit["text"], Usage(**hit["usage"]), hit["finish_reason"]
 
 
+def _cached_tool_calls(hit: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """A cached answer's calls, with new ids: every answer's calls are its own."""
+    return tuple(dataclasses.replace(ToolCall.from_dict(values), id=call_id()) for values in hit.get("tool_calls", ()))
+
+
 def _answer_from_cache(call: _Call, hit: dict[str, Any], *, user: Any, source: str) -> CompletionResult:
     """The cached answer as this request's result: recorded, and appended to its conversation."""
     text, usage, reason = _from_cache(hit)
-    result = _result(call, text, usage, cached=True, ttft_ms=None, reason=reason)
+    result = _result(call, text, usage, cached=True, ttft_ms=None, reason=reason, tool_calls=_cached_tool_calls(hit))
     _record(
         call,
         user=user,
@@ -352,6 +371,7 @@ def _store(call: _Call, completion: Completion) -> None:
                     "completion_tokens": completion.usage.completion_tokens,
                 },
                 "finish_reason": completion.finish_reason,
+                **({"tool_calls": [c.as_dict() for c in completion.tool_calls]} if completion.tool_calls else {}),
             },
         )
 
@@ -360,7 +380,13 @@ def _finish(call: _Call, completion: Completion, *, user: Any, source: str, ttft
     """A generated answer's end, however it was asked for: cached, recorded, appended to its conversation."""
     _store(call, completion)
     result = _result(
-        call, completion.text, completion.usage, cached=False, ttft_ms=ttft_ms, reason=completion.finish_reason
+        call,
+        completion.text,
+        completion.usage,
+        cached=False,
+        ttft_ms=ttft_ms,
+        reason=completion.finish_reason,
+        tool_calls=completion.tool_calls,
     )
     _record(
         call,
@@ -504,8 +530,8 @@ async def complete_stream(
     request_id: uuid.UUID | None = None,
     on_fallback: Callable[[str], None] | None = None,
     meter: Meter | None = None,
-) -> AsyncIterator[TextDelta | CompletionResult]:
-    """`complete`, streaming: TextDelta events as tokens are produced, then one CompletionResult.
+) -> AsyncIterator[TextDelta | ToolCallDelta | CompletionResult]:
+    """`complete`, streaming: TextDelta (and ToolCallDelta) events as tokens are produced, then one CompletionResult.
 
     Errors before the first delta raise (so callers can answer with a real HTTP status); until
     then a failing model hands over to its fallbacks, as in `complete`. Closing the iterator early
@@ -550,7 +576,7 @@ async def complete_stream(
 
 async def _stream_on(
     call: _Call, hit: dict[str, Any] | None, request: CompletionRequest, *, user: Any, source: str
-) -> AsyncIterator[TextDelta | CompletionResult]:
+) -> AsyncIterator[TextDelta | ToolCallDelta | CompletionResult]:
     started = call.started
     record = sync_to_async(_record)
     with call.lease:
@@ -558,6 +584,8 @@ async def _stream_on(
             result = await sync_to_async(_answer_from_cache)(call, hit, user=user, source=source)
             if result.text:
                 yield TextDelta(result.text)
+            for index, made in enumerate(result.tool_calls):
+                yield ToolCallDelta(index, made.arguments, made.id, made.name)
             yield result
             return
         parts: list[str] = []
@@ -572,10 +600,16 @@ async def _stream_on(
                             first = time.perf_counter()
                         parts.append(event.text)
                         yield event
+                    elif isinstance(event, ToolCallDelta):
+                        if first is None:
+                            first = time.perf_counter()
+                        parts.append(event.arguments)
+                        yield event
                     elif isinstance(event, StreamEnd):
                         finished = True
+                        text = event.text if event.text or event.tool_calls else "".join(parts)
                         completion = Completion(
-                            event.text or "".join(parts), event.usage, event.finish_reason, event.ttft
+                            text, event.usage, event.finish_reason, event.ttft, tool_calls=event.tool_calls
                         )
                         ttft_ms = _ms(first - started) if first is not None else None
                         yield await sync_to_async(_finish)(call, completion, user=user, source=source, ttft_ms=ttft_ms)
