@@ -123,7 +123,9 @@ class ChatMessageSerializer(serializers.Serializer):
         if attrs.get("tool_calls") and role != "assistant":
             raise serializers.ValidationError({"tool_calls": "only assistant messages carry tool_calls"})
         if role == "tool" and not attrs.get("tool_call_id"):
-            raise serializers.ValidationError({"tool_call_id": "a tool message names the call it answers"})
+            raise serializers.ValidationError(
+                {"tool_call_id": "a tool message needs tool_call_id: the id of the call it answers"}
+            )
         if role != "tool" and "tool_call_id" in attrs:
             raise serializers.ValidationError({"tool_call_id": "only tool messages carry tool_call_id"})
         if attrs.get("content") is None and not attrs.get("tool_calls"):

@@ -62,7 +62,7 @@ from inference.providers.constraints import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, Res
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_DESCRIPTION_CHARS = 10_000
 CHOICES = ("none", "auto", "required")
-NO_PARAMETERS = {"type": "object", "properties": {}}  # a function declared without parameters takes none
+NO_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": False}  # declared without: takes none
 
 
 def call_id() -> str:
