@@ -26,14 +26,23 @@ from accounts.models import SCOPE_CHAT, SCOPE_EMBEDDINGS
 from inference import selectors, services, sse
 from inference.apis import ResponseFormatField, TopPField, completion_request, max_tokens_field
 from inference.protocol import MAX_MESSAGES, CompletionRequest
-from inference.providers.base import MAX_STOP, MAX_TOP_LOGPROBS, SEED_MAX, TEMPERATURE_MAX, TextDelta
+from inference.providers.base import (
+    MAX_STOP,
+    MAX_TOOLS,
+    MAX_TOP_LOGPROBS,
+    SEED_MAX,
+    TEMPERATURE_MAX,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+)
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, error_response
 from llmsite.schema import MODEL_ERRORS, event_stream
 from llmsite.serializers import StrictCharField
 from usage.services import Meter
 
-OPENAI_ROLES = ("system", "developer", "user", "assistant")
+OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_CHOICES = 8  # n: choices one request may ask for (inference/openai_completions.py runs them)
 # Parameters OpenAI clients send by default or commonly: accepted when they ask for nothing we
 # would have to ignore (their neutral value), refused otherwise rather than silently dropped.
@@ -41,11 +50,8 @@ NEUTRAL = {
     "frequency_penalty": (None, 0, 0.0),
     "presence_penalty": (None, 0, 0.0),
     "logit_bias": (None, {}),
-    "tools": (None, []),
-    "tool_choice": (None, "none", "auto"),
-    "functions": (None, []),
+    "functions": (None, []),  # the deprecated form of tools
     "function_call": (None, "none", "auto"),
-    "parallel_tool_calls": (None, True, False),
     "store": (None, False, True),
     "metadata": (None, {}),
     "service_tier": (None, "auto", "default"),
@@ -97,13 +103,44 @@ class ContentField(serializers.Field):
         return value
 
 
+class FunctionCallSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+    arguments = serializers.CharField(allow_blank=True, trim_whitespace=False, help_text="the arguments' JSON text")
+
+
+class ToolCallSerializer(serializers.Serializer):
+    """A call the model made: in an assistant message the client sends back, and in an answer."""
+
+    id = serializers.CharField(max_length=256)
+    type = serializers.ChoiceField(choices=["function"])
+    function = FunctionCallSerializer()
+
+
 class ChatMessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=OPENAI_ROLES)
-    content = ContentField()
+    content = ContentField(required=False, allow_null=True)  # null (or absent) on an assistant turn with tool_calls
     name = serializers.CharField(required=False, max_length=64)  # accepted; the models here ignore names
+    tool_calls = ToolCallSerializer(many=True, required=False, max_length=MAX_TOOLS)  # assistant turns
+    tool_call_id = serializers.CharField(required=False, max_length=256)  # tool turns: the call this answers
 
     def validate_role(self, value: str) -> str:
         return "system" if value == "developer" else value  # newer clients send system prompts as developer
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        role = attrs["role"]
+        if attrs.get("tool_calls") and role != "assistant":
+            raise serializers.ValidationError({"tool_calls": "only assistant messages carry tool_calls"})
+        if role == "tool" and not attrs.get("tool_call_id"):
+            raise serializers.ValidationError(
+                {"tool_call_id": "a tool message needs tool_call_id: the id of the call it answers"}
+            )
+        if role != "tool" and "tool_call_id" in attrs:
+            raise serializers.ValidationError({"tool_call_id": "only tool messages carry tool_call_id"})
+        if attrs.get("content") is None and not attrs.get("tool_calls"):
+            raise serializers.ValidationError(
+                {"content": "content is required unless an assistant turn has tool_calls"}
+            )
+        return attrs
 
 
 @extend_schema_field(
@@ -128,6 +165,50 @@ class StopField(serializers.Field):
 
     def to_representation(self, value: Any) -> Any:
         return value
+
+
+FUNCTION_TOOL = {
+    "type": "object",
+    "properties": {
+        "type": {"enum": ["function"]},
+        "function": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "pattern": r"^[a-zA-Z0-9_-]{1,64}$"},
+                "description": {"type": "string"},
+                "parameters": {"type": "object", "description": 'a JSON schema of "type": "object"'},
+                "strict": {"type": "boolean", "nullable": True},
+            },
+            "required": ["name"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["type", "function"],
+}
+
+
+@extend_schema_field({"type": "array", "items": FUNCTION_TOOL, "maxItems": MAX_TOOLS})
+class ToolsField(serializers.JSONField):
+    """OpenAI's `tools` (functions only); `inference.providers.tools.parse_tools` (in CompletionRequest) checks them."""
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": ["none", "auto", "required"]},
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"enum": ["function"]},
+                    "function": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+                },
+                "required": ["type", "function"],
+            },
+        ]
+    }
+)
+class ToolChoiceField(serializers.JSONField):
+    """How the model may use the tools; checked with them."""
 
 
 class StreamOptionsSerializer(serializers.Serializer):
@@ -163,16 +244,17 @@ class UsageSerializer(serializers.Serializer):
 
 class AssistantMessageSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["assistant"])
-    content = serializers.CharField()
+    content = serializers.CharField(allow_null=True, help_text="null when the answer is only tool calls")
     refusal = serializers.CharField(allow_null=True)
     annotations = serializers.ListField(child=serializers.DictField())
+    tool_calls = ToolCallSerializer(many=True, required=False, help_text="present when the model called tools")
 
 
 class ChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     message = AssistantMessageSerializer()
     logprobs = serializers.DictField(allow_null=True)
-    finish_reason = serializers.ChoiceField(choices=["stop", "length", "content_filter"])
+    finish_reason = serializers.ChoiceField(choices=["stop", "length", "content_filter", "tool_calls"])
 
 
 class ChatCompletionSerializer(serializers.Serializer):
@@ -214,6 +296,9 @@ class ChatCompletionsApi(APIView):
         stream = serializers.BooleanField(required=False, default=False, allow_null=True)
         stream_options = StreamOptionsSerializer(required=False, allow_null=True)
         response_format = ResponseFormatField(required=False, allow_null=True)
+        tools = ToolsField(required=False, allow_null=True)
+        tool_choice = ToolChoiceField(required=False, allow_null=True)
+        parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
 
         def to_internal_value(self, data: Any) -> Any:
             _refuse_unknown(self, data)
@@ -270,7 +355,7 @@ class ChatCompletionsApi(APIView):
                 "choices": [
                     {
                         "index": index,
-                        "message": {"role": "assistant", "content": r.text, "refusal": None, "annotations": []},
+                        "message": _assistant_message(r),
                         "logprobs": chat_logprobs(r.logprobs),
                         "finish_reason": _finish_reason(r.finish_reason),
                     }
@@ -305,11 +390,37 @@ class OpenAIRequestSchema(OpenApiSerializerExtension):
         return schema
 
 
+def _assistant_message(result: services.CompletionResult) -> dict[str, Any]:
+    """The answer as OpenAI's assistant message: content null when it is only tool calls."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None, "annotations": []}
+    if result.tool_calls:
+        message["content"] = result.text or None
+        message["tool_calls"] = [_tool_call(call) for call in result.tool_calls]
+    return message
+
+
+def _tool_call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def _message(message: dict[str, Any]) -> dict[str, Any]:
+    """A /v1 message as the one request type's turn: tool calls as {id, name, arguments}."""
+    turn: dict[str, Any] = {"role": message["role"], "content": message.get("content") or ""}
+    if message.get("tool_calls"):
+        turn["tool_calls"] = [
+            {"id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+            for c in message["tool_calls"]
+        ]
+    if message.get("tool_call_id") is not None:
+        turn["tool_call_id"] = message["tool_call_id"]
+    return turn
+
+
 def _completion_request(data: dict[str, Any]) -> CompletionRequest:
     """/v1's fields as the one request type; a broken bound names the field the client sent."""
     tokens_field = "max_completion_tokens" if data.get("max_completion_tokens") else "max_tokens"
     fields = {
-        "messages": [{"role": m["role"], "content": m["content"]} for m in data["messages"]],
+        "messages": [_message(m) for m in data["messages"]],
         "max_new_tokens": data.get("max_completion_tokens") or data.get("max_tokens"),
         "temperature": data.get("temperature"),
         "top_p": data.get("top_p"),
@@ -318,13 +429,21 @@ def _completion_request(data: dict[str, Any]) -> CompletionRequest:
         "model": data["model"],
         "response_format": data.get("response_format"),
         "logprobs": (data.get("top_logprobs") or 0) if data.get("logprobs") else None,
+        "tools": data.get("tools"),
+        "tool_choice": data.get("tool_choice"),
+        "parallel_tool_calls": data.get("parallel_tool_calls"),
     }
     return completion_request(fields, wire_names={"max_new_tokens": tokens_field})
 
 
 # OpenAI's finish reasons: why our providers stop, in the words OpenAI clients switch on. Anthropic's
 # "refusal" (withheld for safety) is what OpenAI calls content_filter.
-OPENAI_FINISH_REASONS = {"length": "length", "content_filter": "content_filter", "refusal": "content_filter"}
+OPENAI_FINISH_REASONS = {
+    "length": "length",
+    "content_filter": "content_filter",
+    "refusal": "content_filter",
+    "tool_calls": "tool_calls",
+}
 
 
 def _chat_logprobs(entries: Any) -> Any:
@@ -395,6 +514,9 @@ async def _chunks(first: Any, events: Any, *, completion_id: str, model: str, in
             if isinstance(event, TextDelta):
                 if event.text or event.logprobs:
                     yield chunk({"content": event.text}, logprobs=_chat_logprobs(event.logprobs))
+            elif isinstance(event, ToolCallDelta):
+                for delta in _tool_call_chunks(event):
+                    yield chunk(delta)
             else:
                 yield chunk({}, _finish_reason(event.finish_reason))
                 if include_usage:
@@ -407,6 +529,18 @@ async def _chunks(first: Any, events: Any, *, completion_id: str, model: str, in
         yield sse.frame({"error": {"message": exc.message, "type": "api_error", "param": None, "code": exc.code}})
     finally:
         await events.aclose()
+
+
+def _tool_call_chunks(event: ToolCallDelta) -> list[dict[str, Any]]:
+    """A tool call piece as OpenAI streams it: a call's first chunk has its id, type, name and arguments "",
+    then chunks carry pieces of its arguments' text."""
+    chunks = []
+    if event.id is not None:
+        head = {"index": event.index, "id": event.id, "type": "function"}
+        chunks.append({"tool_calls": [{**head, "function": {"name": event.name, "arguments": ""}}]})
+    if event.arguments:
+        chunks.append({"tool_calls": [{"index": event.index, "function": {"arguments": event.arguments}}]})
+    return chunks
 
 
 chat_completions = sse.streaming_view(ChatCompletionsApi, _chat_stream)

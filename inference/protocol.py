@@ -26,10 +26,13 @@ from inference.providers.base import (
     InvalidParameter,
     Message,
     SamplingParams,
+    Tool,
+    ToolChoice,
     as_messages,
     check_input,
 )
 from inference.providers.constraints import ResponseFormat
+from inference.providers.tools import parse_tool_choice, parse_tools
 from llmsite.durations import BadDuration, parse_duration
 from llmsite.error_codes import ErrorCode
 
@@ -53,6 +56,8 @@ class CompletionRequest:
     - `raw_prompt`: the prompt is the model's input verbatim, no chat template (/v1/completions).
     - `echo`: also the prompt's own tokens' log-probabilities (needs a raw prompt and `logprobs`);
       `score_only`: only those, nothing generated (/v1/completions with max_tokens 0).
+    - `tools`, `tool_choice`, `parallel_tool_calls`: functions the model may call, and how
+      (`inference/providers/tools.py` checks them when parsed).
 
     Raises `InvalidParameter` (naming the field) when anything is out of bounds; limits that are
     settings (LLM_MAX_PROMPT_CHARS, LLM_MAX_NEW_TOKENS) are read when the request is built.
@@ -71,6 +76,9 @@ class CompletionRequest:
     raw_prompt: bool = False
     echo: bool = False
     score_only: bool = False
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", as_messages(self.messages))
@@ -132,6 +140,7 @@ class CompletionRequest:
             messages=as_messages(fields.get("messages")),
             sampling=SamplingParams.from_mapping(fields),
             response_format=ResponseFormat.parse(fields.get("response_format")),
+            **_tool_fields(fields),
             **own,
         )
 
@@ -142,7 +151,10 @@ class CompletionRequest:
 
     @property
     def input_chars(self) -> int:
-        return len(self.prompt or "") + sum(len(m.content) for m in self.messages or ())
+        chars = len(self.prompt or "") + sum(len(m.content) for m in self.messages or ())
+        # Tool definitions and earlier calls are input the model reads too.
+        chars += sum(len(c.arguments) for m in self.messages or () for c in m.tool_calls)
+        return chars + sum(len(t.description) + len(t.parameters) for t in self.tools)
 
     def new_turns(self) -> list[dict[str, str]]:
         """The turns this request adds, as plain {role, content} dicts (a prompt is one user turn)."""
@@ -160,9 +172,14 @@ class CompletionRequest:
             max_new_tokens_cap=settings.LLM_MAX_NEW_TOKENS,
         )
         shape = self.response_format
+        calls = {"tools": self.tools, "tool_choice": self.tool_choice, "parallel_tool_calls": self.parallel_tool_calls}
         if messages is not None:
             return GenerationRequest(
-                messages=as_messages(messages), sampling=sampling, response_format=shape, logprobs=self.logprobs
+                messages=as_messages(messages),
+                sampling=sampling,
+                response_format=shape,
+                logprobs=self.logprobs,
+                **calls,
             )
         return GenerationRequest(
             prompt=self.prompt,
@@ -171,4 +188,18 @@ class CompletionRequest:
             response_format=shape,
             logprobs=self.logprobs,
             raw_prompt=self.raw_prompt,
+            **calls,
         )
+
+
+def _tool_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The tool fields among a parser's output (OpenAI's shapes), checked; none when no tools were given."""
+    if fields.get("tools") is None and fields.get("tool_choice") is None:
+        return {}
+    tools = parse_tools(fields.get("tools"))
+    parallel = fields.get("parallel_tool_calls")
+    return {
+        "tools": tools,
+        "tool_choice": parse_tool_choice(fields.get("tool_choice"), tools),
+        "parallel_tool_calls": True if parallel is None else bool(parallel),
+    }

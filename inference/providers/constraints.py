@@ -18,6 +18,12 @@ Local engines enforce it token by token, so the output is always JSON that fits 
 
 Generated JSON is compact: one space after "," and ":" and no other whitespace. Flexible whitespace
 lets a small model pad with newlines until the token limit and never close the document.
+
+Tool calls (`inference/providers/tools.py`) travel as response formats too: a call the model must make
+is a `json_schema` (one call of a listed function); a call it may make is the `tool_calls` kind — free
+text, or calls written as `<tool_call>{...}</tool_call>` whose JSON fits `schema` (`TOOL_CALL_OPEN`).
+transformers enforces it with an llguidance Lark grammar (`grammar_for`), OpenVINO with its structural
+tags (`openvino_structured_output`).
 """
 
 from __future__ import annotations
@@ -38,21 +44,25 @@ MAX_NAME_CHARS = 64  # OpenAI's limit on json_schema.name
 # (unsupported keywords silently ignored) or flexible whitespace.
 JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ", "lenient": False}
 ANY_OBJECT = {"type": "object"}  # what json_object asks for: any JSON object
+TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"  # around each call under the tool_calls kind
 
 
 @dataclass(frozen=True)
 class ResponseFormat:
-    """What shape the answer must have: a JSON object (`json_object`), or JSON fitting a schema (`json_schema`).
+    """What shape the answer must have: a JSON object (`json_object`), or JSON fitting a schema (`json_schema`),
+    or free text that may end in tool calls (`tool_calls`: `schema` is one call's; `several`: more than one may follow).
 
     `schema` is the schema's compact JSON text, so equal schemas compare, hash and cache equal. Its
     keys keep the client's order: properties are generated in the order the schema lists them.
-    Plain text is no ResponseFormat at all (`parse` returns None).
+    Plain text is no ResponseFormat at all (`parse` returns None). Clients never send `tool_calls`:
+    `inference.providers.tools` builds it from a request's tools.
     """
 
-    type: Literal["json_object", "json_schema"]
+    type: Literal["json_object", "json_schema", "tool_calls"]
     schema: str = ""
     name: str = ""
     strict: bool | None = None
+    several: bool = False
 
     @classmethod
     def parse(cls, value: Any) -> ResponseFormat | None:
@@ -86,39 +96,88 @@ class ResponseFormat:
         """From `as_dict()` (already checked once: only rebuilt, not checked again)."""
         if values is None:
             return None
-        return cls(values["type"], values.get("schema", ""), values.get("name", ""), values.get("strict"))
+        return cls(
+            values["type"],
+            values.get("schema", ""),
+            values.get("name", ""),
+            values.get("strict"),
+            values.get("several", False),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The runner wire form and the cache key's part (the schema as its canonical text)."""
-        return {"type": self.type, "schema": self.schema, "name": self.name, "strict": self.strict}
+        values = {"type": self.type, "schema": self.schema, "name": self.name, "strict": self.strict}
+        if self.type == "tool_calls":  # only here: the keys of json formats cached before stay valid
+            values["several"] = self.several
+        return values
 
     def schema_json(self) -> str:
-        """The JSON schema the output must fit, as JSON text (json_object: any object)."""
-        return self.schema if self.type == "json_schema" else json.dumps(ANY_OBJECT)
+        """The JSON schema the output must fit, as JSON text (json_object: any object; tool_calls: one call)."""
+        return self.schema if self.type != "json_object" else json.dumps(ANY_OBJECT)
 
 
-def check_schema(schema: Any) -> str:
-    """The schema's compact JSON text, once it is a valid JSON schema the constraint can enforce fully."""
+def check_schema(schema: Any, *, field: str = SCHEMA_FIELD) -> str:
+    """The schema's compact JSON text, once it is a valid JSON schema the constraint can enforce fully.
+
+    `field` is what an InvalidParameter names (a tool's parameters are checked here too)."""
     import jsonschema
 
     if not isinstance(schema, Mapping) and not isinstance(schema, bool):
-        raise InvalidParameter(SCHEMA_FIELD, "a JSON schema is an object")
+        raise InvalidParameter(field, "a JSON schema is an object")
     try:
         text = json.dumps(schema, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
-        raise InvalidParameter(SCHEMA_FIELD, f"the schema is not plain JSON: {exc}") from exc
+        raise InvalidParameter(field, f"the schema is not plain JSON: {exc}") from exc
     if len(text) > MAX_SCHEMA_CHARS:
-        raise InvalidParameter(SCHEMA_FIELD, f"the schema has {len(text)} characters; the limit is {MAX_SCHEMA_CHARS}")
+        raise InvalidParameter(field, f"the schema has {len(text)} characters; the limit is {MAX_SCHEMA_CHARS}")
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(part) for part in exc.path)
         at = f" at {where}" if where else ""
-        raise InvalidParameter(SCHEMA_FIELD, f"not a valid JSON schema{at}: {exc.message}") from exc
+        raise InvalidParameter(field, f"not a valid JSON schema{at}: {exc.message}") from exc
     problem = unsupported(text)
     if problem:
-        raise InvalidParameter(SCHEMA_FIELD, f"this server cannot enforce the schema: {problem}")
+        raise InvalidParameter(field, f"this server cannot enforce the schema: {problem}")
     return text
+
+
+def grammar_for(response_format: ResponseFormat) -> str:
+    """The llguidance grammar that enforces `response_format` (JSON kinds: from the schema; tool_calls: Lark)."""
+    from llguidance import LLMatcher
+
+    if response_format.type != "tool_calls":
+        return LLMatcher.grammar_from_json_schema(response_format.schema_json(), overrides=JSON_LAYOUT)
+    schema = {**json.loads(response_format.schema), "x-guidance": JSON_LAYOUT}
+    calls = 'call ("\\n"? call)*' if response_format.several else "call"
+    # The answer is text, or calls only: text never contains the opening tag, so a call the model starts
+    # must be whole and fit the schema (the Earley parser keeps both readings alive until they part).
+    lark = "\n".join(
+        [
+            "start: TEXT | calls",
+            f"calls: {calls}",
+            f"call: {json.dumps(TOOL_CALL_OPEN)} call_json {json.dumps(TOOL_CALL_CLOSE)}",
+            f"call_json: %json{json.dumps(schema, ensure_ascii=False)}",
+            f"TEXT: /(.|\\n)+/ & ~/(.|\\n)*{TOOL_CALL_OPEN}(.|\\n)*/",
+        ]
+    )
+    return LLMatcher.grammar_from_lark(lark)
+
+
+def openvino_structured_output(response_format: ResponseFormat) -> Any:
+    """`response_format` as OpenVINO GenAI's StructuredOutputConfig (tool_calls: triggered structural tags)."""
+    import openvino_genai
+
+    structured = openvino_genai.StructuredOutputConfig()
+    if response_format.type != "tool_calls":
+        structured.json_schema = response_format.schema_json()
+        return structured
+    tags = openvino_genai.StructuredOutputConfig  # the namespace of the structural tag types
+    call = tags.Tag(TOOL_CALL_OPEN, tags.JSONSchema(response_format.schema), TOOL_CALL_CLOSE)
+    structured.structural_tags_config = tags.TriggeredTags(
+        [TOOL_CALL_OPEN], [call], at_least_one=False, stop_after_first=not response_format.several
+    )
+    return structured
 
 
 def unsupported(schema_text: str) -> str:
@@ -161,8 +220,7 @@ class JsonConstraint:
         from llguidance import LLMatcher
 
         self.vocabulary = vocabulary
-        grammar = LLMatcher.grammar_from_json_schema(response_format.schema_json(), overrides=JSON_LAYOUT)
-        self.matcher = LLMatcher(vocabulary.tokenizer, grammar, log_level=0)
+        self.matcher = LLMatcher(vocabulary.tokenizer, grammar_for(response_format), log_level=0)
         if self.matcher.is_error():  # checked when the request was parsed: reaching this is a bug
             raise ConstraintBroken(self.matcher.get_error())
         self._bits = np.full((vocabulary.size + 31) // 32, -1, dtype=np.int32)
@@ -239,7 +297,7 @@ SUBSCHEMA_LISTS = ("anyOf", "oneOf", "prefixItems")
 
 def openvino_unsupported(response_format: ResponseFormat) -> list[str]:
     """The schema keywords OpenVINO's structured output would not enforce (or would fail on), in order found."""
-    if response_format.type != "json_schema":
+    if response_format.type == "json_object":
         return []
     found: list[str] = []
 

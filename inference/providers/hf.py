@@ -29,9 +29,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from inference.providers import tools
 from inference.providers.base import (
     Completion,
     FinishReason,
@@ -436,16 +438,16 @@ class HFProvider(Provider):
             raise ProviderUnavailable(f"{self.model} is not loaded")
         if request.raw_prompt:
             return request.prompt or ""
+        chat = request.messages is not None or tools.calls_possible(request)
         if not self.templated:
-            if request.prompt is not None:
-                return request.prompt
-            turns = "".join(f"{m.role}: {m.content}\n" for m in request.messages or ())
+            if not chat:
+                return request.prompt or ""
+            turns = "".join(f"{m['role']}: {m['content']}\n" for m in tools.chat_messages(request, native=False))
             return turns + "assistant:"
-        if request.prompt is not None:
-            messages = [{"role": "user", "content": request.prompt}]
-        else:
-            messages = [{"role": m.role, "content": m.content} for m in request.messages or ()]
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        native = tools.template_takes_tools(self.tokenizer.chat_template)
+        messages = tools.chat_messages(request, native=native)
+        extra = {"tools": tools.template_tools(request)} if native and tools.calls_possible(request) else {}
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **extra)
 
     def _encode(self, text: str) -> list[int]:
         # A chat template writes the special tokens itself; plain prompts get the tokenizer's own.
@@ -464,6 +466,11 @@ class HFProvider(Provider):
 
     # --- generation ---------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> Completion:
+        request, parser = tools.prepare(request)  # tool calls: constrained text, read back into calls
+        completion = self._generate(request)
+        return parser.completion(completion) if parser is not None else completion
+
+    def _generate(self, request: GenerationRequest) -> Completion:
         if self.scheduler is None:
             return self._run(request, emit=None, cancel=None)
         finished = threading.Event()
@@ -521,8 +528,13 @@ class HFProvider(Provider):
             ids = self.prepare(request)
         scheduler.submit(self._job(request, ids, started=started, emit=emit, cancel=cancel, done=done))
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        """Text deltas as they are produced, then a StreamEnd; closing the iterator cancels generation."""
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """Text deltas (and tool call deltas) as they are produced, then a StreamEnd; closing the iterator cancels
+        generation."""
+        request, parser = tools.prepare(request)
+        return tools.parsed(self._stream(request), parser)
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         if self._executor is None:
             raise ProviderUnavailable(f"{self.model} is not loaded")
         loop = asyncio.get_running_loop()
@@ -627,10 +639,6 @@ class HFProvider(Provider):
     # (OpenVINO) sets this and fills them in after generation with one scoring pass (`_fill_logprobs`).
     scores_after_generation = False
 
-    def check_features(self, request: GenerationRequest) -> None:
-        """Local models serve log-probabilities (tools are checked by the base, unless a subclass serves them)."""
-        super().check_features(dataclasses.replace(request, logprobs=None))
-
     def _token_text(self) -> TokenText:
         if self._namer is None:
             self._namer = token_namer(self.tokenizer)
@@ -690,6 +698,12 @@ class HFProvider(Provider):
 
     def check_response_format(self, response_format: ResponseFormat) -> None:
         """Every response format `ResponseFormat.parse` accepts is enforced here (it asked the same library)."""
+
+    def check_features(self, request: GenerationRequest) -> None:
+        """Local models call tools (`inference/providers/tools.py`) and report log-probabilities (both engines);
+        the rest as the base checks it."""
+        tools.check(request, self.check_response_format)
+        super().check_features(replace(request, tools=(), logprobs=None))
 
     def _constraint_for(self, request: GenerationRequest) -> JsonConstraint | None:
         """The request's structured-output constraint over this model's logits; None for free text."""

@@ -37,7 +37,7 @@ from typing import Any
 
 from inference.providers.base import Completion, GenerationRequest, ModelInfo, ProviderError, ProviderUnavailable
 from inference.providers.batching import BatchJob, BatchLimits, Progress
-from inference.providers.constraints import ResponseFormat, openvino_unsupported
+from inference.providers.constraints import ResponseFormat, openvino_structured_output, openvino_unsupported
 from inference.providers.hf import HFProvider, folder_identity
 
 logger = logging.getLogger(__name__)
@@ -206,9 +206,7 @@ class OpenVINOScheduler:
             config.rng_seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(4), "little")
         if job.response_format is not None:
             # OpenVINO GenAI constrains its own sampling (its grammar backend masks each step's logits).
-            structured = openvino_genai.StructuredOutputConfig()
-            structured.json_schema = job.response_format.schema_json()
-            config.structured_output_config = structured
+            config.structured_output_config = openvino_structured_output(job.response_format)
         return config
 
     def _report(self) -> None:

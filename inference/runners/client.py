@@ -10,7 +10,6 @@ started again with backoff; calls in between fail fast with a retryable Provider
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -24,9 +23,11 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from inference.providers import tools
 from inference.providers.base import (
     Completion,
     GenerationRequest,
@@ -345,16 +346,18 @@ class RunnerProvider(Provider):
     def check_response_format(self, response_format: ResponseFormat) -> None:
         """Both local engines enforce every format `ResponseFormat.parse` accepts (OpenVINO with its twin's help)."""
 
-    def check_features(self, request: GenerationRequest) -> None:
-        """Both engines serve log-probabilities (`HFProvider.check_features`); the rest as the base checks it."""
-        super().check_features(dataclasses.replace(request, logprobs=None))
-
     def score(self, request: GenerationRequest, ids: list[int] | None = None) -> tuple[TokenLogprob | None, ...]:
         """The prompt's tokens' log-probabilities, computed in the runner (the prompt tokenised here)."""
         if ids is None:
             ids = self.tokens.prepare(request)
         frame = {"op": "score", "request": wire.request_to_dict(request), "ids": ids}
         return wire.scores_from_list(self._call(frame, timeout=None)["scores"])
+
+    def check_features(self, request: GenerationRequest) -> None:
+        """Local models call tools (`inference/providers/tools.py`) and report log-probabilities (both engines);
+        the rest as the base checks it."""
+        tools.check(request, self.check_response_format)
+        super().check_features(replace(request, tools=(), logprobs=None))
 
     def _generate_frame(self, request: GenerationRequest, ids: list[int], *, stream: bool) -> dict[str, Any]:
         return {"op": "generate", "request": wire.request_to_dict(request), "ids": ids, "stream": stream}
@@ -365,11 +368,19 @@ class RunnerProvider(Provider):
         return self.process.call(frame, timeout=timeout)
 
     def generate(self, request: GenerationRequest) -> Completion:
+        # Tool calls: the runner generates constrained text; it is read back into calls here.
+        request, parser = tools.prepare(request)
         frame = self._generate_frame(request, self.tokens.prepare(request), stream=False)
-        return wire.completion_from_dict(self._call(frame, timeout=None)["end"])
+        completion = wire.completion_from_dict(self._call(frame, timeout=None)["end"])
+        return parser.completion(completion) if parser is not None else completion
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        """Deltas as the runner writes them; closing the iterator closes the connection, which cancels."""
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """Deltas as the runner writes them (read into tool call deltas here); closing the iterator closes the
+        connection, which cancels."""
+        request, parser = tools.prepare(request)
+        return tools.parsed(self._stream(request), parser)
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         ids = await asyncio.to_thread(self.tokens.prepare, request)  # raises PromptTooLong before any work
         try:
             reader, writer = await asyncio.open_unix_connection(self.process.socket_path, limit=wire.MAX_LINE)

@@ -37,10 +37,13 @@ from inference.providers.base import (
     StreamEnd,
     TextDelta,
     TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
     Usage,
     as_messages,
 )
 from inference.providers.remote import UpstreamError
+from inference.providers.tools import call_id
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, ServiceUnavailable
 from llmsite.shutdown import GraceExpired, drain, shutting_down_error
@@ -68,6 +71,7 @@ class CompletionResult:
     model_id: str = ""  # the id of the model that answered, as clients name it
     logprobs: tuple[TokenLogprob, ...] | None = None  # when asked: one per generated token
     prompt_logprobs: tuple[TokenLogprob | None, ...] | None = None  # with `echo`: the prompt's tokens (first None)
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls the model made (finish_reason "tool_calls"; /v1 shows them)
 
     def as_dict(self) -> dict[str, Any]:
         body = {
@@ -324,7 +328,16 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-def _result(call: _Call, text: str, usage: Usage, *, cached: bool, ttft_ms: float | None, reason: str):
+def _result(
+    call: _Call,
+    text: str,
+    usage: Usage,
+    *,
+    cached: bool,
+    ttft_ms: float | None,
+    reason: str,
+    tool_calls: tuple[ToolCall, ...] = (),
+):
     latency_ms = _ms(time.perf_counter() - call.started)
     return CompletionResult(
         id=call.id,
@@ -339,6 +352,7 @@ def _result(call: _Call, text: str, usage: Usage, *, cached: bool, ttft_ms: floa
         sources=call.sources,
         fallback={"requested": call.requested, "reason": call.fallback_reason} if call.fallback_reason else None,
         model_id=call.lease.model_id,
+        tool_calls=tool_calls,
     )
 
 
@@ -357,10 +371,15 @@ def _logprobs_from_cache(hit: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _cached_tool_calls(hit: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """A cached answer's calls, with new ids: every answer's calls are its own."""
+    return tuple(dataclasses.replace(ToolCall.from_dict(values), id=call_id()) for values in hit.get("tool_calls", ()))
+
+
 def _answer_from_cache(call: _Call, hit: dict[str, Any], *, user: Any, source: str) -> CompletionResult:
     """The cached answer as this request's result: recorded, and appended to its conversation."""
     text, usage, reason = _from_cache(hit)
-    result = _result(call, text, usage, cached=True, ttft_ms=None, reason=reason)
+    result = _result(call, text, usage, cached=True, ttft_ms=None, reason=reason, tool_calls=_cached_tool_calls(hit))
     result = dataclasses.replace(result, **_logprobs_from_cache(hit))
     _record(
         call,
@@ -388,6 +407,8 @@ def _store(call: _Call, completion: Completion, scores: tuple[TokenLogprob | Non
             },
             "finish_reason": completion.finish_reason,
         }
+        if completion.tool_calls:
+            entry["tool_calls"] = [c.as_dict() for c in completion.tool_calls]
         if completion.logprobs is not None:
             entry["logprobs"] = logprobs_to_list(completion.logprobs)
         if scores is not None:
@@ -407,7 +428,13 @@ def _finish(
     """A generated answer's end, however it was asked for: cached, recorded, appended to its conversation."""
     _store(call, completion, scores)
     result = _result(
-        call, completion.text, completion.usage, cached=False, ttft_ms=ttft_ms, reason=completion.finish_reason
+        call,
+        completion.text,
+        completion.usage,
+        cached=False,
+        ttft_ms=ttft_ms,
+        reason=completion.finish_reason,
+        tool_calls=completion.tool_calls,
     )
     result = dataclasses.replace(result, logprobs=completion.logprobs, prompt_logprobs=scores)
     _record(
@@ -552,8 +579,8 @@ async def complete_stream(
     request_id: uuid.UUID | None = None,
     on_fallback: Callable[[str], None] | None = None,
     meter: Meter | None = None,
-) -> AsyncIterator[TextDelta | CompletionResult]:
-    """`complete`, streaming: TextDelta events as tokens are produced, then one CompletionResult.
+) -> AsyncIterator[TextDelta | ToolCallDelta | CompletionResult]:
+    """`complete`, streaming: TextDelta (and ToolCallDelta) events as tokens are produced, then one CompletionResult.
 
     Errors before the first delta raise (so callers can answer with a real HTTP status); until
     then a failing model hands over to its fallbacks, as in `complete`. Closing the iterator early
@@ -598,7 +625,7 @@ async def complete_stream(
 
 async def _stream_on(
     call: _Call, hit: dict[str, Any] | None, request: CompletionRequest, *, user: Any, source: str
-) -> AsyncIterator[TextDelta | CompletionResult]:
+) -> AsyncIterator[TextDelta | ToolCallDelta | CompletionResult]:
     started = call.started
     record = sync_to_async(_record)
     with call.lease:
@@ -606,6 +633,8 @@ async def _stream_on(
             result = await sync_to_async(_answer_from_cache)(call, hit, user=user, source=source)
             if result.text or result.logprobs:
                 yield TextDelta(result.text, result.logprobs)
+            for index, made in enumerate(result.tool_calls):
+                yield ToolCallDelta(index, made.arguments, made.id, made.name)
             yield result
             return
         parts: list[str] = []
@@ -623,14 +652,21 @@ async def _stream_on(
                         if logprobs is not None and event.logprobs:
                             logprobs.extend(event.logprobs)
                         yield event
+                    elif isinstance(event, ToolCallDelta):
+                        if first is None:
+                            first = time.perf_counter()
+                        parts.append(event.arguments)
+                        yield event
                     elif isinstance(event, StreamEnd):
                         finished = True
+                        text = event.text if event.text or event.tool_calls else "".join(parts)
                         completion = Completion(
-                            event.text or "".join(parts),
+                            text,
                             event.usage,
                             event.finish_reason,
                             event.ttft,
                             logprobs=tuple(logprobs) if logprobs is not None else None,
+                            tool_calls=event.tool_calls,
                         )
                         ttft_ms = _ms(first - started) if first is not None else None
                         yield await sync_to_async(_finish)(call, completion, user=user, source=source, ttft_ms=ttft_ms)
