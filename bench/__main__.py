@@ -19,6 +19,8 @@ Sections, in order (each on the default model, SmolLM2-135M-Instruct, CPU, float
 - `encoder`  the embedding encoder on torch against OpenVINO, alone and beside generation (bench/encoder.py);
 - `usage`    cached completions per second with the usage ledger and limits on against off, two live
              daphnes side by side, alternating; the ledger counts what the clients got (bench/usage.py);
+- `structured` tok/s with a JSON schema against free text, each local engine, one stream and 8 at
+             once (bench/structured.py);
 - `dtype`    float32 against bfloat16 (speed alone and batched, prefill, answers) — full run only;
 - `streaming`, `embeddings` the older focused benchmarks (SSE/WebSocket first-token overhead;
              encoder, FAISS and search) — full run only.
@@ -52,11 +54,23 @@ SECTIONS = (
     "pool",
     "encoder",
     "usage",
+    "structured",
     "dtype",
     "streaming",
     "embeddings",
 )
-QUICK_SECTIONS = ("local", "openvino", "llmsite", "transformers", "unbatched", "peer", "pool", "encoder", "usage")
+QUICK_SECTIONS = (
+    "local",
+    "openvino",
+    "llmsite",
+    "transformers",
+    "unbatched",
+    "peer",
+    "pool",
+    "encoder",
+    "usage",
+    "structured",
+)
 
 
 def run(sections: list[str], plan: dict) -> dict:
@@ -84,6 +98,10 @@ def run(sections: list[str], plan: dict) -> dict:
             from bench import usage
 
             out = usage.measure(8, 4, 2) if plan["quick"] else usage.measure(15, 6, 3)
+        elif name == "structured":
+            from bench import structured
+
+            out = structured.measure(plan["new_tokens"], plan["runs"] + 1, 8)
         elif name == "llmsite":
             out = serving.llmsite(True, plan["levels"], plan["rounds"], plan["new_tokens"], cache_hits=plan["hits"])
         elif name == "transformers":
@@ -182,6 +200,11 @@ def targets(result: dict) -> list[dict]:
     )
     metered = (result.get("usage") or {}).get("concurrent")
     add("usage: cached completions req/s, accounting on / off", metered["ratio"] if metered else None, 0.9)
+    shaped = (result.get("structured") or {}).get("engines") or {}
+    for engine in ("openvino", "transformers"):
+        for level in ("1", "8"):
+            row = (shaped.get(engine) or {}).get(level)
+            add(f"{engine}: JSON schema / free tok/s, {level} at once", row["ratio"] if row else None, 0.8)
     add("transformers: HTTP single stream / raw generate", ratio(one, raw_level), 0.95)
     add(
         "8 clients aggregate / 1 client (batching on)",
@@ -341,6 +364,10 @@ def markdown(result: dict) -> str:
         from bench import usage
 
         lines += ["The cost of accounting (the usage ledger and limits):", "", usage.markdown(result["usage"]), ""]
+    if result.get("structured"):
+        from bench import structured
+
+        lines += ["Structured output (constrained decoding):", "", structured.markdown(result["structured"]), ""]
     measured = [row for row in result["targets"] if row["measured"] is not None]
     if measured:
         lines += ["| target | measured | goal | met |", "|---|---:|---:|:---:|"]
