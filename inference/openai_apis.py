@@ -216,14 +216,15 @@ class StreamOptionsSerializer(serializers.Serializer):
     include_obfuscation = serializers.BooleanField(required=False)  # accepted; nothing is obfuscated
 
 
-def _refuse_unknown(serializer: serializers.Serializer, data: Any) -> None:
+def _refuse_unknown(serializer: serializers.Serializer, data: Any, neutral: dict[str, tuple] = NEUTRAL) -> None:
+    """Refuse fields the serializer does not know, unless `neutral` accepts their value (OpenAI's defaults)."""
     if not isinstance(data, dict):
         return
     for name, value in data.items():
         if name in serializer.fields:
             continue
-        if name in NEUTRAL:
-            if value not in NEUTRAL[name]:
+        if name in neutral:
+            if value not in neutral[name]:
                 raise serializers.ValidationError({name: f"{name}={value!r} is not supported by this server"})
             continue
         raise serializers.ValidationError({name: f"Unrecognized request argument supplied: {name}"})

@@ -29,7 +29,7 @@ from rest_framework.views import APIView
 from accounts.models import SCOPE_CHAT
 from inference import services, sse
 from inference.apis import TopPField, completion_request
-from inference.openai_apis import MAX_CHOICES, StopField, StreamOptionsSerializer, _finish_reason
+from inference.openai_apis import MAX_CHOICES, StopField, StreamOptionsSerializer, _finish_reason, _refuse_unknown
 from inference.protocol import CompletionRequest
 from inference.providers.base import SEED_MAX, TEMPERATURE_MAX, TextDelta, TokenLogprob
 from inference.services import CompletionResult
@@ -218,19 +218,6 @@ class PromptField(serializers.Field):
         return value
 
 
-def _refuse_unknown(serializer: serializers.Serializer, data: Any) -> None:
-    if not isinstance(data, dict):
-        return
-    for name, value in data.items():
-        if name in serializer.fields:
-            continue
-        if name in NEUTRAL:
-            if value not in NEUTRAL[name]:
-                raise serializers.ValidationError({name: f"{name}={value!r} is not supported by this server"})
-            continue
-        raise serializers.ValidationError({name: f"Unrecognized request argument supplied: {name}"})
-
-
 def n_field() -> serializers.IntegerField:
     return serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_CHOICES)
 
@@ -280,7 +267,7 @@ class CompletionsApi(APIView):
         stream_options = StreamOptionsSerializer(required=False, allow_null=True)
 
         def to_internal_value(self, data: Any) -> Any:
-            _refuse_unknown(self, data)
+            _refuse_unknown(self, data, NEUTRAL)
             return super().to_internal_value(data)
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+TEST_PASSWORD = "a long pass phrase"  # noqa: S105  (accounts of throw-away test servers)
+
+
 class LiveServer:
     """A daphne process serving llmsite on a free port, as `make run` would (`python -m llmsite.serve`)."""
 
@@ -56,6 +59,16 @@ class LiveServer:
                 return db.execute(sql, params or None).fetchall()
         with sqlite3.connect(Path(self.env["DATA_DIR"]) / "db.sqlite3") as db:
             return db.execute(sql.replace("%s", "?"), params).fetchall()
+
+    def create_api_key(self, username: str = "ada", *, password: str = TEST_PASSWORD, name: str = "tests") -> str:
+        """Register `username` through the API and return a new personal API key of theirs (what a client is given)."""
+        account = {"username": username, "password": password}
+        with httpx.Client(base_url=self.url, timeout=120) as http:
+            http.post("/api/v1/auth/register", json=account).raise_for_status()
+            access = http.post("/api/v1/auth/token", json=account).json()["access"]
+            created = http.post("/api/v1/auth/keys", json={"name": name}, headers={"Authorization": f"Bearer {access}"})
+            created.raise_for_status()
+        return created.json()["key"]
 
     def log(self) -> str:
         """What the server printed so far (for failure messages)."""

@@ -25,14 +25,7 @@ def site(tmp_path_factory, smollm2_exported):
     server = start_live_server(
         tmp_path_factory.mktemp("completions-site"), MODELS_DIR=str(smollm2_exported.parent), LLM_MODEL=MODEL
     )
-    with httpx.Client(base_url=server.url, timeout=120) as http:
-        http.post("/api/v1/auth/register", json={"username": "ada", "password": "a long pass phrase"})
-        access = http.post("/api/v1/auth/token", json={"username": "ada", "password": "a long pass phrase"}).json()
-        created = http.post(
-            "/api/v1/auth/keys", json={"name": "eval"}, headers={"Authorization": f"Bearer {access['access']}"}
-        )
-        created.raise_for_status()
-        server.api_key = created.json()["key"]
+    server.api_key = server.create_api_key()
     yield server
     server.stop()
 

@@ -26,16 +26,7 @@ def site(tmp_path_factory, tiny_models_dir):
         LLM_MODEL="tiny-a",
         DEVICE="cpu",
     )
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        http.post(
-            "/api/v1/auth/register", json={"username": "ada", "password": "a long pass phrase"}
-        ).raise_for_status()
-        access = http.post("/api/v1/auth/token", json={"username": "ada", "password": "a long pass phrase"}).json()
-        created = http.post(
-            "/api/v1/auth/keys", json={"name": "openai"}, headers={"Authorization": f"Bearer {access['access']}"}
-        )
-        created.raise_for_status()
-        server.api_key = created.json()["key"]
+    server.api_key = server.create_api_key()
     yield server
     server.stop()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 from typing import Literal
 
-import httpx
 import openai
 import pytest
 from pydantic import BaseModel, Field
@@ -216,13 +215,8 @@ CASES: list[tuple[type[BaseModel], str]] = [
 def client(tmp_path_factory):
     """A live server with the shipped model on the default engine, and the SDK with a personal API key."""
     server = start_live_server(tmp_path_factory.mktemp("structured-sdk"), LLM_MODEL=MODEL)
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        account = {"username": "ada", "password": "a long pass phrase"}
-        http.post("/api/v1/auth/register", json=account).raise_for_status()
-        access = http.post("/api/v1/auth/token", json=account).json()["access"]
-        created = http.post("/api/v1/auth/keys", json={"name": "sdk"}, headers={"Authorization": f"Bearer {access}"})
-        created.raise_for_status()
-    yield openai.OpenAI(base_url=f"{server.url}/v1", api_key=created.json()["key"], max_retries=0, timeout=300)
+    key = server.create_api_key(name="sdk")
+    yield openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=300)
     server.stop()
 
 

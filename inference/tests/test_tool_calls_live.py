@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import jsonschema
 import openai
 import pytest
@@ -82,15 +81,7 @@ def site(tmp_path_factory):
     server = start_live_server(
         tmp_path_factory.mktemp("tools-site"), MODELS_DIR=str(settings.MODELS_DIR), LLM_MODEL=SMOLLM2
     )
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        http.post(
-            "/api/v1/auth/register", json={"username": "ada", "password": "a long pass phrase"}
-        ).raise_for_status()
-        access = http.post("/api/v1/auth/token", json={"username": "ada", "password": "a long pass phrase"}).json()
-        headers = {"Authorization": f"Bearer {access['access']}"}
-        created = http.post("/api/v1/auth/keys", json={"name": "tools"}, headers=headers)
-        created.raise_for_status()
-        server.api_key = created.json()["key"]
+    server.api_key = server.create_api_key()
     yield server
     server.stop()
 
