@@ -69,7 +69,8 @@ class UpstreamError(ProviderError):
     """A remote API failed or refused.
 
     `status` is the HTTP status our API answers with, `code` its error code; `retry_after`
-    (seconds) is the upstream's own hint. `permanent=False` means the retry loop may try again.
+    (seconds) is the upstream's own hint; `field` the request parameter the upstream named as wrong.
+    `permanent=False` means the retry loop may try again.
     """
 
     def __init__(
@@ -80,11 +81,13 @@ class UpstreamError(ProviderError):
         code: str = "upstream_error",
         permanent: bool = False,
         retry_after: float | None = None,
+        field: str | None = None,
     ):
         super().__init__(message, permanent=permanent)
         self.status = status
         self.code = code
         self.retry_after = retry_after
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -429,6 +432,15 @@ class RemoteProvider(Provider):
             return self._redact(error)
         return ""
 
+    def _upstream_param(self, response: httpx.Response) -> str | None:
+        """The parameter an upstream's 400 names (OpenAI's `error.param`; Anthropic names none), or None."""
+        try:
+            error = response.json().get("error")
+        except (ValueError, AttributeError):
+            return None
+        param = error.get("param") if isinstance(error, dict) else None
+        return self._redact(param) if isinstance(param, str) and param else None
+
     def error_for_response(self, response: httpx.Response) -> UpstreamError:
         """The UpstreamError for a non-2xx answer (its body already read)."""
         status = response.status_code
@@ -449,8 +461,10 @@ class RemoteProvider(Provider):
                 permanent=True,
             )
         if status in (400, 413, 422):
-            # The upstream refused this request (too long, a parameter out of range): the caller can fix it.
-            return UpstreamError(said, status=400, code=ErrorCode.UPSTREAM_REJECTED, permanent=True)
+            # The upstream refused this request (too long, a parameter out of range): the caller can fix it,
+            # told which parameter when the upstream says (requests to OpenAI pass the client's fields through).
+            field = self._upstream_param(response)
+            return UpstreamError(said, status=400, code=ErrorCode.UPSTREAM_REJECTED, permanent=True, field=field)
         if status == 408:
             return UpstreamError(said, status=504, code=ErrorCode.UPSTREAM_TIMEOUT, retry_after=retry_after)
         if status == 429:

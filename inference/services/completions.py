@@ -106,7 +106,7 @@ def _error_for(exc: ProviderError, request: CompletionRequest) -> ApplicationErr
         if exc.status == 503:  # pass on how long the upstream asked us to wait
             wait = math.ceil(exc.retry_after) if exc.retry_after is not None else None
             return ServiceUnavailable(exc.message, code=exc.code, retry_after=wait)
-        return ApplicationError(exc.message, code=exc.code, status=exc.status)
+        return ApplicationError(exc.message, code=exc.code, status=exc.status, field=exc.field)
     if exc.permanent:
         return ApplicationError(exc.message, code=ErrorCode.PROVIDER_ERROR, status=502)
     return ServiceUnavailable(exc.message, code=ErrorCode.PROVIDER_BUSY)
