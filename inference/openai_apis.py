@@ -358,7 +358,8 @@ class ChatCompletionsApi(APIView):
                         "index": index,
                         "message": _assistant_message(r),
                         "logprobs": chat_logprobs(r.logprobs),
-                        "finish_reason": _finish_reason(r.finish_reason),
+                        # A refusal is told by `message.refusal` (OpenAI's "stop"); a stream has sent it as content.
+                        "finish_reason": "stop" if r.finish_reason == "refusal" else _finish_reason(r.finish_reason),
                     }
                     for index, r in enumerate(results)
                 ],
@@ -394,6 +395,8 @@ class OpenAIRequestSchema(OpenApiSerializerExtension):
 def _assistant_message(result: services.CompletionResult) -> dict[str, Any]:
     """The answer as OpenAI's assistant message: content null when it is only tool calls."""
     message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None, "annotations": []}
+    if result.finish_reason == "refusal":  # the model declined: OpenAI says why in `refusal`, with no content
+        message["content"], message["refusal"] = None, result.text
     if result.tool_calls:
         message["content"] = result.text or None
         message["tool_calls"] = [_tool_call(call) for call in result.tool_calls]

@@ -164,6 +164,16 @@ def test_parse_returns_the_pydantic_object_from_anthropics_forced_tool(client, s
     assert body["tool_choice"] == {"type": "tool", "name": "City"}
 
 
+def test_a_declined_structured_answer_reaches_parse_as_openais_refusal(client, stand_in):
+    stand_in.script("POST", OPENAI.path, sse_reply(openai_sse([], refusal=["I can't help ", "with that."])))
+    completion = client.chat.completions.parse(
+        model=OPENAI_MODEL, messages=[{"role": "user", "content": "Something harmful"}], response_format=City
+    )
+    message = completion.choices[0].message
+    assert (message.parsed, message.content, message.refusal) == (None, None, "I can't help with that.")
+    assert completion.choices[0].finish_reason == "stop"
+
+
 @pytest.mark.parametrize("wire", WIRES)
 def test_a_streamed_parse_ends_in_the_pydantic_object(client, stand_in, wire):
     pieces = ['{"name": "Rome", ', '"country": ', '"Italy"}']
