@@ -6,7 +6,16 @@ from django.db.models import Count
 from conversations.models import Conversation, Message
 from llmsite.admin_csv import csv_export_action
 
-MESSAGE_FIELDS = ["role", "content", "provider", "model", "prompt_tokens", "completion_tokens", "finish_reason"]
+MESSAGE_FIELDS = [
+    "role",
+    "content",
+    "provider",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "finish_reason",
+    "tool_calls",
+]
 
 
 class MessageInline(admin.TabularInline):

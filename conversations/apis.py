@@ -30,6 +30,15 @@ class MessageInputSerializer(StrictSerializer):
     content = StrictCharField(allow_blank=True, trim_whitespace=False)
 
 
+class ToolCallSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "ConversationToolCall"
+
+    id = serializers.CharField()
+    name = serializers.CharField()
+    arguments = serializers.CharField(help_text="the JSON text of the arguments object")
+
+
 class MessageOutputSerializer(serializers.Serializer):
     class Meta:
         ref_name = "ConversationMessage"
@@ -42,6 +51,9 @@ class MessageOutputSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField(allow_null=True)
     completion_tokens = serializers.IntegerField(allow_null=True)
     finish_reason = serializers.CharField()
+    tool_calls = ToolCallSerializer(
+        many=True, help_text="the tools an assistant turn called: [{id, name, arguments (JSON text)}]; else []"
+    )
     created = serializers.DateTimeField()
 
 

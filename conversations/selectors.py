@@ -44,8 +44,11 @@ def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:
 
 def conversation_history(
     *, conversation: Conversation, new_turns: list[dict[str, str]], before: int | None = None
-) -> list[dict[str, str]]:
+) -> list[dict[str, Any]]:
     """The stored turns to send to the model, then `new_turns`, as [{role, content}], oldest first.
+
+    An assistant turn that called tools carries them too, as `tool_calls` [{id, name, arguments}], so the
+    model sees what it called (their arguments count towards LLM_MAX_PROMPT_CHARS).
 
     System messages are always kept (they set the assistant's behaviour); of the others, the most
     recent CONVERSATION_HISTORY_MAX_MESSAGES that fit in LLM_MAX_PROMPT_CHARS together with the new
@@ -57,14 +60,14 @@ def conversation_history(
     stored = conversation_messages(conversation=conversation)
     if before is not None:
         stored = stored.filter(id__lt=before)
-    rows = list(stored.values_list("role", "content"))
-    system = [i for i, (role, _) in enumerate(rows) if role == SYSTEM]
-    others = [i for i, (role, _) in enumerate(rows) if role != SYSTEM]
+    rows = list(stored.values_list("role", "content", "tool_calls"))
+    system = [i for i, (role, _, _) in enumerate(rows) if role == SYSTEM]
+    others = [i for i, (role, _, _) in enumerate(rows) if role != SYSTEM]
     reserve = sum(len(turn["content"]) for turn in new_turns)
     budget = settings.LLM_MAX_PROMPT_CHARS - reserve - sum(len(rows[i][1]) for i in system)
     kept: list[int] = []
     for index in reversed(others):
-        size = len(rows[index][1])
+        size = len(rows[index][1]) + sum(len(call["arguments"]) for call in rows[index][2] or ())
         if len(kept) >= settings.CONVERSATION_HISTORY_MAX_MESSAGES or size > budget:
             break
         budget -= size
@@ -74,8 +77,15 @@ def conversation_history(
         # Trimmed: an answer whose question was cut off would open the history; chat templates expect a user turn.
         while kept and rows[kept[0]][0] == ASSISTANT:
             kept.pop(0)
-    history = [{"role": rows[i][0], "content": rows[i][1]} for i in sorted(system + kept)]
+    history = [_turn(*rows[i]) for i in sorted(system + kept)]
     return history + [{"role": turn["role"], "content": turn["content"]} for turn in new_turns]
+
+
+def _turn(role: str, content: str, tool_calls: list[dict[str, str]] | None) -> dict[str, Any]:
+    turn: dict[str, Any] = {"role": role, "content": content}
+    if tool_calls:
+        turn["tool_calls"] = [{"id": c["id"], "name": c["name"], "arguments": c["arguments"]} for c in tool_calls]
+    return turn
 
 
 # For async callers (the WebSocket consumer, async views): the same reads off the event loop.

@@ -362,3 +362,54 @@ def test_answers_held_to_a_json_schema_show_as_indented_json(site, new_page):
     page.reload()  # a reopened conversation shows it the same way
     wait_until_live(page)
     assert json.loads(last_answer(page).locator("pre.json-answer").text_content()) == json.loads(shown)
+
+
+# Bounded, so a whole call fits in the tokens the tiny model has left after the tools' description.
+ADD_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "add",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "a": {"type": "integer", "minimum": 0, "maximum": 99},
+                "b": {"type": "integer", "minimum": 0, "maximum": 99},
+            },
+            "required": ["a", "b"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_answers_that_call_tools_show_each_call_as_a_card(site, new_page):
+    import jsonschema
+
+    page = new_page()
+    log_in(page, STAFF)
+    wait_until_live(page)
+    set_options(page, max_tokens=48, temperature=0, markdown=True)
+    page.get_by_text("Options", exact=True).click()
+    tools_box = page.get_by_label("Tools")
+    tools_box.fill("[{not json")
+    ask(page, "Add 2 and 3.")
+    # Tools that are not JSON are said beside them, and nothing is sent: the prompt stays.
+    assert "not JSON" in page.locator("#opt-tools-error").text_content()
+    assert prompt_box(page).input_value() == "Add 2 and 3."
+    assert page.locator(".message.assistant").count() == 0
+
+    tools_box.fill(json.dumps([ADD_TOOL]))
+    page.get_by_label("Tool choice").select_option("required")
+    page.get_by_text("Options", exact=True).click()
+    prompt_box(page).press("Enter")
+    answer = wait_for_answer(page)
+    card = answer.locator(".tool-call")
+    assert card.locator(".tool-call-name").text_content() == "add"
+    shown = card.locator(".tool-call-arguments").text_content()
+    jsonschema.validate(json.loads(shown), ADD_TOOL["function"]["parameters"])  # the random model is held to them
+    assert "\n  " in shown  # indented for reading
+    page.reload()  # a reopened conversation shows the call the same way
+    wait_until_live(page)
+    again = last_answer(page).locator(".tool-call")
+    assert again.locator(".tool-call-name").text_content() == "add"
+    assert json.loads(again.locator(".tool-call-arguments").text_content()) == json.loads(shown)

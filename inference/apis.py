@@ -19,6 +19,7 @@ from inference.protocol import MAX_COLLECTION_CHARS, MAX_MESSAGES, MAX_MODEL_CHA
 from inference.providers.base import (
     FINISH_REASONS,
     MAX_STOP,
+    MAX_TOOLS,
     ROLES,
     SEED_MAX,
     TEMPERATURE_MAX,
@@ -84,6 +85,51 @@ class ResponseFormatField(serializers.JSONField):
     """OpenAI's `response_format`; `ResponseFormat.parse` (in CompletionRequest) checks it."""
 
 
+# OpenAI's `tools` and `tool_choice`, as predict, the WebSocket and /v1/chat/completions take them.
+FUNCTION_TOOL = {
+    "type": "object",
+    "properties": {
+        "type": {"enum": ["function"]},
+        "function": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "pattern": r"^[a-zA-Z0-9_-]{1,64}$"},
+                "description": {"type": "string"},
+                "parameters": {"type": "object", "description": 'a JSON schema of "type": "object"'},
+                "strict": {"type": "boolean", "nullable": True},
+            },
+            "required": ["name"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["type", "function"],
+}
+
+
+@extend_schema_field({"type": "array", "items": FUNCTION_TOOL, "maxItems": MAX_TOOLS})
+class ToolsField(serializers.JSONField):
+    """OpenAI's `tools` (functions only); `inference.providers.tools.parse_tools` (in CompletionRequest) checks them."""
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": ["none", "auto", "required"]},
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"enum": ["function"]},
+                    "function": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+                },
+                "required": ["type", "function"],
+            },
+        ]
+    }
+)
+class ToolChoiceField(serializers.JSONField):
+    """How the model may use the tools; checked with them."""
+
+
 # Ollama's durations as llmsite.durations parses them: seconds, or 1h30m, 5m, 90s, 500ms; negative: forever.
 KEEP_ALIVE = RegexValidator(
     r"^-?(\d+(\.\d+)?|(\d+(\.\d+)?(ms|s|m|h))+)$", "keep_alive must be seconds or a duration such as 5m or 1h30m"
@@ -99,6 +145,15 @@ class UsageSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     total_tokens = serializers.IntegerField()
+
+
+class PredictToolCallSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "CompletionToolCall"
+
+    id = serializers.CharField(help_text="the call's id (a `tool` turn answering it names it)")
+    name = serializers.CharField(help_text="the function called")
+    arguments = serializers.CharField(help_text="the arguments: the JSON text of an object")
 
 
 class SourceSerializer(serializers.Serializer):
@@ -154,6 +209,13 @@ class PredictApi(APIView):
             help_text="how long that model stays loaded once idle: seconds, or 5m, 1h; negative keeps it (Ollama's)",
         )
         response_format = ResponseFormatField(required=False, allow_null=True)
+        tools = ToolsField(required=False, allow_null=True, help_text="functions the model may call (OpenAI's shape)")
+        tool_choice = ToolChoiceField(
+            required=False, allow_null=True, help_text="auto (default), none, required, or one function by name"
+        )
+        parallel_tool_calls = serializers.BooleanField(
+            required=False, allow_null=True, help_text="false: at most one call per answer"
+        )
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
             stream = attrs.pop("stream", False)
@@ -170,8 +232,10 @@ class PredictApi(APIView):
         usage = UsageSerializer()
         cached = serializers.BooleanField()
         latency_ms = serializers.FloatField()
-        # predict takes no tools: its answers never end in "tool_calls"
-        finish_reason = serializers.ChoiceField(choices=[r for r in FINISH_REASONS if r != "tool_calls"])
+        finish_reason = serializers.ChoiceField(choices=FINISH_REASONS)
+        tool_calls = PredictToolCallSerializer(
+            many=True, required=False, help_text='present when the model called tools (finish_reason "tool_calls")'
+        )
         sources = SourceSerializer(many=True, required=False, help_text="present when a collection was given")
         conversation = serializers.IntegerField(required=False, help_text="present when a conversation was given")
         message = serializers.IntegerField(required=False, help_text="the stored answer's id: rate it with feedback")
@@ -186,7 +250,9 @@ class PredictApi(APIView):
         description=(
             "Deterministic requests (temperature 0, or a seed) are cached: header `X-Cache: HIT|MISS`.\n\n"
             'With `stream: true` the answer is `text/event-stream`: `data: {"delta": ...}` frames as tokens '
-            "are produced, then `event: done` with the response fields except `text`; a failure after the "
+            "are produced, `event: tool_call` frames `{index, id, name, arguments}` as tool calls are written "
+            "(`id` and `name` on a call's first piece only; its `arguments` pieces join into the JSON text), "
+            "then `event: done` with the response fields except `text`; a failure after the "
             'first frame is `event: error` with `data: {"error": {...}}`. Errors before the first token are '
             "ordinary HTTP errors. Closing the connection cancels the generation."
         ),

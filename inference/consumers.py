@@ -6,8 +6,10 @@ Protocol (JSON text frames):
   no auth within AUTH_TIMEOUT_SECONDS closes the socket with 4401. `{"type": "ready"}` answers
   a successful authentication (and greets a session user on connect). An API key without the
   `chat` scope gets an `error` (`scope_not_allowed`) and the socket closes with 4403.
-- `{"type": "generate", ...predict fields...}` → `{"type": "token", "text"}`… then
-  `{"type": "done", ...predict response fields except text}` or `{"type": "error", "error": {...}}`.
+- `{"type": "generate", ...predict fields...}` → `{"type": "token", "text"}` and, when the model calls
+  tools, `{"type": "tool_call", "index", "id", "name", "arguments"}` pieces (`id` and `name` on a call's
+  first piece only)… then `{"type": "done", ...predict response fields except text}` (with the whole
+  `tool_calls`) or `{"type": "error", "error": {...}}`.
   One generation at a time: another `generate` meanwhile is an `error` with code `busy`. A
   generation that would cross a usage limit is an `error` with code `quota_exceeded`, `limit`
   and `resets_at`.
@@ -33,7 +35,8 @@ from accounts.permissions import scope_refusal
 from accounts.services import acredentials_for_bearer_token
 from inference import services
 from inference.protocol import CompletionRequest
-from inference.providers.base import TextDelta
+from inference.providers.base import TextDelta, ToolCallDelta
+from inference.sse import tool_call_piece
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, error_body, from_validation_error
 from llmsite.shutdown import drain, shutting_down_error
@@ -156,6 +159,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 if isinstance(event, TextDelta):
                     produced += 1
                     await self.send_json({"type": "token", "text": event.text})
+                elif isinstance(event, ToolCallDelta):
+                    produced += 1
+                    await self.send_json({"type": "tool_call", **tool_call_piece(event)})
                 else:
                     body = {k: v for k, v in event.as_dict().items() if k != "text"}
                     await self.send_json({"type": "done", **body})

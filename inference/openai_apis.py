@@ -24,7 +24,14 @@ from rest_framework.views import APIView
 
 from accounts.models import SCOPE_CHAT, SCOPE_EMBEDDINGS
 from inference import selectors, services, sse
-from inference.apis import ResponseFormatField, TopPField, completion_request, max_tokens_field
+from inference.apis import (
+    ResponseFormatField,
+    ToolChoiceField,
+    ToolsField,
+    TopPField,
+    completion_request,
+    max_tokens_field,
+)
 from inference.protocol import MAX_MESSAGES, CompletionRequest
 from inference.providers.base import (
     MAX_STOP,
@@ -165,50 +172,6 @@ class StopField(serializers.Field):
 
     def to_representation(self, value: Any) -> Any:
         return value
-
-
-FUNCTION_TOOL = {
-    "type": "object",
-    "properties": {
-        "type": {"enum": ["function"]},
-        "function": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "pattern": r"^[a-zA-Z0-9_-]{1,64}$"},
-                "description": {"type": "string"},
-                "parameters": {"type": "object", "description": 'a JSON schema of "type": "object"'},
-                "strict": {"type": "boolean", "nullable": True},
-            },
-            "required": ["name"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["type", "function"],
-}
-
-
-@extend_schema_field({"type": "array", "items": FUNCTION_TOOL, "maxItems": MAX_TOOLS})
-class ToolsField(serializers.JSONField):
-    """OpenAI's `tools` (functions only); `inference.providers.tools.parse_tools` (in CompletionRequest) checks them."""
-
-
-@extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "string", "enum": ["none", "auto", "required"]},
-            {
-                "type": "object",
-                "properties": {
-                    "type": {"enum": ["function"]},
-                    "function": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
-                },
-                "required": ["type", "function"],
-            },
-        ]
-    }
-)
-class ToolChoiceField(serializers.JSONField):
-    """How the model may use the tools; checked with them."""
 
 
 class StreamOptionsSerializer(serializers.Serializer):

@@ -13,7 +13,7 @@ from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
 
 from inference.protocol import CompletionRequest
-from inference.providers.base import TextDelta
+from inference.providers.base import TextDelta, ToolCallDelta
 from llmsite.errors import ApplicationError, error_body
 
 
@@ -23,8 +23,17 @@ def frame(data: dict[str, Any], event: str | None = None) -> bytes:
     return f"{head}data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
+def tool_call_piece(event: ToolCallDelta) -> dict[str, Any]:
+    """A piece of a tool call as predict and the WebSocket send it: `id` and `name` on a call's first piece only."""
+    piece: dict[str, Any] = {"index": event.index}
+    if event.id is not None:
+        piece.update(id=event.id, name=event.name)
+    piece["arguments"] = event.arguments
+    return piece
+
+
 async def predict_frames(first: Any, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    """`data: {"delta"}` frames, then `event: done` (or `event: error` for a failure mid-stream).
+    """`data: {"delta"}` frames and `event: tool_call` pieces, then `event: done` (or `event: error` mid-stream).
 
     `first` is the event already taken from `events` (so errors before any text were answered
     with a real HTTP status). Leaving early (client gone: Django cancels this iterator) closes
@@ -35,6 +44,8 @@ async def predict_frames(first: Any, events: AsyncIterator[Any]) -> AsyncIterato
         while True:
             if isinstance(event, TextDelta):
                 yield frame({"delta": event.text})
+            elif isinstance(event, ToolCallDelta):
+                yield frame(tool_call_piece(event), "tool_call")
             else:  # the CompletionResult ends the stream
                 # Everything the JSON response has except the text the deltas already carried.
                 yield frame({k: v for k, v in event.as_dict().items() if k != "text"}, "done")

@@ -71,7 +71,7 @@ class CompletionResult:
     model_id: str = ""  # the id of the model that answered, as clients name it
     logprobs: tuple[TokenLogprob, ...] | None = None  # when asked: one per generated token
     prompt_logprobs: tuple[TokenLogprob | None, ...] | None = None  # with `echo`: the prompt's tokens (first None)
-    tool_calls: tuple[ToolCall, ...] = ()  # the calls the model made (finish_reason "tool_calls"; /v1 shows them)
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls the model made (finish_reason "tool_calls")
 
     def as_dict(self) -> dict[str, Any]:
         body = {
@@ -91,6 +91,8 @@ class CompletionResult:
             body["message"] = self.message
         if self.fallback is not None:
             body["fallback"] = self.fallback
+        if self.tool_calls:
+            body["tool_calls"] = [call.as_dict() for call in self.tool_calls]
         return body
 
 
@@ -273,6 +275,7 @@ def _remember(call: _Call, result: CompletionResult) -> CompletionResult:
         completion_tokens=result.usage.completion_tokens,
         finish_reason=result.finish_reason or "",
         completion_id=result.id,
+        tool_calls=[call.as_dict() for call in result.tool_calls],
     )
     return dataclasses.replace(result, conversation=call.conversation.pk, message=answer.pk)
 

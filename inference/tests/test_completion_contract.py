@@ -122,7 +122,7 @@ def test_a_predict_answer_matches_the_published_schema(filtered_upstream, alice_
 def test_the_schema_refuses_a_finish_reason_predict_never_gives(filtered_upstream, alice_client):
     body = alice_client.post("/api/v1/predict", {"prompt": "Hi"}, format="json").json()
     with pytest.raises(jsonschema.ValidationError):
-        schema_validator("Completion").validate({**body, "finish_reason": "tool_calls"})
+        schema_validator("Completion").validate({**body, "finish_reason": "end_turn"})
 
 
 def test_a_grounded_answer_in_a_conversation_matches_the_published_schema(serving, alice_client):

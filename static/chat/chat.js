@@ -1,7 +1,7 @@
 // The chat page: conversations (list, open, new, rename, delete), streamed answers with Stop,
 // the model each conversation talks to (picked from the pool; staff may switch the site's default),
 // answers grounded in a document collection with their sources, the model that wrote each answer,
-// feedback and copy on each answer. Talks only to the JSON API and the chat WebSocket.
+// answers held to JSON or calling tools (shown as cards), feedback and copy on each answer. Talks only to the JSON API and the chat WebSocket.
 
 import { api, errorTitle } from "./api.js";
 import { confirmDialog, setBusy } from "./ui.js";
@@ -39,6 +39,9 @@ const els = {
   format: $("opt-format"),
   schema: $("opt-schema"),
   schemaError: $("opt-schema-error"),
+  tools: $("opt-tools"),
+  toolsError: $("opt-tools-error"),
+  toolChoice: $("opt-tool-choice"),
   template: $("message-template"),
 };
 const isStaff = root.dataset.staff === "true";
@@ -79,6 +82,8 @@ function loadSettings() {
   if (saved.markdown === false) els.markdown.checked = false;
   if (["text", "json_object", "json_schema"].includes(saved.format)) els.format.value = saved.format;
   if (typeof saved.schema === "string") els.schema.value = saved.schema;
+  if (typeof saved.tools === "string") els.tools.value = saved.tools;
+  if (["auto", "required", "none"].includes(saved.toolChoice)) els.toolChoice.value = saved.toolChoice;
   showSchemaField();
   return saved;
 }
@@ -90,6 +95,8 @@ function saveSettings() {
     markdown: els.markdown.checked,
     format: els.format.value,
     schema: els.schema.value,
+    tools: els.tools.value,
+    toolChoice: els.toolChoice.value,
     collection: els.collectionSelect.value,
     useCollection: els.useCollection.checked,
   };
@@ -130,6 +137,8 @@ function createMessage(role, text = "") {
     meta: element.querySelector(".meta"),
     actions: element.querySelector(".actions"),
     sources: element.querySelector(".sources"),
+    toolCallsBox: element.querySelector(".tool-calls"),
+    toolCalls: [], // [{id, name, arguments}]: the tools the answer calls, arguments as they arrive
     id: null,
     prompt: "",
     provider: "",
@@ -145,6 +154,7 @@ function createMessage(role, text = "") {
 
 function draw(message) {
   message.renderQueued = false;
+  if (message.role === "assistant") drawToolCalls(message);
   // What people typed is always plain text; answers follow the Markdown setting. An answer that is
   // a whole JSON document (asked for with "Answer as JSON", or written so) is shown indented.
   if (message.role === "assistant" && renderJson(message.content, message.text)) return;
@@ -196,6 +206,84 @@ function renderJson(element, text) {
   element.classList.remove("markdown", "plain");
   element.replaceChildren(pre);
   return true;
+}
+
+// --- tool calls ---------------------------------------------------------------------------------
+/** The tools fields to send ({} without tools); null when the tools typed are not a JSON array (said beside them). */
+function toolFields() {
+  els.toolsError.textContent = "";
+  els.toolsError.hidden = true;
+  const typed = els.tools.value.trim();
+  if (!typed) return {};
+  let tools;
+  let problem = "";
+  try {
+    tools = JSON.parse(typed);
+    if (!Array.isArray(tools)) problem = "The tools are not a JSON array: write [ {\"type\": \"function\", …} ]";
+  } catch (error) {
+    problem = `The tools are not JSON: ${error.message}`;
+  }
+  if (problem) {
+    els.toolsError.textContent = problem;
+    els.toolsError.hidden = false;
+    els.options.open = true;
+    return null;
+  }
+  return { tools, tool_choice: els.toolChoice.value };
+}
+
+/** Add a streamed piece of a call ({index, id?, name?, arguments}) to the answer's calls. */
+function addToolCallPiece(message, piece) {
+  const call = (message.toolCalls[piece.index] ??= { id: "", name: "", arguments: "" });
+  if (piece.id) call.id = piece.id;
+  if (piece.name) call.name = piece.name;
+  call.arguments += piece.arguments ?? "";
+}
+
+/** Arguments as indented JSON once they parse; as they arrived while they are still being written. */
+function argumentsText(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+function drawToolCalls(message) {
+  const calls = message.toolCalls.filter(Boolean);
+  const box = message.toolCallsBox;
+  box.hidden = calls.length === 0;
+  // An answer that is only calls has no text to show (nor the caret of one being written).
+  message.content.hidden = calls.length > 0 && !message.text;
+  if (!calls.length) return;
+  const cards = calls.map((call) => {
+    const card = document.createElement("div");
+    card.className = "tool-call";
+    card.dataset.name = call.name;
+    const head = document.createElement("div");
+    head.className = "tool-call-head";
+    const label = document.createElement("span");
+    label.textContent = "Calls";
+    const name = document.createElement("code");
+    name.className = "tool-call-name";
+    name.textContent = call.name;
+    head.append(label, name);
+    const pre = document.createElement("pre");
+    pre.className = "tool-call-arguments";
+    const code = document.createElement("code");
+    code.textContent = argumentsText(call.arguments);
+    pre.append(code);
+    card.append(head, pre);
+    return card;
+  });
+  box.replaceChildren(...cards);
+}
+
+/** What Copy copies: the answer's text, else its calls as JSON. */
+function copyable(message) {
+  if (message.text || !message.toolCalls.length) return message.text;
+  const calls = message.toolCalls.filter(Boolean).map((call) => ({ name: call.name, arguments: argumentsText(call.arguments) }));
+  return JSON.stringify(calls, null, 2);
 }
 
 function queueDraw(message) {
@@ -337,7 +425,7 @@ function wireActions(message) {
   let rating = 0;
 
   copy.addEventListener("click", async () => {
-    const ok = await copyText(message.text);
+    const ok = await copyText(copyable(message));
     flash(copy, ok ? "Copied" : "Copy failed");
     announce(ok ? "Answer copied" : "Copy failed");
   });
@@ -389,6 +477,7 @@ function finishMessage(message, done) {
   if (message.id) message.element.dataset.messageId = message.id;
   message.provider = done.provider ?? message.provider;
   message.model = done.model ?? message.model;
+  if (done.tool_calls?.length) message.toolCalls = done.tool_calls.map((call) => ({ ...call }));
   message.element.removeAttribute("aria-busy");
   message.element.classList.remove("streaming");
   draw(message);
@@ -406,7 +495,7 @@ function finishMessage(message, done) {
   if (description) parts.push(done.model ? ` · ${description}` : description);
   message.meta.replaceChildren(...parts);
   showSources(message, done.sources);
-  message.actions.hidden = !message.text;
+  message.actions.hidden = !message.text && !message.toolCalls.length;
 }
 
 let shownModel = null; // {provider, model}: the site's default, as the toolbar shows it
@@ -440,13 +529,14 @@ function requestFields(prompt) {
   }
   const model = modelToSend();
   if (model) fields.model = model;
-  return { ...fields, ...responseFormat() };
+  return { ...fields, ...responseFormat(), ...toolFields() };
 }
 
 async function send() {
   const prompt = els.prompt.value;
   if (!prompt.trim() || state.generation) return;
   if (responseFormat() === null) return; // the schema is not JSON: said beside it, and the prompt stays
+  if (toolFields() === null) return; // nor are the tools
   els.prompt.value = "";
   autoGrow();
   const question = createMessage("user", prompt);
@@ -497,6 +587,14 @@ async function send() {
         answer.element.classList.add("receiving");
       }
       answer.text += text;
+      queueDraw(answer);
+    },
+    onToolCall(piece) {
+      if (!received) {
+        received = true;
+        answer.element.classList.add("receiving");
+      }
+      addToolCallPiece(answer, piece);
       queueDraw(answer);
     },
     onDone(done) {
@@ -691,6 +789,7 @@ async function openConversation(id) {
         model: stored.model,
         usage: stored.completion_tokens === null ? undefined : { completion_tokens: stored.completion_tokens },
         finish_reason: stored.finish_reason,
+        tool_calls: stored.tool_calls,
       });
     }
   }
@@ -920,7 +1019,9 @@ function wire() {
     els.collectionSelect.disabled = !els.useCollection.checked;
     saveSettings();
   });
-  for (const input of [els.collectionSelect, els.maxTokens, els.temperature, els.schema]) input.addEventListener("change", saveSettings);
+  for (const input of [els.collectionSelect, els.maxTokens, els.temperature, els.schema, els.tools, els.toolChoice]) {
+    input.addEventListener("change", saveSettings);
+  }
   els.format.addEventListener("change", () => {
     showSchemaField();
     saveSettings();

@@ -3,7 +3,8 @@
 //
 // `generate(fields, handlers)` starts one answer and returns {cancel()}; exactly one of
 // handlers.onDone(event) or handlers.onError(ApiError) ends it, after any number of
-// handlers.onToken(text). The connection reconnects by itself and reports its state as
+// handlers.onToken(text) and handlers.onToolCall({index, id?, name?, arguments}) (pieces of the
+// tools the model calls: id and name on a call's first piece only). The connection reconnects by itself and reports its state as
 // "statechange" events: connecting, open, reconnecting, fallback (HTTP streaming), signed-out.
 
 import { ApiError, errorFrom, jsonHeaders, networkError } from "./api.js";
@@ -100,6 +101,8 @@ export class ChatTransport extends EventTarget {
     }
     if (message.type === "token") {
       current.handlers.onToken(message.text);
+    } else if (message.type === "tool_call") {
+      current.handlers.onToolCall?.(message);
     } else if (message.type === "done") {
       this.current = null;
       current.handlers.onDone(message);
@@ -193,6 +196,9 @@ export function streamOverHttp(fields, handlers) {
           if (!frame) continue;
           if (frame.event === "done") {
             finish(handlers.onDone, { type: "done", ...frame.data });
+          } else if (frame.event === "tool_call") {
+            produced += 1;
+            handlers.onToolCall?.(frame.data);
           } else if (frame.event === "error") {
             finish(handlers.onError, new ApiError({ ...(frame.data.error ?? {}) }));
           } else if (typeof frame.data.delta === "string") {
