@@ -313,6 +313,26 @@ def tools_block(request: GenerationRequest) -> str:
     )
 
 
+def unanswered_calls_as_text(turns: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """`turns` with the tool calls no `tool` turn answers written into their assistant turn's text.
+
+    A stored conversation keeps the calls an answer made but never their results (the chat page runs
+    no tools), and remote APIs refuse a call that no result follows. Written as text, in the format
+    the local models read calls in, every model sees what was called and nothing is refused.
+    """
+    answered = {turn.get("tool_call_id") for turn in turns if turn.get("role") == TOOL_ROLE}
+    settled: list[dict[str, Any]] = []
+    for turn in turns:
+        calls = [ToolCall.from_dict(c) for c in turn.get("tool_calls") or ()]
+        if not calls or all(call.id in answered for call in calls):
+            settled.append(dict(turn))
+            continue
+        written = "\n".join(_written_call(call) for call in calls)
+        content = f"{turn['content']}\n{written}" if turn.get("content") else written
+        settled.append({key: value for key, value in turn.items() if key != "tool_calls"} | {"content": content})
+    return settled
+
+
 def _written_call(call: ToolCall) -> str:
     return f'{TOOL_CALL_OPEN}{{"name": {json.dumps(call.name)}, "arguments": {_arguments_json(call)}}}{TOOL_CALL_CLOSE}'
 

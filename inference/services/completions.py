@@ -43,7 +43,7 @@ from inference.providers.base import (
     as_messages,
 )
 from inference.providers.remote import UpstreamError
-from inference.providers.tools import call_id
+from inference.providers.tools import call_id, unanswered_calls_as_text
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError, ServiceUnavailable
 from llmsite.shutdown import GraceExpired, drain, shutting_down_error
@@ -159,7 +159,9 @@ def _plan(asked: CompletionRequest, *, user: Any, meter: Meter) -> _Plan:
     thread, messages = None, None
     if asked.conversation is not None:
         thread = conversation_selectors.conversation_get(user=user, conversation_id=asked.conversation)
-        messages = conversation_selectors.conversation_history(conversation=thread, new_turns=asked.new_turns())
+        messages = unanswered_calls_as_text(
+            conversation_selectors.conversation_history(conversation=thread, new_turns=asked.new_turns())
+        )
     model = asked.model or (thread.model if thread is not None and thread.model else None)
     engine = get_engine()
     engine.sync_with_config()

@@ -126,7 +126,10 @@ def test_a_conversation_keeps_the_calls_shows_them_and_sends_them_back_next_turn
     assert second.status_code == 200, second.content
     history = seen[-1].messages
     assert [m.role for m in history] == ["user", "assistant", "user"]
-    assert history[1].tool_calls == (ToolCall(call["id"], call["name"], call["arguments"]),)
+    # Stored calls have no results (the page runs no tools), and remote APIs refuse a call without its
+    # result: the calls come back written into the answer's text, as local models read calls.
+    assert history[1].tool_calls == ()
+    assert call["name"] in history[1].content and "<tool_call>" in history[1].content
     rendered = serving.render(seen[-1])  # the model reads what it called, arguments and all
     assert call["name"] in rendered and json.dumps(json.loads(call["arguments"]))[1:-1] in rendered
 

@@ -535,3 +535,24 @@ async def test_the_stream_sends_each_call_as_openai_does():
     }
     assert [d["tool_calls"][0]["function"]["arguments"] for d in deltas[2:4]] == ['{"a": 1,', ' "b": 2}']
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_only_calls_no_result_answers_are_written_into_the_text():
+    from inference.providers.tools import unanswered_calls_as_text
+
+    asked = {"id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    answered = {"id": "call_2", "name": "now", "arguments": "{}"}
+    turns = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [asked]},
+        {"role": "user", "content": "And the time?"},
+        {"role": "assistant", "content": "Let me see.", "tool_calls": [answered]},
+        {"role": "tool", "content": "12:00", "tool_call_id": "call_2"},
+    ]
+    settled = unanswered_calls_as_text(turns)
+    assert settled[1] == {
+        "role": "assistant",
+        "content": '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>',
+    }
+    assert settled[3] == turns[3]  # its result follows: it stays a call
+    assert [t["role"] for t in settled] == [t["role"] for t in turns]
