@@ -212,9 +212,11 @@ CASES: list[tuple[type[BaseModel], str]] = [
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def client(tmp_path_factory, smollm2_exported):
     """A live server with the shipped model on the default engine, and the SDK with a personal API key."""
-    server = start_live_server(tmp_path_factory.mktemp("structured-sdk"), LLM_MODEL=MODEL)
+    server = start_live_server(
+        tmp_path_factory.mktemp("structured-sdk"), MODELS_DIR=str(smollm2_exported.parent), LLM_MODEL=MODEL
+    )
     key = server.create_api_key(name="sdk")
     yield openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=300)
     server.stop()
