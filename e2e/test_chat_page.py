@@ -23,6 +23,7 @@ from e2e.helpers import (
     wait_until_live,
 )
 from inference.tests.fake_upstream import json_reply, openai_sse, sse_reply
+from inference.tests.test_tool_calls import ADD as ADD_TOOL  # bounded: a whole call fits the tiny model's window
 
 pytestmark = pytest.mark.e2e
 
@@ -362,24 +363,6 @@ def test_answers_held_to_a_json_schema_show_as_indented_json(site, new_page):
     page.reload()  # a reopened conversation shows it the same way
     wait_until_live(page)
     assert json.loads(last_answer(page).locator("pre.json-answer").text_content()) == json.loads(shown)
-
-
-# Bounded, so a whole call fits in the tokens the tiny model has left after the tools' description.
-ADD_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "add",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "a": {"type": "integer", "minimum": 0, "maximum": 99},
-                "b": {"type": "integer", "minimum": 0, "maximum": 99},
-            },
-            "required": ["a", "b"],
-            "additionalProperties": False,
-        },
-    },
-}
 
 
 def test_answers_that_call_tools_show_each_call_as_a_card(site, new_page):

@@ -158,3 +158,27 @@ def upstream():
 
     with FakeUpstream() as server:
         yield server
+
+
+@pytest.fixture
+def gpt(upstream):
+    """An OpenAIProvider, loaded, talking to the stand-in."""
+    from inference.providers.openai import OpenAIProvider
+    from inference.tests.fake_upstream import FAST, OPENAI_KEY
+
+    provider = OpenAIProvider("gpt-test", api_key=OPENAI_KEY, base_url=f"{upstream.url}/v1", http=FAST)
+    provider.load()
+    yield provider
+    provider.close()
+
+
+@pytest.fixture
+def claude(upstream):
+    """An AnthropicProvider, loaded, talking to the stand-in."""
+    from inference.providers.anthropic import AnthropicProvider
+    from inference.tests.fake_upstream import ANTHROPIC_KEY, FAST
+
+    provider = AnthropicProvider("claude-test", api_key=ANTHROPIC_KEY, base_url=upstream.url, http=FAST)
+    provider.load()
+    yield provider
+    provider.close()

@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from inference.providers.remote import HttpOptions
+
 FIXTURES = Path(__file__).parent / "fixtures" / "remote"
+# What providers under test talk to a stand-in with: keys no real service issued, quick timeouts and retries.
+OPENAI_KEY = "sk-proj-test-0123456789abcdef"
+ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"
+FAST = HttpOptions(connect_timeout=2, read_timeout=5, max_retries=2, backoff=0.01, max_retry_wait=2)
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
 

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from inference.providers.anthropic import API_VERSION, AnthropicProvider
+from inference.providers.anthropic import API_VERSION
 from inference.providers.base import GenerationRequest, Message, SamplingParams, StreamEnd, TextDelta, Usage
-from inference.providers.remote import HttpOptions, UpstreamError
-from inference.tests.fake_upstream import anthropic_sse, fixture, json_reply, sse_reply
+from inference.providers.remote import UpstreamError
+from inference.tests.fake_upstream import ANTHROPIC_KEY, anthropic_sse, fixture, json_reply, sse_reply
 
-KEY = "sk-ant-test-0123456789abcdef"
-FAST = HttpOptions(connect_timeout=2, read_timeout=5, max_retries=2, backoff=0.01, max_retry_wait=2)
 PATH = "/v1/messages"
-
-
-@pytest.fixture
-def claude(upstream):
-    provider = AnthropicProvider("claude-test", api_key=KEY, base_url=upstream.url, http=FAST)
-    provider.load()
-    yield provider
-    provider.close()
 
 
 def chat(**params) -> GenerationRequest:
@@ -48,7 +38,7 @@ async def test_it_sends_the_messages_request_with_the_system_prompt_apart(claude
     upstream.script("POST", PATH, sse_reply(anthropic_sse(["Hi"])))
     await collect(claude, chat(max_new_tokens=40, temperature=0.7, top_p=0.9, stop=["\n\n", "END"]))
     [seen] = upstream.seen
-    assert seen.headers["x-api-key"] == KEY
+    assert seen.headers["x-api-key"] == ANTHROPIC_KEY
     assert seen.headers["anthropic-version"] == API_VERSION == "2023-06-01"
     assert "authorization" not in seen.headers
     assert seen.body == {
@@ -168,4 +158,4 @@ def test_it_lists_the_models(claude, upstream):
     }
     upstream.script("GET", "/v1/models", json_reply(200, models))
     assert [m.name for m in claude.models()] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
-    assert upstream.seen[0].headers["x-api-key"] == KEY
+    assert upstream.seen[0].headers["x-api-key"] == ANTHROPIC_KEY

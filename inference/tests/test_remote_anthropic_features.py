@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from inference.providers.anthropic import AnthropicProvider
 from inference.providers.base import (
     GenerationRequest,
     InvalidParameter,
@@ -20,11 +19,9 @@ from inference.providers.base import (
     Usage,
 )
 from inference.providers.constraints import ResponseFormat
-from inference.providers.remote import HttpOptions, UpstreamError
+from inference.providers.remote import UpstreamError
 from inference.tests.fake_upstream import anthropic_sse, sse_reply
 
-KEY = "sk-ant-test-0123456789abcdef"
-FAST = HttpOptions(connect_timeout=2, read_timeout=5, max_retries=2, backoff=0.01, max_retry_wait=2)
 PATH = "/v1/messages"
 WEATHER = Tool(
     "get_weather",
@@ -38,14 +35,6 @@ PERSON_SCHEMA = {
     "required": ["name", "age"],
 }
 PERSON = ResponseFormat.parse({"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON_SCHEMA}})
-
-
-@pytest.fixture
-def claude(upstream):
-    provider = AnthropicProvider("claude-test", api_key=KEY, base_url=upstream.url, http=FAST)
-    provider.load()
-    yield provider
-    provider.close()
 
 
 def ask(content: str = "Weather in Paris?", **fields) -> GenerationRequest:

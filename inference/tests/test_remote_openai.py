@@ -6,19 +6,8 @@ import pytest
 
 from inference.providers.base import GenerationRequest, Message, ProviderUnavailable, StreamEnd, TextDelta, Usage
 from inference.providers.openai import OpenAIProvider
-from inference.providers.remote import HttpOptions, UpstreamError
-from inference.tests.fake_upstream import fixture, json_reply, openai_sse, sse_reply
-
-KEY = "sk-proj-test-0123456789abcdef"
-FAST = HttpOptions(connect_timeout=2, read_timeout=5, max_retries=2, backoff=0.01, max_retry_wait=2)
-
-
-@pytest.fixture
-def gpt(upstream):
-    provider = OpenAIProvider("gpt-test", api_key=KEY, base_url=f"{upstream.url}/v1", http=FAST)
-    provider.load()
-    yield provider
-    provider.close()
+from inference.providers.remote import UpstreamError
+from inference.tests.fake_upstream import FAST, OPENAI_KEY, fixture, json_reply, openai_sse, sse_reply
 
 
 def chat(**params) -> GenerationRequest:
@@ -44,7 +33,7 @@ async def test_it_sends_a_bearer_key_the_system_message_and_asks_for_usage(gpt, 
     upstream.script("POST", "/v1/chat/completions", sse_reply(openai_sse(["Hi"])))
     await collect(gpt, chat(max_new_tokens=40, temperature=0.7, top_p=0.9, stop=["END"], seed=7))
     [seen] = upstream.seen
-    assert seen.headers["authorization"] == f"Bearer {KEY}"
+    assert seen.headers["authorization"] == f"Bearer {OPENAI_KEY}"
     assert seen.query == {}
     assert seen.body == {
         "model": "gpt-test",
@@ -121,7 +110,7 @@ def test_it_lists_the_models_of_a_compatible_server(gpt, upstream):
     }
     upstream.script("GET", "/v1/models", json_reply(200, body))
     assert [(m.name, m.detail) for m in gpt.models()] == [("llama3.2", "library"), ("qwen2.5:0.5b", "library")]
-    assert upstream.seen[0].headers["authorization"] == f"Bearer {KEY}"
+    assert upstream.seen[0].headers["authorization"] == f"Bearer {OPENAI_KEY}"
 
 
 async def test_a_self_hosted_server_needs_no_key_and_gets_no_authorization_header(upstream):
@@ -144,7 +133,7 @@ def test_openai_itself_refuses_to_load_without_a_key():
 
 async def test_azure_mode_puts_the_deployment_in_the_path_the_version_in_the_query_and_the_key_in_api_key(upstream):
     provider = OpenAIProvider(
-        "my deployment", base_url=upstream.url, api_key=KEY, azure_api_version="2024-10-21", http=FAST
+        "my deployment", base_url=upstream.url, api_key=OPENAI_KEY, azure_api_version="2024-10-21", http=FAST
     )
     provider.load()
     upstream.script("POST", "/openai/deployments/my%20deployment/chat/completions", sse_reply(openai_sse(["ok"])))
@@ -155,7 +144,7 @@ async def test_azure_mode_puts_the_deployment_in_the_path_the_version_in_the_que
     [seen] = upstream.seen
     assert text == "ok"
     assert seen.query == {"api-version": ["2024-10-21"]}
-    assert seen.headers["api-key"] == KEY
+    assert seen.headers["api-key"] == OPENAI_KEY
     assert "authorization" not in seen.headers
     assert provider.models()[0].name == "my deployment"  # Azure lists base models, not deployments: none asked
 

@@ -23,10 +23,8 @@ from inference.providers.constraints import ResponseFormat
 from inference.providers.openai import OpenAIProvider
 from inference.providers.remote import HttpOptions, UpstreamError
 from inference.providers.replicas import ReplicaProvider
-from inference.tests.fake_upstream import openai_sse, sse_reply
+from inference.tests.fake_upstream import FAST, openai_sse, sse_reply
 
-KEY = "sk-proj-test-0123456789abcdef"
-FAST = HttpOptions(connect_timeout=2, read_timeout=5, max_retries=2, backoff=0.01, max_retry_wait=2)
 PATH = "/v1/chat/completions"
 WEATHER = Tool(
     "get_weather",
@@ -50,14 +48,6 @@ PERSON = ResponseFormat.parse(
         },
     }
 )
-
-
-@pytest.fixture
-def gpt(upstream):
-    provider = OpenAIProvider("gpt-test", api_key=KEY, base_url=f"{upstream.url}/v1", http=FAST)
-    provider.load()
-    yield provider
-    provider.close()
 
 
 def ask(content: str = "Weather in Paris?", **fields) -> GenerationRequest:
