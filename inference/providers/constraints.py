@@ -28,6 +28,7 @@ tags (`openvino_structured_output`).
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterable, Mapping
@@ -299,6 +300,13 @@ def openvino_unsupported(response_format: ResponseFormat) -> list[str]:
     """The schema keywords OpenVINO's structured output would not enforce (or would fail on), in order found."""
     if response_format.type == "json_object":
         return []
+    return list(_openvino_unsupported(response_format.schema))
+
+
+# Asked twice per request (where it is routed, and again on the engine thread as it admits the
+# job): the schema is parsed and walked once, the second answer comes from here.
+@functools.lru_cache(maxsize=256)
+def _openvino_unsupported(schema_text: str) -> tuple[str, ...]:
     found: list[str] = []
 
     def walk(schema: Any) -> None:
@@ -321,5 +329,5 @@ def openvino_unsupported(response_format: ResponseFormat) -> list[str]:
         for key in ("items", "additionalProperties"):
             walk(schema.get(key))
 
-    walk(json.loads(response_format.schema))
-    return found
+    walk(json.loads(schema_text))
+    return tuple(found)
