@@ -157,15 +157,8 @@ async def battle_run(
             failure = ApplicationError("the answer failed", code=ErrorCode.SERVER_ERROR, status=500)
             queue.put_nowait(SideFailed(side.name, failure))
 
-    tasks = [asyncio.create_task(answer(side)) for side in sides.values()]
-    try:
-        ended = 0
-        while ended < len(tasks):
-            event = await queue.get()
-            if not isinstance(event, Token):
-                ended += 1
-            yield event
-    finally:
+    async def finish() -> None:
+        """Stop what still runs, then write the row (even while this iterator is being cancelled)."""
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -175,8 +168,25 @@ async def battle_run(
         try:
             await asyncio.shield(saving)
         except asyncio.CancelledError:
-            await saving  # the row is completed even while this iterator is being cancelled
+            await saving
             raise
+
+    tasks = [asyncio.create_task(answer(side)) for side in sides.values()]
+    finished = False
+    try:
+        ended = 0
+        while ended < len(tasks):
+            event = await queue.get()
+            if not isinstance(event, Token):
+                ended += 1
+            if ended == len(tasks):
+                # Written before the last event leaves: a client that votes as soon as it has it finds the row done.
+                finished = True
+                await finish()
+            yield event
+    finally:
+        if not finished:
+            await finish()
 
 
 def battle_finish(*, battle: Battle, sides: dict[str, Any]) -> None:

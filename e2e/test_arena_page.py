@@ -1,8 +1,10 @@
-"""The arena in a real browser: compare two tiny models in the chat page, vote, see the names and the leaderboard.
+"""The arena in a real browser: compare two models in the chat page, vote, see the names and the leaderboard.
 
-A site of its own serves exactly two models (tiny-a and tiny-b, in runner processes), so the two
-the arena picks at random are always those two and both answer. Screenshots of the compare mode
-and the leaderboard at desktop and phone widths are checked non-blank.
+A site of its own serves exactly two models, so the two the arena picks at random are always
+those two: tiny-a (a random two-layer model in its runner process, which writes mostly blank
+lines) and `openai/gpt-test` on a stand-in OpenAI-compatible upstream in this process, which
+streams a scripted answer word by word. Screenshots of the compare mode and the leaderboard at
+desktop and phone widths are checked non-blank.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import pytest
 from e2e.conftest import PageProblems
 from e2e.helpers import DESKTOP, PASSWORD, PHONE, log_in, screenshot
 from e2e.test_screenshots import check_not_blank
+from inference.tests.fake_upstream import FakeUpstream, openai_sse, sse_reply
 from llmsite.testing import LiveServer, start_live_server
 
 pytestmark = pytest.mark.e2e
 
-MODELS = {"tiny-a", "tiny-b"}
+REMOTE = "openai/gpt-test"
+MODELS = {"tiny-a", REMOTE}
+WORDS = ["Blue ", "is ", "the ", "colour ", "of ", "a ", "clear ", "sky, ", "and ", "of ", "the ", "open ", "sea."]
 # Whether the chart's canvas has pixels drawn on it.
 DRAWN = """() => {
     const canvas = document.getElementById('arena-chart');
@@ -30,19 +35,30 @@ DRAWN = """() => {
 
 
 @pytest.fixture(scope="module")
-def arena_site(chromium, tmp_path_factory) -> Iterator[LiveServer]:
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def arena_site(chromium, tmp_path_factory, upstream) -> Iterator[LiveServer]:
     from arena.tests.conftest import build_tiny_models
 
-    models = build_tiny_models(tmp_path_factory.mktemp("arena-e2e-models"))
+    models = build_tiny_models(tmp_path_factory.mktemp("arena-e2e-models"), ("tiny-a",))
     server = start_live_server(
         tmp_path_factory.mktemp("arena-e2e-site"),
         MODELS_DIR=str(models),
         LLM_PROVIDER="hf",
         LLM_MODEL="tiny-a",
         DEVICE="cpu",
-        LLM_DEFAULT_MAX_NEW_TOKENS="24",  # tiny models have 256 positions
+        LLM_DEFAULT_MAX_NEW_TOKENS="24",  # tiny-a has 256 positions
+        OPENAI_BASE_URL=f"{upstream.url}/v1",
         OPENAI_API_KEY="",
+        OPENAI_API_TYPE="openai",
+        OPENAI_MODEL="gpt-test",
         ANTHROPIC_API_KEY="",
+        LLM_FALLBACKS="",
+        LLM_REMOTE_MAX_RETRIES="0",
         EMBEDDINGS_LOAD_AT_START="never",
         RATELIMIT_LOGIN="1000/m",
     )
@@ -78,10 +94,11 @@ def register(site: LiveServer) -> str:
     return username
 
 
-def compare_and_vote(page, prompt: str, vote: str) -> tuple[str, str]:
+def compare_and_vote(page, upstream, prompt: str, vote: str) -> tuple[str, str]:
     """Ask both models from compare mode, wait for both columns, vote; return the revealed (model A, model B)."""
     from playwright.sync_api import expect
 
+    upstream.script("POST", "/v1/chat/completions", sse_reply(openai_sse(WORDS), chunk_delay=0.05))
     page.locator("#arena-prompt").fill(prompt)
     page.locator("#arena-prompt").press("Enter")
     expect(page.locator("#arena-prompt-shown")).to_have_text(prompt)
@@ -89,10 +106,19 @@ def compare_and_vote(page, prompt: str, vote: str) -> tuple[str, str]:
     expect(labels).to_have_text(["Model A", "Model B"])  # anonymous while they write
     vote_bar = page.locator("#arena-vote")
     vote_bar.wait_for(state="visible")
+    # Each column shows its side's whole answer as the site stored it (without opening and closing blank
+    # lines; a random tiny model may write nothing else, and the column then says so).
+    stored = page.evaluate(
+        "async (id) => (await fetch(`/api/v1/arena/battles/${id}`)).json()",
+        int(page.locator("#arena-pane").get_attribute("data-battle")),
+    )
     for side in ("a", "b"):
         column = page.locator(f'.arena-answer[data-side="{side}"]')
-        assert column.locator(".arena-text").evaluate("(el) => el.textContent.length") > 0
+        expected = stored[side]["text"].strip() or "(nothing but blank space)"
+        assert column.locator(".arena-text").text_content() == expected
         assert column.locator(".arena-side-status").inner_text().startswith("Done")
+    assert "".join(WORDS) in {stored["a"]["text"], stored["b"]["text"]}
+    assert stored["model_a"] is None  # anonymous until the vote
     vote_bar.get_by_role("button", name=vote).click()
     expect(page.locator("#arena-result")).to_contain_text("Model A was")
     revealed = tuple(page.locator(".arena-model").all_inner_texts())
@@ -102,7 +128,7 @@ def compare_and_vote(page, prompt: str, vote: str) -> tuple[str, str]:
     return models
 
 
-def test_compare_vote_and_see_the_leaderboard(arena_site, open_page, browser):
+def test_compare_vote_and_see_the_leaderboard(arena_site, upstream, open_page, browser):
     from playwright.sync_api import expect
 
     username = register(arena_site)
@@ -112,7 +138,7 @@ def test_compare_vote_and_see_the_leaderboard(arena_site, open_page, browser):
     page.get_by_role("button", name="Compare").click()
     expect(page.locator("#arena-pane")).to_be_visible()
     expect(page.locator("#thread")).to_be_hidden()
-    first = compare_and_vote(page, "Name a colour.", "A is better")
+    first = compare_and_vote(page, upstream, "Name a colour.", "A is better")
     # Side by side on a desktop.
     boxes = [page.locator(f'.arena-answer[data-side="{s}"]').bounding_box() for s in ("a", "b")]
     assert boxes[0]["y"] == boxes[1]["y"] and boxes[0]["x"] < boxes[1]["x"]
@@ -122,7 +148,7 @@ def test_compare_vote_and_see_the_leaderboard(arena_site, open_page, browser):
     log_in(phone, username)
     phone.goto("/#compare")  # the leaderboard links here
     expect(phone.locator("#arena-pane")).to_be_visible()
-    compare_and_vote(phone, "Say hello.", "Tie")
+    compare_and_vote(phone, upstream, "Say hello.", "Tie")
     # Stacked on a phone.
     boxes = [phone.locator(f'.arena-answer[data-side="{s}"]').bounding_box() for s in ("a", "b")]
     assert boxes[1]["y"] > boxes[0]["y"]

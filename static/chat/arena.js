@@ -21,7 +21,7 @@ const scrollArea = $("arena-scroll");
 
 const VOTE_WORDS = { a: "You preferred A.", b: "You preferred B.", tie: "You called it a tie.", both_bad: "You found both bad." };
 
-let battle = null; // {id, controller, ended: {a, b}, failed: {a, b}}
+let battle = null; // {id, controller, ended: {a, b}, failed: {a, b}, texts: {a, b}}
 
 function side(name) {
   const element = columns.querySelector(`.arena-answer[data-side="${name}"]`);
@@ -83,8 +83,17 @@ function parseFrame(text) {
   }
 }
 
+// Shown without the blank lines models often open or close with (the answer itself is kept as written).
+function showText(name) {
+  const s = side(name);
+  const shown = battle.texts[name].trim();
+  s.text.textContent = shown || (battle.ended[name] ? "(nothing but blank space)" : "");
+  s.text.classList.toggle("is-blank", !shown);
+}
+
 function sideEnded(name, message, failed) {
   battle.ended[name] = true;
+  showText(name);
   battle.failed[name] = failed;
   const s = side(name);
   s.status.textContent = message;
@@ -108,8 +117,10 @@ function handle(frame) {
   const { event, data } = frame;
   if (event === "battle") {
     battle.id = data.id;
+    pane.dataset.battle = String(data.id);
   } else if (event === "token") {
-    side(data.side).text.append(data.text);
+    battle.texts[data.side] += data.text;
+    showText(data.side);
   } else if (event === "done") {
     sideEnded(data.side, data.finish_reason === "length" ? "Done (length limit)." : "Done.", false);
   } else if (event === "error") {
@@ -129,7 +140,7 @@ async function compare() {
   const prompt = promptInput.value.trim();
   if (!prompt || battle?.controller) return;
   const controller = new AbortController();
-  battle = { id: null, controller, ended: { a: false, b: false }, failed: { a: false, b: false } };
+  battle = { id: null, controller, ended: { a: false, b: false }, failed: { a: false, b: false }, texts: { a: "", b: "" } };
   reset(prompt);
   setRunning(true);
   let response;
