@@ -154,8 +154,8 @@ def test_compare_vote_and_see_the_leaderboard(arena_site, upstream, open_page, b
     assert boxes[1]["y"] > boxes[0]["y"]
     check_not_blank(browser, screenshot(phone, "arena-phone-dark"))
 
-    # The leaderboard, linked from the header: both models, with the votes just cast.
-    page.get_by_role("link", name="Arena", exact=True).click()
+    # The leaderboard, linked from the header (and the chat sidebar): both models, with the votes just cast.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Arena").click()
     page.wait_for_url("**/arena/")
     page.locator("#arena-leaderboard[data-ready='true']").wait_for()
     rows = page.locator("#arena-table tbody tr")
