@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "training",
     "usage",
     "dashboard",
+    "arena",
 ]
 
 MIDDLEWARE = [

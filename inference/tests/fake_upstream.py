@@ -51,6 +51,7 @@ class Reply:
     delay_before: float = 0.0  # seconds before the status line (a read timeout before any byte)
     pause_after: int | None = None  # after this many chunks, go silent for `pause` seconds
     pause: float = 0.0
+    hold: threading.Event | None = None  # with pause_after: go silent until the test sets it (at most `pause` s)
     cut: bool = False  # drop the connection after the chunks, leaving the body unfinished
 
 
@@ -325,8 +326,11 @@ class FakeUpstream:
         for index, data in enumerate(reply.chunks):
             if index and reply.chunk_delay and self._stop.wait(reply.chunk_delay):
                 return
-            if reply.pause_after is not None and index == reply.pause_after and self._stop.wait(reply.pause):
-                return
+            if reply.pause_after is not None and index == reply.pause_after:
+                if reply.hold is not None:
+                    reply.hold.wait(reply.pause)
+                elif self._stop.wait(reply.pause):
+                    return
             handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if reply.chunked else data)
             handler.wfile.flush()
             self.chunks_sent += 1
