@@ -647,7 +647,11 @@ class HFProvider(Provider):
     def _collector_for(self, request: GenerationRequest) -> LogprobCollector | None:
         if request.logprobs is None:
             return None
-        return LogprobCollector(request.logprobs, self._token_text(), skip=self._eos_ids())
+        # A text completion (raw prompt) reports the end-of-sequence token it stopped at, as OpenAI's and vLLM's
+        # /v1/completions do: evaluation harnesses score `echo` with `max_tokens: 1` and drop the last entry as
+        # the generated one. A chat answer reports none, as OpenAI's chat completions.
+        skip = () if request.raw_prompt else self._eos_ids()
+        return LogprobCollector(request.logprobs, self._token_text(), skip=skip)
 
     def _end_with_logprobs(
         self,

@@ -198,3 +198,35 @@ def test_openvino_logprobs_and_scores_equal_the_transformers_models(smollm2_expo
     finally:
         openvino.close()
         reference.close()
+
+
+@pytest.fixture(params=[False, True], ids=["one-by-one", "batched"])
+def ending_at_once(request, tiny_models_dir):
+    """`tiny-a` whose every next token is the end of sequence (a bias on its output layer), on either engine."""
+    from inference.providers.hf import HFProvider
+
+    provider = HFProvider("tiny-a", tiny_models_dir / "tiny-a", device="cpu", batching=request.param)
+    provider.load()
+    head = provider.hf_model.lm_head
+    bias = torch.zeros(head.out_features)
+    bias[provider.tokenizer.eos_token_id] = 100.0
+    head.bias = torch.nn.Parameter(bias, requires_grad=False)
+    yield provider
+    provider.close()
+
+
+def test_a_text_completion_reports_the_end_of_sequence_token_and_a_chat_answer_does_not(ending_at_once):
+    provider = ending_at_once
+    eos = provider.tokenizer.eos_token_id
+    text = GenerationRequest(
+        prompt="The sea is", raw_prompt=True, logprobs=1, sampling=SamplingParams(max_new_tokens=1)
+    )
+    completion = provider.generate(text)
+    assert completion.text == "" and completion.finish_reason == "stop"
+    ids = provider.prepare(text)
+    row = direct_logprobs(provider, ids)[-1]
+    ((entry),) = completion.logprobs  # what an evaluation harness drops as the generated token
+    assert entry.token == provider.tokenizer.eos_token
+    assert math.isclose(entry.logprob, float(row[eos]), abs_tol=TOL)
+    chat = provider.generate(GenerationRequest(prompt="The sea is", logprobs=1))
+    assert chat.finish_reason == "stop" and chat.logprobs == ()
