@@ -494,8 +494,11 @@ class _Runner:
         errors = 0
         for index, question in enumerate(self.questions):
             replies, error = [], ""
+            if engine.normalise(mine[index]) == engine.normalise(theirs[index]):
+                # The same answer twice: a tie, and nothing for the judge to read (nor positions to swap).
+                replies = ["T", "T"]
             try:
-                for first, second in ((mine[index], theirs[index]), (theirs[index], mine[index])):
+                for first, second in ((mine[index], theirs[index]), (theirs[index], mine[index]))[len(replies) :]:
                     replies.append(
                         self._complete(judge, engine.judge_messages(question, first, second), JUDGE_MAX_TOKENS)
                     )
