@@ -99,6 +99,7 @@ def test_an_evaluation_finishes_and_its_model_is_promoted_then_rolled_back(site,
     page.set_viewport_size(PHONE)
     assert no_overflow(page) <= 0, "the page is wider than a phone"
     assert page.evaluate(DRAWN, "chart-accuracy") is True
+    page.evaluate("window.scrollTo(0, 0)")
     check_not_blank(browser, screenshot(page, "evaluation-phone-light"))
 
     # The list page shows the evaluation with its figures.
