@@ -37,6 +37,7 @@ from evaluation import engine
 from evaluation.models import Evaluation, EvaluationExample, Promotion
 from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
+from llmsite.model_store import ModelNotFound
 from llmsite.processes import pid_alive
 
 logger = logging.getLogger(__name__)
@@ -404,10 +405,13 @@ class _Runner:
     def _loss(self, model: str, split: dict[str, Any]) -> None:
         figures = self.metrics["models"][model]
         about = split["about"]
-        folder = _local_folder(model)
-        if folder is None:
+        try:
+            folder = _local_folder(model)
+        except (ApplicationError, ModelNotFound) as exc:  # removed since it was named: the answers will say so too
+            folder, split = None, {**split, "error": getattr(exc, "message", str(exc))}
+        if folder is None and not split["error"]:
             figures.update(eval_loss=None, perplexity=None, loss_note="remote model: no weights here to measure")
-        elif split["error"]:
+        elif folder is None or split["error"]:
             figures.update(eval_loss=None, perplexity=None, loss_note=split["error"])
         else:
             try:
