@@ -119,7 +119,10 @@ def _validated(
     model_id = _model_id(model, "model")
     if against in (None, ""):
         default = default_model_id()
-        baseline = default if default != model_id else ""
+        try:
+            baseline = _model_id(default, "against") if default != model_id else ""
+        except ApplicationError:  # a default no longer servable (its folder removed): nothing to compare with
+            baseline = ""
     else:
         baseline = _model_id(against, "against")
         if baseline == model_id:
