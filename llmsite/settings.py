@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "embeddings",
     "feedback",
     "training",
+    "evaluation",
     "usage",
     "dashboard",
     "arena",
@@ -475,6 +476,26 @@ TRAINING_MAX_ACTIVE_RUNS = env.int("TRAINING_MAX_ACTIVE_RUNS", default=4)
 # TRAINING_STALE_SECONDS (its worker died) is marked failed.
 TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=5.0)
 TRAINING_STALE_SECONDS = env.float("TRAINING_STALE_SECONDS", default=120.0)
+
+# --- Evaluation and promotion ---------------------------------------------------------------
+# evaluation: a pool model id that judges answers pairwise (e.g. openai/gpt-4o-mini); empty: no judge.
+EVALUATION_JUDGE_MODEL = env.str("EVALUATION_JUDGE_MODEL", default="")
+# evaluation: evaluate every succeeded training run's model against the default, with this many questions.
+EVALUATION_AFTER_TRAINING = env.bool("EVALUATION_AFTER_TRAINING", default=True)
+EVALUATION_AUTO_LIMIT = env.int("EVALUATION_AUTO_LIMIT", default=10)
+# evaluation: questions when a request names no limit, and the most one may ask for.
+EVALUATION_DEFAULT_LIMIT = env.int("EVALUATION_DEFAULT_LIMIT", default=20)
+EVALUATION_MAX_QUESTIONS = env.int("EVALUATION_MAX_QUESTIONS", default=100)
+# evaluation: tokens per answer (temperature 0); the question set (empty: evaluation/data/questions.jsonl).
+EVALUATION_MAX_NEW_TOKENS = env.int("EVALUATION_MAX_NEW_TOKENS", default=48)
+EVALUATION_QUESTIONS = env.str("EVALUATION_QUESTIONS", default="")
+# evaluation: where the held-out loss is computed (auto: cuda when present, else cpu).
+EVALUATION_DEVICE = env.str("EVALUATION_DEVICE", default="auto")
+# evaluation: evaluations queued or running at once; one more is refused (409).
+EVALUATION_MAX_ACTIVE = env.int("EVALUATION_MAX_ACTIVE", default=4)
+# evaluation: heartbeat of a running evaluation; one silent for EVALUATION_STALE_SECONDS is failed.
+EVALUATION_HEARTBEAT_SECONDS = env.float("EVALUATION_HEARTBEAT_SECONDS", default=5.0)
+EVALUATION_STALE_SECONDS = env.float("EVALUATION_STALE_SECONDS", default=120.0)
 
 # --- Dashboard and metrics ------------------------------------------------------------------
 # dashboard: record every request (route, method, status, latency, user) for /dashboard/ and /metrics.

@@ -24,11 +24,14 @@ urlpatterns = [
     path("api/v1/auth/", include("accounts.urls")),
     path("api/v1/embed/", include("embeddings.urls")),
     path("api/v1/training/", include("training.urls")),
+    path("api/v1/evaluations", include("evaluation.urls")),
+    path("evaluations/", include("evaluation.page_urls")),
     path("api/v1/feedback", include("feedback.urls")),
     path("api/v1/arena/", include("arena.urls")),
     path("api/v1/metrics", include(dashboard_urls.api_urlpatterns)),
     path("api/v1/", include("usage.urls")),
     path("api/v1/", include("conversations.urls")),
+    path("api/v1/models/", include("evaluation.model_urls")),  # promote, rollback: before inference's models/
     path("api/v1/", include("inference.urls")),
     path("v1/", include("inference.openai_urls")),
 ]

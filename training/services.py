@@ -49,6 +49,7 @@ from llmsite.model_store import ALIASES, PACKAGED_LLMS, ModelNotFound, resolve_l
 from llmsite.processes import pid_alive
 from training import datasets as ds
 from training.models import EpochMetric, TrainingRun
+from training.signals import run_succeeded
 from training.trainer import (
     EpochDone,
     Evaluated,
@@ -503,6 +504,8 @@ def _finish(run: TrainingRun, status: str, **fields: Any) -> None:
     )
     if not updated:
         logger.warning("training run %s changed state while it ran; its outcome (%s) was not recorded", run.pk, status)
+    elif status == Status.SUCCEEDED:
+        run_succeeded.send(sender=TrainingRun, run=TrainingRun.objects.get(pk=run.pk))
 
 
 def run_execute(

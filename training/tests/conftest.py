@@ -63,6 +63,7 @@ def training_settings(settings, models_dir, datasets_dir):
     settings.TRAINING_DEVICE = "cpu"
     settings.TRAINING_HEARTBEAT_SECONDS = 0.05
     settings.LLM_EXPORT_AFTER_TRAINING = False  # test_openvino_export.py turns it on
+    settings.EVALUATION_AFTER_TRAINING = False  # evaluation/tests/test_jobs.py tests the evaluation after a run
     return settings
 
 
