@@ -147,15 +147,17 @@ def load(name: str, *, data_dir: Path | None = None, max_examples: int, max_byte
     """The examples of the dataset `name`; DatasetUnavailable for unknown names, DatasetError for bad data."""
     if name == FEEDBACK:
         return load_feedback(max_examples=max_examples)
+    if name in EXPORTS:
+        raise DatasetError(f"{name!r} holds preference pairs: they train DPO runs (method dpo)", dataset=name)
     info = file_datasets(data_dir).get(name)
-    if info is None or info.path is None or info.kind == "preference":
-        raise _unknown(name, data_dir, "chat or text")
+    if info is None or info.path is None:
+        raise _unknown(name, data_dir)
     return load_file(info.path, max_examples=max_examples, max_bytes=max_bytes)
 
 
-def _unknown(name: str, data_dir: Path | None, kind: str) -> DatasetUnavailable:
+def _unknown(name: str, data_dir: Path | None) -> DatasetUnavailable:
     known = ", ".join([*sorted(file_datasets(data_dir)), *EXPORTS])
-    return DatasetUnavailable(f"unknown {kind} dataset {name!r}; known: {known}", dataset=name)
+    return DatasetUnavailable(f"unknown dataset {name!r}; known: {known}", dataset=name)
 
 
 def load_file(path: Path, *, max_examples: int, max_bytes: int, label: str | None = None) -> list[Example]:
@@ -345,9 +347,11 @@ def load_pairs(name: str, *, data_dir: Path | None = None, max_examples: int, ma
     """The pairs of the preference dataset `name`; DatasetUnavailable for unknown names, DatasetError for bad data."""
     if name in (FEEDBACK_PAIRS, ARENA):
         return load_exported_pairs(name, max_examples=max_examples)
+    if name == FEEDBACK:
+        raise DatasetError(f"{name!r} is a chat dataset, not preference pairs: it trains SFT runs", dataset=name)
     info = file_datasets(data_dir).get(name)
-    if info is None or info.path is None or info.kind != "preference":
-        raise _unknown(name, data_dir, "preference")
+    if info is None or info.path is None:
+        raise _unknown(name, data_dir)
     return load_pairs_file(info.path, max_examples=max_examples, max_bytes=max_bytes)
 
 
