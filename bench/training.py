@@ -25,6 +25,16 @@ than one, hence `--threads`, given to both sides). Writes bench/results/training
    (what the command's trainer labels). The figures go under `trl_sft` in the results file, beside
    the earlier sides' figures, with the per-round ratio TRL / command. training/README.md applies
    the rule: TRL is adopted for SFT only within 10 % of the command's tokens/s.
+
+    .venv/bin/python bench/training.py --methods [--steps 16] [--threads 1]
+
+SFT against DPO on the same preferences (the shipped `preferences`, 42 pairs, a quarter held out
+by the same seeded split): `manage.py train` on the chosen answers as chat examples (method sft)
+and on the pairs (method dpo), the same steps and defaults otherwise. For each: the eval loss
+before and after (sft: cross-entropy on the held-out chosen answers; dpo: the DPO loss on the
+held-out pairs) and the held-out preference accuracy of the base model and of the result (does the
+model give the chosen answer a higher log-likelihood than the rejected one? summed, and per token).
+Written under `sft_vs_dpo` in bench/results/training.json.
 """
 
 from __future__ import annotations
@@ -249,6 +259,76 @@ def summary(runs: list[dict]) -> dict:
     return {**{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
 
 
+def bench_methods(steps: int, threads: int | None) -> dict:
+    """SFT on the chosen answers and DPO on the pairs, the same steps; held-out preference accuracy of each."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmsite.settings")
+    django.setup()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training import datasets as ds
+    from training import services
+    from training.preference import preference_accuracy
+    from training.trainer import split
+
+    if threads:
+        torch.set_num_threads(threads)
+    pairs = ds.load_pairs("preferences", max_examples=100_000, max_bytes=100_000_000)
+    eval_fraction = 0.25
+    _, held_out = split(pairs, eval_fraction, services.DEFAULTS["seed"])
+    tokenizer = AutoTokenizer.from_pretrained(base_folder())
+
+    def accuracy(folder: Path) -> dict:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        return preference_accuracy(model, tokenizer, held_out)
+
+    results: dict = {"base": accuracy(base_folder()), "held_out_pairs": len(held_out), "pairs": len(pairs)}
+    with tempfile.TemporaryDirectory(prefix="llmsite-bench-methods-") as tmp:
+        chosen = Path(tmp) / "chosen.jsonl"
+        chosen.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "messages": [
+                            *({"role": r, "content": c} for r, c in p.messages),
+                            {"role": "assistant", "content": p.chosen},
+                        ]
+                    }
+                )
+                + "\n"
+                for p in pairs  # the same order: the same split holds the same pairs out
+            )
+        )
+        models = Path(tmp) / "models"
+        models.mkdir()
+        (models / MODEL).symlink_to(base_folder(), target_is_directory=True)
+        env = {**os.environ, "DATA_DIR": tmp, "MODELS_DIR": str(models), "LOG_LEVEL": "WARNING"}
+        if threads:
+            env["TRAINING_THREADS"] = str(threads)
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+        for method, dataset in (("sft", str(chosen)), ("dpo", "preferences")):
+            command = [
+                sys.executable, "manage.py", "train", "--method", method, "--dataset", dataset, "--name", method,
+                "--max-steps", str(steps), "--epochs", "20", "--eval-fraction", str(eval_fraction), "--no-progress",
+            ]  # fmt: skip
+            started = time.perf_counter()
+            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"manage.py train --method {method} failed:\n{done.stdout}\n{done.stderr}")
+            metrics = json.loads((models / method / "llmsite-training.json").read_text())["metrics"]
+            results[method] = {
+                "wall_s": time.perf_counter() - started,
+                "steps": metrics["steps"],
+                "eval_loss_before": metrics["eval_loss_before"],
+                "eval_loss_after": metrics["eval_loss_after"],
+                "after": accuracy(models / method),
+            }
+            print(f"{method}: {json.dumps(results[method])}", flush=True)
+    return results
+
+
 def _ratio(ours: list[dict], theirs: list[dict], key: str) -> float:
     return statistics.median(o[key] / t[key] for o, t in zip(ours, theirs, strict=True))
 
@@ -261,6 +341,7 @@ def main() -> None:
     parser.add_argument(
         "--sides", default="command,raw", help="comma-separated: command, raw, trl (default: command,raw)"
     )
+    parser.add_argument("--methods", action="store_true", help="SFT against DPO on the shipped preferences")
     parser.add_argument("--raw-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--trl-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -270,6 +351,21 @@ def main() -> None:
         django.setup()  # training.services reads settings for its defaults
         fn = raw_loop if args.raw_child else trl_sft
         print(json.dumps(fn(args.steps, args.threads or None)))
+        return
+
+    if args.methods:
+        figures = bench_methods(args.steps, args.threads or None)
+        results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        results["sft_vs_dpo"] = {
+            "command": " ".join(["bench/training.py", *sys.argv[1:]]),
+            "load_average": os.getloadavg(),
+            "model": MODEL,
+            "dataset": "preferences",
+            "threads": args.threads or None,
+            **figures,
+        }
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results["sft_vs_dpo"], indent=2))
         return
 
     import torch

@@ -2,6 +2,8 @@
 
 - `run_start(...)`: validate a request (bounds from settings, 400 naming the limit), queue the run and
   enqueue its job (`training.tasks.train_run`, queue `training`) in the same transaction. Returns at once.
+- A run's `method` is `sft` (training.trainer, on chat and text datasets) or `dpo` (training.preference,
+  TRL's DPOTrainer, on preference datasets); both report the same events, recorded the same way.
 - `run_create(..., claim=True)` + `run_execute(run)`: what `manage.py train` does in its own process.
 - `run_claim(run_id=...)` + `run_execute(run)`: what the job does in a job worker (`manage.py db_worker`).
 - `run_export(run_id=...)`: the OpenVINO export of a succeeded run's model, its own job after training.

@@ -34,9 +34,9 @@ def test_the_shipped_preferences_load_as_pairs_for_dpo():
 
 
 def test_a_pair_file_is_not_chat_data_and_a_chat_file_is_not_pairs():
-    with pytest.raises(ds.DatasetError, match="preferences.jsonl holds preference pairs: they train DPO runs"):
+    with pytest.raises(ds.DatasetError, match=r"preferences\.jsonl holds preference pairs: they train DPO runs"):
         ds.load("preferences", **LIMITS)
-    with pytest.raises(ds.DatasetError, match="dialogue.jsonl: preference pairs come in a .jsonl file whose lines"):
+    with pytest.raises(ds.DatasetError, match=r"dialogue\.jsonl: preference pairs come in a \.jsonl file whose lines"):
         ds.load_pairs("dialogue", **LIMITS)
     with pytest.raises(ds.DatasetError, match="'arena' holds preference pairs"):
         ds.load("arena", **LIMITS)
@@ -65,7 +65,7 @@ def test_pair_files_in_the_data_folder_become_preference_datasets(tmp_path):
 )  # fmt: skip
 def test_each_bad_pair_is_named_with_its_line(tmp_path, record, message):
     path = write_jsonl(tmp_path / "pairs.jsonl", [PAIR, record])
-    with pytest.raises(ds.DatasetError, match="^pairs.jsonl:2: ") as caught:
+    with pytest.raises(ds.DatasetError, match=r"^pairs\.jsonl:2: ") as caught:
         ds.load_pairs_file(path, **LIMITS)
     assert message in caught.value.message
 
