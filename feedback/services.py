@@ -4,6 +4,8 @@
   message or on a prompt/response pair; comments become plain text (feedback.sanitize).
 - `export_training_examples(...)`: positively rated exchanges as chat-format training examples;
   what the training app reads.
+- `export_preference_pairs(...)`: answers to the same conversation rated up and down, as preference
+  pairs (chosen, rejected); what DPO training reads.
 - `export_review_items(...)`: rated exchanges with their rating, comment and origin, for people to read.
 - `write_jsonl(...)`: either of those to a file, atomically.
 """
@@ -216,6 +218,41 @@ def export_training_examples(
             continue
         seen.add(digest)
         yield {"messages": chat}
+
+
+def export_preference_pairs(
+    *,
+    since: dt.date | dt.datetime | None = None,
+    until: dt.date | dt.datetime | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Preference pairs from ratings: answers to the same conversation, one rated up and another rated down.
+
+    Each pair is `{"messages": [...ending with the user turn], "chosen": str, "rejected": str,
+    "source": "feedback"}`, what training.datasets.preference_pair accepts. The conversation is the
+    rated exchange without its answer (as `export_training_examples` builds it); every answer rated
+    up pairs with every different answer to it rated down, each pair once, in the order the ratings
+    came. Filters as in `export_training_examples`. Reads every rating in range before yielding.
+    """
+    filters = {"since": since, "until": until, "provider": provider, "model": model}
+    answers: dict[str, dict[int, list[str]]] = {}
+    prompts: dict[str, list[dict[str, str]]] = {}
+    for rating in RATINGS:
+        for _row, chat in _rows(rating, None, filters):
+            if chat is None or chat[-2]["role"] != "user":
+                continue
+            prompt = chat[:-1]
+            key = json.dumps(prompt, sort_keys=True, ensure_ascii=False)
+            prompts.setdefault(key, prompt)
+            rated = answers.setdefault(key, {1: [], -1: []})[rating]
+            if chat[-1]["content"] not in rated:
+                rated.append(chat[-1]["content"])
+    for key, rated in answers.items():
+        for chosen in rated[1]:
+            for rejected in rated[-1]:
+                if chosen != rejected:
+                    yield {"messages": prompts[key], "chosen": chosen, "rejected": rejected, "source": "feedback"}
 
 
 def export_review_items(

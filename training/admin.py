@@ -28,6 +28,7 @@ class EpochMetricInline(admin.TabularInline):
         "learning_rate",
         "tokens_per_second",
         "seconds",
+        "extra",
     ]
     readonly_fields = fields
     extra = 0
@@ -48,6 +49,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "id",
         "name",
         "status",
+        "method",
         "base_model",
         "datasets_text",
         "progress",
@@ -58,7 +60,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "created_at",
         "finished_at",
     ]
-    list_filter = ["status", "source", "base_model"]
+    list_filter = ["status", "method", "source", "base_model"]
     search_fields = ["name", "base_model", "error"]
     date_hierarchy = "created_at"
     list_select_related = ["created_by"]
@@ -72,7 +74,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "job",
     ]
     fieldsets = [
-        (None, {"fields": ["name", "status", "error", "base_model", "datasets", "output_dir", "serve"]}),
+        (None, {"fields": ["name", "status", "error", "method", "base_model", "datasets", "output_dir", "serve"]}),
         (
             "Results",
             {
@@ -101,6 +103,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
                     "eval_fraction",
                     "seed",
                     "device",
+                    "beta",
+                    "lora",
                 ]
             },
         ),

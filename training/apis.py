@@ -42,6 +42,8 @@ class HyperparametersSerializer(serializers.Serializer):
     max_length = serializers.IntegerField()
     eval_fraction = serializers.FloatField()
     seed = serializers.IntegerField()
+    beta = serializers.FloatField(allow_null=True, help_text="DPO only (null for sft runs).")
+    lora = serializers.BooleanField(help_text="DPO only: LoRA adapters, merged into the saved model.")
 
 
 class RunSerializer(serializers.Serializer):
@@ -51,6 +53,9 @@ class RunSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField(help_text="The model name; once succeeded, serve it as provider hf, model <name>.")
     base_model = serializers.CharField()
+    method = serializers.ChoiceField(
+        choices=TrainingRun.Method.values, help_text="sft (chat and text data) or dpo (preference pairs)."
+    )
     datasets = serializers.ListField(child=serializers.CharField())
     status = serializers.ChoiceField(choices=TrainingRun.Status.values)
     hyperparameters = HyperparametersSerializer(source="*")
@@ -73,9 +78,11 @@ class RunSerializer(serializers.Serializer):
     progress = serializers.SerializerMethodField(help_text="step / total_steps, 0 to 1 (null before it is known).")
     train_examples = serializers.IntegerField(allow_null=True)
     eval_examples = serializers.IntegerField(allow_null=True)
-    eval_loss_before = serializers.FloatField(allow_null=True)
+    eval_loss_before = serializers.FloatField(
+        allow_null=True, help_text="Held-out loss before training: cross-entropy (sft) or the DPO loss (dpo)."
+    )
     eval_loss_after = serializers.FloatField(allow_null=True)
-    perplexity_before = serializers.FloatField(allow_null=True)
+    perplexity_before = serializers.FloatField(allow_null=True, help_text="null for dpo runs.")
     perplexity_after = serializers.FloatField(allow_null=True)
     model = serializers.SerializerMethodField(help_text="The servable model name once the run succeeded, else null.")
     output_dir = serializers.CharField()
@@ -108,6 +115,11 @@ class MetricSerializer(serializers.Serializer):
     learning_rate = serializers.FloatField()
     tokens_per_second = serializers.FloatField()
     seconds = serializers.FloatField(help_text="Seconds since the run began training.")
+    extra = serializers.DictField(
+        child=serializers.FloatField(allow_null=True),
+        help_text="dpo runs, on the held-out pairs: preference_accuracy, preference_accuracy_per_token, "
+        "logprob_margin, reward_accuracy, reward_margin; empty for sft runs.",
+    )
     created_at = serializers.DateTimeField()
 
 
@@ -136,10 +148,17 @@ class RunListStartApi(APIView):
             required=False, max_length=64, help_text="The model name (default: <base model>-ft-<timestamp>)."
         )
         base_model = StrictCharField(required=False, max_length=500, help_text="Default: TRAINING_BASE_MODEL.")
+        method = serializers.ChoiceField(
+            choices=TrainingRun.Method.values,
+            required=False,
+            help_text="sft (default): learn the answers of chat and text datasets; dpo: prefer the chosen answer "
+            "of preference pairs (TRL's DPOTrainer).",
+        )
         datasets = serializers.ListField(
             child=StrictCharField(max_length=64),
             required=False,
-            help_text='Dataset names from GET /api/v1/training/datasets (default ["dialogue"]), at most 8.',
+            help_text='Dataset names from GET /api/v1/training/datasets (default ["dialogue"], for dpo '
+            '["preferences"]), at most 8; a dpo run takes preference datasets only, an sft run none of them.',
         )
         epochs = serializers.IntegerField(required=False, help_text="1 to TRAINING_MAX_EPOCHS (20); default 2.")
         max_steps = serializers.IntegerField(
@@ -161,6 +180,12 @@ class RunListStartApi(APIView):
         seed = serializers.IntegerField(required=False, help_text="0 to 2**31-1; default 0.")
         device = serializers.ChoiceField(choices=DEVICES, required=False, help_text="Default: TRAINING_DEVICE.")
         serve = serializers.BooleanField(required=False, help_text="Serve the model when the run succeeds.")
+        beta = serializers.FloatField(
+            required=False, help_text="dpo only: above 0 and at most 10; default 0.1 (higher stays closer to the base)."
+        )
+        lora = serializers.BooleanField(
+            required=False, help_text="dpo only: train LoRA adapters (peft), merged into the saved model."
+        )
 
     OutputSerializer = page_serializer(RunSerializer, ref_name="TrainingRunPage")
 
@@ -293,8 +318,10 @@ class DatasetSerializer(serializers.Serializer):
         ref_name = "TrainingDataset"
 
     name = serializers.CharField()
-    kind = serializers.ChoiceField(choices=["chat", "text"])
-    origin = serializers.ChoiceField(choices=["shipped", "data", "feedback"])
+    kind = serializers.ChoiceField(
+        choices=["chat", "text", "preference"], help_text="preference datasets train dpo runs; the others sft runs."
+    )
+    origin = serializers.ChoiceField(choices=["shipped", "data", "feedback", "arena"])
     available = serializers.BooleanField()
     detail = serializers.CharField(help_text="Why it is unavailable, when it is.")
 

@@ -1,5 +1,6 @@
 """Fine-tuning runs and their per-epoch metrics.
 
+A run is SFT (learn the answers of chat and text data) or DPO (prefer the chosen of two answers).
 A TrainingRun reaches a worker as a background job (`task_id`: its django_tasks_db row, run by
 `manage.py db_worker`); the job claims the `queued` run by moving it to `running` and writes
 `heartbeat_at` while it trains. Write runs through
@@ -16,6 +17,10 @@ from django.db.models import Q
 
 
 class TrainingRun(models.Model):
+    class Method(models.TextChoices):
+        SFT = "sft", "supervised fine-tuning"
+        DPO = "dpo", "direct preference optimisation"
+
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
@@ -30,6 +35,12 @@ class TrainingRun(models.Model):
     name = models.CharField(max_length=64, help_text="the model name: the checkpoint lands in MODELS_DIR/<name>/")
     base_model = models.CharField(max_length=500, help_text="the model fine-tuned: a folder name under MODELS_DIR")
     datasets = models.JSONField(default=list, help_text='dataset names, e.g. ["dialogue", "knowledge"]')
+    method = models.CharField(
+        max_length=8,
+        choices=Method.choices,
+        default=Method.SFT,
+        help_text="sft: learn the answers (chat, text); dpo: prefer chosen over rejected answers (preference pairs)",
+    )
     # Hyper-parameters
     epochs = models.PositiveSmallIntegerField(default=1)
     max_steps = models.PositiveIntegerField(null=True, blank=True, help_text="stop after this many optimizer steps")
@@ -42,6 +53,8 @@ class TrainingRun(models.Model):
     eval_fraction = models.FloatField(default=0.1)
     seed = models.PositiveIntegerField(default=0)
     device = models.CharField(max_length=8, default="auto")
+    beta = models.FloatField(null=True, blank=True, help_text="DPO only: how close the model stays to the base")
+    lora = models.BooleanField(default=False, help_text="DPO only: train LoRA adapters, merged into the saved model")
     serve = models.BooleanField(default=False, help_text="make the result the served model when the run succeeds")
     # Who and how
     created_by = models.ForeignKey(
@@ -86,11 +99,11 @@ class TrainingRun(models.Model):
 
     @property
     def perplexity_before(self) -> float | None:
-        return _perplexity(self.eval_loss_before)
+        return None if self.method == self.Method.DPO else _perplexity(self.eval_loss_before)
 
     @property
     def perplexity_after(self) -> float | None:
-        return _perplexity(self.eval_loss_after)
+        return None if self.method == self.Method.DPO else _perplexity(self.eval_loss_after)
 
     @property
     def finished(self) -> bool:
@@ -108,6 +121,11 @@ class EpochMetric(models.Model):
     learning_rate = models.FloatField()
     tokens_per_second = models.FloatField()
     seconds = models.FloatField(help_text="seconds since the run began training")
+    extra = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="DPO: preference_accuracy, logprob_margin, reward_accuracy, reward_margin on the held-out pairs",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -119,7 +137,8 @@ class EpochMetric(models.Model):
 
     @property
     def eval_perplexity(self) -> float | None:
-        return _perplexity(self.eval_loss)
+        """exp(eval loss) of an SFT run; None for DPO, whose eval loss is a preference loss."""
+        return None if self.run.method == TrainingRun.Method.DPO else _perplexity(self.eval_loss)
 
 
 def _perplexity(loss: float | None) -> float | None:

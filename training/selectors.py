@@ -48,7 +48,7 @@ def run_latest(*, status: str | None = None) -> TrainingRun | None:
 
 def run_metrics(*, run: TrainingRun) -> QuerySet[EpochMetric]:
     """The run's per-epoch metrics, in epoch order."""
-    return EpochMetric.objects.filter(run=run).order_by("epoch")
+    return EpochMetric.objects.filter(run=run).select_related("run").order_by("epoch")
 
 
 def dataset_list() -> list[ds.DatasetInfo]:

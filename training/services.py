@@ -2,6 +2,8 @@
 
 - `run_start(...)`: validate a request (bounds from settings, 400 naming the limit), queue the run and
   enqueue its job (`training.tasks.train_run`, queue `training`) in the same transaction. Returns at once.
+- A run's `method` is `sft` (training.trainer, on chat and text datasets) or `dpo` (training.preference,
+  TRL's DPOTrainer, on preference datasets); both report the same events, recorded the same way.
 - `run_create(..., claim=True)` + `run_execute(run)`: what `manage.py train` does in its own process.
 - `run_claim(run_id=...)` + `run_execute(run)`: what the job does in a job worker (`manage.py db_worker`).
 - `run_export(run_id=...)`: the OpenVINO export of a succeeded run's model, its own job after training.
@@ -49,6 +51,7 @@ from llmsite.model_store import ALIASES, PACKAGED_LLMS, ModelNotFound, resolve_l
 from llmsite.processes import pid_alive
 from training import datasets as ds
 from training.models import EpochMetric, TrainingRun
+from training.preference import DpoOptions, PreferencePair, train_dpo
 from training.signals import run_succeeded
 from training.trainer import (
     EpochDone,
@@ -84,7 +87,12 @@ DEFAULTS: dict[str, Any] = {
     "eval_fraction": 0.1,
     "seed": 0,
 }
+# What a dpo run uses where it names nothing; the rest of DEFAULTS holds for both methods.
+DPO_DEFAULTS: dict[str, Any] = {"datasets": ["preferences"], "beta": 0.1}
+MAX_BETA = 10.0
+METHOD_FIELDS = ("method", "beta", "lora")
 Status = TrainingRun.Status
+Method = TrainingRun.Method
 
 
 class Conflict(ApplicationError):
@@ -111,7 +119,41 @@ def _bounded_float(value: Any, field: str, low: float, high: float, *, low_open:
     return float(value)
 
 
-def _validate_datasets(names: Any, *, allow_paths: bool) -> list[str]:
+def _dataset_kind(name: str, path: Path | None, known: dict[str, ds.DatasetInfo]) -> str:
+    if path is not None:
+        return ds.kind_of(str(path)) or "chat"
+    if name in ds.EXPORTS:
+        return ds.EXPORTS[name][2]
+    return known[name].kind
+
+
+def _check_method(name: str, kind: str, method: str) -> None:
+    """A preference dataset trains a dpo run only, and a dpo run trains on preference datasets only."""
+    if method == Method.DPO and kind != "preference":
+        raise ApplicationError(
+            f"a dpo run trains on preference datasets (pairs of a chosen and a rejected answer); {name!r} is a "
+            f"{kind} dataset: train it with method sft",
+            field="datasets",
+        )
+    if method != Method.DPO and kind == "preference":
+        raise ApplicationError(
+            f"dataset {name!r} holds preference pairs (a chosen and a rejected answer): they train method dpo runs",
+            field="datasets",
+        )
+
+
+def _check_available(name: str) -> None:
+    """An export dataset (feedback, feedback-pairs, arena) that has nothing to offer is a 400, never a crash later."""
+    try:  # the exports stream lazily: one example tells whether there is anything to train on
+        if name == ds.FEEDBACK:
+            ds.load_feedback(max_examples=1)
+        else:
+            ds.load_exported_pairs(name, max_examples=1)
+    except ds.DatasetError as exc:
+        raise ApplicationError(f"dataset {name!r} is unavailable: {exc.message}", field="datasets") from exc
+
+
+def _validate_datasets(names: Any, *, allow_paths: bool, method: str = Method.SFT) -> list[str]:
     if not isinstance(names, list | tuple) or not names:
         raise ApplicationError("datasets must be a non-empty list of dataset names", field="datasets")
     if len(names) > MAX_DATASETS:
@@ -127,16 +169,15 @@ def _validate_datasets(names: Any, *, allow_paths: bool) -> list[str]:
             path = Path(name).expanduser().resolve()
             if not path.is_file():
                 raise ApplicationError(f"dataset file {path} does not exist", field="datasets")
+            _check_method(name, _dataset_kind(name, path, known), method)
             chosen.append(str(path))
             continue
-        if name == ds.FEEDBACK:
-            try:  # the export streams lazily: one example tells whether there is anything to train on
-                ds.load_feedback(max_examples=1)
-            except ds.DatasetError as exc:
-                raise ApplicationError(f"dataset 'feedback' is unavailable: {exc.message}", field="datasets") from exc
-        elif name not in known:
-            listing = ", ".join([*sorted(known), ds.FEEDBACK])
+        if name not in known and name not in ds.EXPORTS:
+            listing = ", ".join([*sorted(known), *ds.EXPORTS])
             raise ApplicationError(f"unknown dataset {name!r}; known: {listing}", field="datasets")
+        _check_method(name, _dataset_kind(name, None, known), method)
+        if name in ds.EXPORTS:
+            _check_available(name)
         chosen.append(name)
     return chosen
 
@@ -177,10 +218,27 @@ def _validate_name(name: str) -> str:
     return name
 
 
+def _validate_method(fields: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    method = values["method"]
+    if method not in Method.values:
+        raise ApplicationError(f"method must be one of {', '.join(Method.values)}; got {method!r}", field="method")
+    if method != Method.DPO:
+        for option in ("beta", "lora"):
+            if fields.get(option) not in (None, False):
+                raise ApplicationError(f"{option} applies to dpo runs only (method dpo)", field=option)
+        return {"method": method, "beta": None, "lora": False}
+    if not isinstance(values.get("lora", False), bool):
+        raise ApplicationError("lora must be true or false", field="lora")
+    beta = _bounded_float(values["beta"], "beta", 0.0, MAX_BETA, low_open=True)
+    return {"method": method, "beta": beta, "lora": bool(values.get("lora", False))}
+
+
 def _validated(fields: dict[str, Any], *, allow_paths: bool) -> dict[str, Any]:
-    values = {**DEFAULTS, **{k: v for k, v in fields.items() if v is not None}}
-    clean: dict[str, Any] = {}
-    clean["datasets"] = _validate_datasets(values["datasets"], allow_paths=allow_paths)
+    method = fields.get("method") or Method.SFT
+    defaults = {**DEFAULTS, **(DPO_DEFAULTS if method == Method.DPO else {}), "method": method}
+    values = {**defaults, **{k: v for k, v in fields.items() if v is not None}}
+    clean: dict[str, Any] = _validate_method(fields, values)
+    clean["datasets"] = _validate_datasets(values["datasets"], allow_paths=allow_paths, method=clean["method"])
     clean["epochs"] = _bounded_int(values["epochs"], "epochs", 1, settings.TRAINING_MAX_EPOCHS, "TRAINING_MAX_EPOCHS")
     if values["max_steps"] is not None:
         clean["max_steps"] = _bounded_int(
@@ -254,11 +312,11 @@ def _serialise_run_creation() -> None:
 def run_create(*, user: Any = None, source: str = "api", claim: bool = False, **fields: Any) -> TrainingRun:
     """A validated run, queued (or, with `claim`, already running in this process); raises ApplicationError.
 
-    Fields: name, base_model, datasets, epochs, max_steps, batch_size, grad_accum_steps,
-    learning_rate, warmup_ratio, weight_decay, max_length, eval_fraction, seed, device, serve;
-    each may be None for its default. Dataset paths are accepted from the command line only.
+    Fields: name, base_model, method (sft, dpo), datasets, epochs, max_steps, batch_size, grad_accum_steps,
+    learning_rate, warmup_ratio, weight_decay, max_length, eval_fraction, seed, device, serve, and for
+    dpo beta and lora; each may be None for its default. Dataset paths are accepted from the command line only.
     """
-    unknown = set(fields) - {*DEFAULTS, "name", "base_model", "device", "serve"}
+    unknown = set(fields) - {*DEFAULTS, *METHOD_FIELDS, "name", "base_model", "device", "serve"}
     if unknown:
         raise ApplicationError(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
     clean = _validated(fields, allow_paths=source == "cli")
@@ -443,6 +501,17 @@ class _Heartbeat:
             logger.exception("training heartbeat for run %s failed", self.run_id)
 
 
+def _pairs(run: TrainingRun) -> list[PreferencePair]:
+    pairs: list[PreferencePair] = []
+    limits = {"max_examples": settings.TRAINING_MAX_EXAMPLES, "max_bytes": settings.TRAINING_MAX_DATASET_BYTES}
+    for name in run.datasets:
+        if os.path.isabs(name):
+            pairs += ds.load_pairs_file(Path(name), **limits)
+        else:
+            pairs += ds.load_pairs(name, data_dir=settings.TRAINING_DATASETS_DIR, **limits)
+    return pairs
+
+
 def _examples(run: TrainingRun) -> list[Example]:
     examples: list[Example] = []
     for name in run.datasets:
@@ -489,6 +558,7 @@ def _recorder(run: TrainingRun, then: Callable[[Event], None] | None) -> Callabl
                     "learning_rate": event.learning_rate,
                     "tokens_per_second": event.tokens_per_second,
                     "seconds": event.elapsed,
+                    "extra": event.extra,
                 },
             )
             rows.update(step=event.step, eval_loss_after=event.eval_loss)
@@ -539,16 +609,26 @@ def run_execute(
         seed=run.seed,
         device=run.device,
         threads=threads,
-        manifest={"run": run.pk, "name": run.name, "base_model_name": run.base_model, "datasets": run.datasets},
+        manifest={
+            "run": run.pk,
+            "name": run.name,
+            "base_model_name": run.base_model,
+            "datasets": run.datasets,
+            "method": run.method,
+        },
     )
     try:
         with _Heartbeat(run, cancel):
             if run.cancel_requested:
                 raise TrainingCancelled(0)
             base = resolve_llm_folder(run.base_model, settings.MODELS_DIR)
-            examples = _examples(run)
             config = dataclasses.replace(config, base_folder=base)
-            result = train(config, examples, on_event=_recorder(run, on_event), should_stop=cancel.is_set)
+            recorder = _recorder(run, on_event)
+            if run.method == Method.DPO:
+                options = DpoOptions(beta=run.beta if run.beta is not None else DPO_DEFAULTS["beta"], lora=run.lora)
+                result = train_dpo(config, _pairs(run), options, on_event=recorder, should_stop=cancel.is_set)
+            else:
+                result = train(config, _examples(run), on_event=recorder, should_stop=cancel.is_set)
     except TrainingCancelled as exc:
         _finish(run, Status.CANCELLED, error=f"cancelled after {exc.step} steps")
     except (ds.DatasetError, TrainingError, ModelNotFound) as exc:

@@ -41,13 +41,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from llmsite.devices import DeviceUnavailable
 from llmsite.devices import resolve_device as _resolve_device
 from llmsite.durable import fsync_path
 
 IGNORE = -100
+T = TypeVar("T")
 MANIFEST = "llmsite-training.json"
 PARTIAL_PREFIX = ".{name}.partial-"  # + mkdtemp's random letters: a checkpoint being written
 # Models whose logits are exactly `lm_head(base_model(...).last_hidden_state)` (no soft-capping
@@ -116,7 +117,8 @@ class Evaluated:
     stage: Literal["before", "epoch", "after"]
     epoch: int
     loss: float
-    perplexity: float
+    perplexity: float  # nan where it means nothing (a DPO loss)
+    extra: dict[str, float] = field(default_factory=dict)  # DPO: preference_accuracy, reward_margin, ...
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class EpochDone:
     learning_rate: float
     tokens_per_second: float
     elapsed: float  # seconds since training began (evaluation included)
+    extra: dict[str, float] = field(default_factory=dict)  # DPO: preference_accuracy, reward_margin, ...
 
 
 @dataclass(frozen=True)
@@ -167,12 +170,14 @@ class TrainingResult:
     eval_examples: int
     device: str
     output_folder: Path
+    extra: dict[str, Any] = field(default_factory=dict)  # method-specific figures, flattened into metrics()
 
     def metrics(self) -> dict[str, Any]:
         """JSON-ready figures (the output folder as a string)."""
         data = asdict(self)
         data["output_folder"] = str(self.output_folder)
-        return data
+        extra = data.pop("extra")
+        return {**data, **extra}
 
 
 # --- encoding -----------------------------------------------------------------------------------
@@ -252,7 +257,7 @@ def encode(tokenizer: Any, example: Example, max_length: int) -> list[Encoded]:
     return encode_text(tokenizer, example, max_length)
 
 
-def split(examples: Sequence[Example], eval_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+def split(examples: Sequence[T], eval_fraction: float, seed: int) -> tuple[list[T], list[T]]:
     """(train, eval): a seeded shuffle, then the first round(n * eval_fraction) examples (at least 1) held out."""
     order = list(examples)
     random.Random(seed).shuffle(order)  # noqa: S311 - reproducible data order, not security

@@ -160,7 +160,11 @@ def test_only_staff_start_and_cancel(api_client, alice_client, training_settings
         ({"seed": -1}, "seed", "0 to 2147483647"),
         ({"datasets": []}, "datasets", "non-empty list"),
         ({"datasets": ["dialogue", "dialogue"]}, "datasets", "must not repeat"),
-        ({"datasets": ["nope"]}, "datasets", "unknown dataset 'nope'; known: dialogue, knowledge, feedback"),
+        (
+            {"datasets": ["nope"]},
+            "datasets",
+            "unknown dataset 'nope'; known: dialogue, knowledge, preferences, feedback, feedback-pairs, arena",
+        ),
         ({"datasets": ["../../etc/passwd"]}, "datasets", "unknown dataset"),
         ({"datasets": ["a", "b", "c", "d", "e", "f", "g", "h", "i"]}, "datasets", "at most 8 datasets"),
         ({"base_model": "missing-model"}, "base_model", "unknown model 'missing-model'"),

@@ -18,7 +18,8 @@ from training.trainer import EpochDone, Evaluated, Event, Prepared, Saved, StepD
 class Command(BaseCommand):
     help = (
         "Fine-tune a local model on datasets (names from training/data/ or TRAINING_DATASETS_DIR, 'feedback', "
-        "or .jsonl/.txt/.md paths) and save it under MODELS_DIR/<name>/, ready to serve."
+        "or .jsonl/.txt/.md paths) and save it under MODELS_DIR/<name>/, ready to serve. --method dpo trains on "
+        "preference pairs (preferences, arena, feedback-pairs, or .jsonl files of pairs)."
     )
 
     def add_arguments(self, parser):
@@ -28,7 +29,17 @@ class Command(BaseCommand):
             dest="datasets",
             action="append",
             metavar="NAME_OR_PATH",
-            help="Repeat for several (default: dialogue). Shipped: dialogue, knowledge; also feedback.",
+            help="Repeat for several (default: dialogue; for dpo: preferences). Shipped: dialogue, knowledge, "
+            "preferences; also feedback, feedback-pairs, arena.",
+        )
+        parser.add_argument(
+            "--method",
+            choices=TrainingRun.Method.values,
+            help="sft (default): learn the answers; dpo: prefer the chosen of two answers (preference datasets).",
+        )
+        parser.add_argument("--beta", type=float, help="dpo only: closeness to the base model (default 0.1).")
+        parser.add_argument(
+            "--lora", action="store_true", help="dpo only: train LoRA adapters, merged into the saved model."
         )
         parser.add_argument("--name", help="Model name (default: <base model>-ft-<timestamp>).")
         parser.add_argument("--base-model", help=f"Model to fine-tune (default: {settings.TRAINING_BASE_MODEL}).")
@@ -57,15 +68,17 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 
     def handle(self, *args, threads=None, no_progress=False, **options):
-        fields = {key: options.get(key) for key in [*services.DEFAULTS, "name", "base_model", "device"]}
+        fields = {key: options.get(key) for key in [*services.DEFAULTS, *services.METHOD_FIELDS, "name", "base_model"]}
+        fields["device"] = options.get("device")
         fields["serve"] = options.get("serve", False)
         services.runs_reap(startup=False)
         try:
             run = services.run_create(source="cli", claim=True, **fields)
         except ApplicationError as exc:
             raise CommandError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from exc
+        how = f"dpo (beta {run.beta:g}{', LoRA' if run.lora else ''})" if run.method == "dpo" else "sft"
         self.stdout.write(
-            f"run #{run.pk}: fine-tuning {run.base_model} on {', '.join(run.datasets)} into {run.name} "
+            f"run #{run.pk}: fine-tuning {run.base_model} ({how}) on {', '.join(run.datasets)} into {run.name} "
             f"(epochs {run.epochs}, max steps {run.max_steps or '-'}, lr {run.learning_rate:g}, "
             f"batch {run.batch_size}x{run.grad_accum_steps})"
         )
@@ -85,6 +98,12 @@ class Command(BaseCommand):
         if run.status != TrainingRun.Status.SUCCEEDED:
             raise CommandError(f"run #{run.pk} {run.status}: {run.error}")
         metrics = run.final_metrics
+        if run.method == "dpo" and "preference_accuracy_after" in metrics:
+            self.stdout.write(
+                f"held-out preference accuracy {_num(metrics.get('preference_accuracy_before'), 3)} -> "
+                f"{_num(metrics.get('preference_accuracy_after'), 3)}; reward margin "
+                f"{_num(metrics.get('reward_margin_after'), 3)}"
+            )
         self.stdout.write(
             f"eval loss {_num(run.eval_loss_before)} -> {_num(run.eval_loss_after)} "
             f"(perplexity {_num(run.perplexity_before, 2)} -> {_num(run.perplexity_after, 2)}); "
@@ -132,7 +151,13 @@ class _Progress:
                 total=event.total_steps, unit="step", desc="training", disable=self.disable, file=self.command.stderr
             )
         elif isinstance(event, Evaluated) and event.stage == "before":
-            self.write(f"eval loss before training {event.loss:.4f} (perplexity {event.perplexity:.2f})")
+            if "preference_accuracy" in event.extra:
+                self.write(
+                    f"eval DPO loss before training {event.loss:.4f} "
+                    f"(preference accuracy {event.extra['preference_accuracy']:.3f})"
+                )
+            else:
+                self.write(f"eval loss before training {event.loss:.4f} (perplexity {event.perplexity:.2f})")
         elif isinstance(event, StepDone) and self.bar is not None:
             self.bar.update(event.step - self.bar.n)
             rate = event.tokens / event.elapsed if event.elapsed else 0.0
@@ -140,9 +165,14 @@ class _Progress:
                 epoch=event.epoch, loss=f"{event.loss:.4f}", lr=f"{event.learning_rate:.2e}", tok_s=f"{rate:.0f}"
             )
         elif isinstance(event, EpochDone):
+            preference = (
+                f", preference accuracy {event.extra['preference_accuracy']:.3f}"
+                if "preference_accuracy" in event.extra
+                else ""
+            )
             self.write(
                 f"epoch {event.epoch}: step {event.step}, train loss {event.train_loss:.4f}, "
-                f"eval loss {_num(event.eval_loss)}, {event.tokens_per_second:.0f} tokens/s"
+                f"eval loss {_num(event.eval_loss)}{preference}, {event.tokens_per_second:.0f} tokens/s"
             )
         elif isinstance(event, Saved):
             self.close()
