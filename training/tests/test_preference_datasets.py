@@ -93,7 +93,9 @@ def arena_services(monkeypatch):
 
 
 def test_arena_is_listed_unavailable_with_the_reason_while_the_app_is_missing(monkeypatch):
-    monkeypatch.setitem(sys.modules, "arena", None)  # what an absent app looks like to import
+    # What an absent app looks like to import (the installed one is imported already: hide its module too).
+    monkeypatch.setitem(sys.modules, "arena", None)
+    monkeypatch.setitem(sys.modules, "arena.services", None)
     info = ds.catalogue()["arena"]
     assert info.kind == "preference" and not info.available
     assert "cannot import arena.services" in info.detail
@@ -147,3 +149,24 @@ def test_feedback_pairs_are_answers_to_the_same_conversation_rated_up_and_down(a
 def test_feedback_pairs_without_pairs_is_unavailable():
     with pytest.raises(ds.DatasetUnavailable, match="rate answers to the same prompt up and down"):
         ds.load_pairs("feedback-pairs", **LIMITS)
+
+
+@pytest.mark.django_db
+def test_arena_votes_are_a_preference_dataset(django_user_model):
+    from django.utils import timezone
+
+    from arena.models import Battle
+
+    user = django_user_model.objects.create_user("voter", password="x" * 12)
+    now = timezone.now()
+    common = {"user": user, "model_a": "m1", "model_b": "m2", "finished": now, "voted": now}
+    Battle.objects.create(prompt="Which port?", answer_a="8000", answer_b="no idea", vote="a", **common)
+    Battle.objects.create(prompt="Which engine?", answer_a="none", answer_b="OpenVINO", vote="b", **common)
+    Battle.objects.create(prompt="A tie", answer_a="x", answer_b="y", vote="tie", **common)
+
+    assert ds.catalogue()["arena"].available
+    pairs = ds.load_pairs("arena", **LIMITS)
+    assert [(p.chosen, p.rejected, p.source) for p in pairs] == [
+        ("8000", "no idea", "arena"),
+        ("OpenVINO", "none", "arena"),
+    ]
