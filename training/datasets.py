@@ -23,7 +23,7 @@ import importlib
 import itertools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -204,6 +204,31 @@ def read_chat_jsonl(path: Path, *, label: str) -> list[Example]:
     return examples
 
 
+def _messages(messages: Any, fail: Callable[[str], DatasetError], roles: Sequence[str]) -> list[tuple[str, str]]:
+    """A conversation's `messages` as (role, content) pairs, checked; `fail(why)` makes the error naming its place.
+
+    Chat examples and preference pairs share these rules: a non-empty list of {role, content} with a
+    known role and string content, no empty assistant turn, and a system or user turn first.
+    """
+    if not isinstance(messages, list) or not messages:
+        raise fail('"messages" must be a non-empty list')
+    pairs: list[tuple[str, str]] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise fail(f"message {index} must be an object with role and content")
+        role, content = message.get("role"), message.get("content")
+        if role not in roles:
+            raise fail(f"message {index}: role must be one of {', '.join(roles)} (got {role!r})")
+        if not isinstance(content, str):
+            raise fail(f"message {index}: content must be a string")
+        if role == "assistant" and not content.strip():
+            raise fail(f"message {index}: an assistant message must not be empty")
+        pairs.append((role, content))
+    if pairs[0][0] == "assistant":
+        raise fail("the first message must be a system or user message, not the assistant's")
+    return pairs
+
+
 def chat_example(record: Any, where: str, *, dataset: str | None = None) -> Example:
     """A validated chat Example from `{"messages": [...]}`; DatasetError naming `where` otherwise."""
 
@@ -212,23 +237,7 @@ def chat_example(record: Any, where: str, *, dataset: str | None = None) -> Exam
 
     if not isinstance(record, dict) or "messages" not in record:
         raise fail('expected an object with "messages": [{"role": ..., "content": ...}, ...]')
-    messages = record["messages"]
-    if not isinstance(messages, list) or not messages:
-        raise fail('"messages" must be a non-empty list')
-    pairs: list[tuple[str, str]] = []
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise fail(f"message {index} must be an object with role and content")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise fail(f"message {index}: role must be one of {', '.join(ROLES)} (got {role!r})")
-        if not isinstance(content, str):
-            raise fail(f"message {index}: content must be a string")
-        if role == "assistant" and not content.strip():
-            raise fail(f"message {index}: an assistant message must not be empty")
-        pairs.append((role, content))
-    if pairs[0][0] == "assistant":
-        raise fail("the first message must be a system or user message, not the assistant's")
+    pairs = _messages(record["messages"], fail, ROLES)
     if not any(role == "assistant" for role, _ in pairs):
         raise fail("no assistant message: there is nothing to learn")
     return Example("chat", messages=tuple(pairs), source=where)
@@ -277,21 +286,7 @@ def preference_pair(record: Any, where: str, *, dataset: str | None = None) -> P
 
     if not isinstance(record, dict) or not {"messages", "chosen", "rejected"} <= set(record):
         raise fail('expected an object with "messages", "chosen" and "rejected"')
-    messages = record["messages"]
-    if not isinstance(messages, list) or not messages:
-        raise fail('"messages" must be a non-empty list')
-    pairs: list[tuple[str, str]] = []
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise fail(f"message {index} must be an object with role and content")
-        role, content = message.get("role"), message.get("content")
-        if role not in PAIR_ROLES:
-            raise fail(f"message {index}: role must be one of {', '.join(PAIR_ROLES)} (got {role!r})")
-        if not isinstance(content, str):
-            raise fail(f"message {index}: content must be a string")
-        pairs.append((role, content))
-    if pairs[0][0] == "assistant":
-        raise fail("the first message must be a system or user message, not the assistant's")
+    pairs = _messages(record["messages"], fail, PAIR_ROLES)
     if pairs[-1][0] != "user":
         raise fail("the last message must be the user's: chosen and rejected answer it")
     answers = []
