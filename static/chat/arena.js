@@ -4,6 +4,7 @@
 // (templates/chat/_arena.html). The answers are shown as plain text (textContent), never as HTML.
 
 import { ApiError, api, errorFrom, errorTitle, jsonHeaders, networkError } from "./api.js";
+import { parseFrame } from "./transport.js";
 
 const $ = (id) => document.getElementById(id);
 const chat = $("chat");
@@ -66,21 +67,6 @@ function reset(prompt) {
     s.element.classList.remove("is-error", "is-winner");
   }
   for (const button of voteBar.querySelectorAll("button")) button.disabled = false;
-}
-
-function parseFrame(text) {
-  let event = "message";
-  const data = [];
-  for (const line of text.split("\n")) {
-    if (line.startsWith("event:")) event = line.slice(6).trim();
-    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-  }
-  if (!data.length) return null;
-  try {
-    return { event, data: JSON.parse(data.join("\n")) };
-  } catch {
-    return null;
-  }
 }
 
 // Shown without the blank lines models often open or close with (the answer itself is kept as written).

@@ -227,7 +227,8 @@ export function streamOverHttp(fields, handlers) {
   };
 }
 
-function parseFrame(text) {
+// One Server-Sent Events frame (the text between two blank lines) as {event, data}; null when it has no JSON data.
+export function parseFrame(text) {
   let event = "message";
   const data = [];
   for (const line of text.split("\n")) {
