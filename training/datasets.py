@@ -190,8 +190,9 @@ def _lines(path: Path, label: str) -> Iterable[tuple[int, str]]:
                 raise DatasetError(f"{label}:{number}: not UTF-8 text ({exc.reason})", dataset=label) from exc
 
 
-def read_chat_jsonl(path: Path, *, label: str) -> list[Example]:
-    examples = []
+def _read_jsonl(path: Path, label: str, convert: Callable[..., Any]) -> list[Any]:
+    """`convert(record, where, dataset=label)` of each non-blank line; a bad line fails naming `label:line`."""
+    items = []
     for number, line in _lines(path, label):
         if not line.strip():
             continue
@@ -200,8 +201,12 @@ def read_chat_jsonl(path: Path, *, label: str) -> list[Example]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})", dataset=label) from exc
-        examples.append(chat_example(record, where, dataset=label))
-    return examples
+        items.append(convert(record, where, dataset=label))
+    return items
+
+
+def read_chat_jsonl(path: Path, *, label: str) -> list[Example]:
+    return _read_jsonl(path, label, chat_example)
 
 
 def _messages(messages: Any, fail: Callable[[str], DatasetError], roles: Sequence[str]) -> list[tuple[str, str]]:
@@ -304,17 +309,7 @@ def preference_pair(record: Any, where: str, *, dataset: str | None = None) -> P
 
 
 def read_pairs_jsonl(path: Path, *, label: str) -> list[PreferencePair]:
-    pairs = []
-    for number, line in _lines(path, label):
-        if not line.strip():
-            continue
-        where = f"{label}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})", dataset=label) from exc
-        pairs.append(preference_pair(record, where, dataset=label))
-    return pairs
+    return _read_jsonl(path, label, preference_pair)
 
 
 def load_pairs_file(path: Path, *, max_examples: int, max_bytes: int, label: str | None = None) -> list[PreferencePair]:
