@@ -12,6 +12,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,6 +21,7 @@ from accounts.models import SCOPE_EMBEDDINGS
 from accounts.permissions import IsStaff
 from embeddings import selectors, services
 from embeddings.services import validation
+from llmsite.errors import ApplicationError
 from llmsite.serializers import OFFSET_MAX, StrictCharField, StrictSerializer
 from usage.services import Meter
 
@@ -166,6 +168,95 @@ class DocumentAddApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+# Room for the multipart envelope (boundaries, the other fields) around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+class FileUploadApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(StrictSerializer):
+        class Meta:
+            ref_name = "EmbedFileUpload"
+
+        file = serializers.FileField(
+            allow_empty_file=True,  # the service refuses an empty file with its own reason
+            help_text="PDF, DOCX, HTML, Markdown or plain text; the type is read from the content, not the name.",
+        )
+        collection = CollectionNameField()
+        title = StrictCharField(required=False, allow_blank=True, max_length=200)
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedFileUploadResult"
+
+        document_id = serializers.IntegerField(help_text="The file's document (its chunks point at it).")
+        ids = serializers.ListField(child=serializers.IntegerField(), help_text="[document_id], like /embed/add.")
+        created = serializers.BooleanField(help_text="False when the collection already had this text.")
+        replaced = serializers.ListField(
+            child=serializers.IntegerField(), help_text="Earlier uploads of the same file name, now deleted."
+        )
+        chunks = serializers.IntegerField()
+        pages = serializers.IntegerField(allow_null=True, help_text="Pages of a PDF; null for other types.")
+        type = serializers.CharField(source="kind", help_text="pdf, docx, html, markdown or text (from the content).")
+        filename = serializers.CharField()
+        title = serializers.CharField()
+        collection = serializers.CharField()
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Before authentication, whose CSRF check would parse (and spool) the whole multipart body.
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = services.file_max_bytes()
+        if length > limit + MULTIPART_OVERHEAD:
+            raise ApplicationError(
+                f"the upload has {length:,} bytes; files may have at most {limit:,} (EMBEDDINGS_MAX_FILE_BYTES)",
+                field="file",
+                details={"reason": "too_large"},
+            )
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="embed_file_upload",
+        summary="Upload a file (PDF, DOCX, HTML, Markdown, text) into one of your collections",
+        description=(
+            "The file is split along its structure (pages, headings, paragraphs) into chunks measured in the "
+            "encoder's tokens; each chunk keeps its `page` and `heading`. A file of the same name in the "
+            "collection is replaced. A file that cannot be used is a 400 with `field: file` and a `reason` "
+            "(empty, too_large, too_many_pages, unsupported_type, type_mismatch, corrupt, encrypted, image_only, "
+            "no_text); nothing is stored then."
+        ),
+        request={"multipart/form-data": InputSerializer},
+        responses={201: OutputSerializer, **ERRORS},
+        tags=TAGS,
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        upload = data["file"]
+        limit = services.file_max_bytes()
+        if upload.size is not None and upload.size > limit:
+            raise ApplicationError(
+                f"{upload.name} has {upload.size:,} bytes; the limit is {limit:,} (EMBEDDINGS_MAX_FILE_BYTES)",
+                field="file",
+                details={"reason": "too_large"},
+            )
+        result = services.file_add(
+            user=request.user,
+            data=upload.read(),
+            filename=upload.name,
+            collection=data.get("collection"),
+            title=data.get("title") or None,
+            meter=Meter.for_request(request),
+        )
+        body = {**result.__dict__, "ids": [result.document_id]}
+        return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
 class SearchResultSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     text = serializers.CharField()
@@ -174,6 +265,8 @@ class SearchResultSerializer(serializers.Serializer):
     collection = serializers.CharField()
     document_id = serializers.IntegerField(help_text="The source document of a chunk, else the document itself.")
     chunk_index = serializers.IntegerField(allow_null=True)
+    page = serializers.IntegerField(allow_null=True, help_text="Page of an uploaded file (from 1), when known.")
+    heading = serializers.CharField(allow_null=True, help_text="The heading the passage falls under, when known.")
 
 
 TOP_K_RANGE = f"top_k must be an integer from 1 to {validation.MAX_TOP_K}"

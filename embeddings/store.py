@@ -116,6 +116,15 @@ class Encoder:
             total += len(ids["input_ids"])
         return total
 
+    @property
+    def max_tokens(self) -> int | None:
+        """The longest input the encoder reads, special tokens included; longer texts are cut (None: no limit)."""
+        return self.model.get_max_seq_length() or None
+
+    def count_text_tokens(self, text: str) -> int:
+        """Tokens of `text` alone (no special tokens, not cut): what chunking measures pieces with."""
+        return len(self.model.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
 
 class _RWLock:
     """Many readers or one writer; a waiting writer blocks new readers so it is not starved."""

@@ -163,6 +163,8 @@ class SourceSerializer(serializers.Serializer):
     snippet = serializers.CharField()
     score = serializers.FloatField()
     metadata = serializers.DictField()
+    page = serializers.IntegerField(required=False, help_text="the page of its file, when known")
+    heading = serializers.CharField(required=False, help_text="the heading it falls under, when known")
 
 
 class PredictApi(APIView):

@@ -30,8 +30,11 @@ class Source:
     snippet: str
     score: float
     metadata: dict[str, Any]
+    page: int | None = None  # where the passage is in its file, when known
+    heading: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        located = {key: value for key, value in (("page", self.page), ("heading", self.heading)) if value}
         return {
             "id": self.id,
             "document_id": self.document_id,
@@ -39,6 +42,7 @@ class Source:
             "snippet": self.snippet,
             "score": round(self.score, 4),
             "metadata": self.metadata,
+            **located,
         }
 
 
@@ -60,14 +64,24 @@ def ground(
     turns = tuple(messages) if messages is not None else (Message("user", prompt or ""),)
     query = next((m.content for m in reversed(turns) if m.role == "user"), "")
     chunks = retrieve(user=user, collection=collection, query=query, top_k=top_k or settings.RAG_TOP_K)
-    sources = tuple(Source(c.id, c.document_id, c.title, c.snippet, c.score, c.metadata) for c in chunks)
+    sources = tuple(
+        Source(c.id, c.document_id, c.title, c.snippet, c.score, c.metadata, c.page, c.heading) for c in chunks
+    )
     if not chunks:
         context = "(no passage of the collection matches the question)"
     else:
+        labels = [_label(c) for c in chunks]
         context = "\n\n".join(
-            f"[{n}] {c.title}\n{c.text}" if c.title else f"[{n}] {c.text}" for n, c in enumerate(chunks, 1)
+            f"[{n}] {label}\n{c.text}" if label else f"[{n}] {c.text}"
+            for n, (c, label) in enumerate(zip(chunks, labels, strict=True), 1)
         )
     system = f"{INSTRUCTIONS}\n\nContext:\n{context}"
     if turns and turns[0].role == "system":
         return (Message("system", f"{turns[0].content}\n\n{system}"), *turns[1:]), sources
     return (Message("system", system), *turns), sources
+
+
+def _label(chunk: Any) -> str:
+    """How a passage is named in the prompt: its title, and the page it is on when known ("report.pdf, page 3")."""
+    page = getattr(chunk, "page", None)
+    return f"{chunk.title}, page {page}" if chunk.title and page else chunk.title or (f"page {page}" if page else "")

@@ -413,6 +413,18 @@ if not 0 <= EMBEDDINGS_CHUNK_OVERLAP < EMBEDDINGS_CHUNK_CHARS:
 EMBEDDINGS_MAX_BATCH = env.int("EMBEDDINGS_MAX_BATCH", default=64)
 EMBEDDINGS_MAX_TEXT_CHARS = env.int("EMBEDDINGS_MAX_TEXT_CHARS", default=100_000)
 EMBEDDINGS_MAX_METADATA_BYTES = env.int("EMBEDDINGS_MAX_METADATA_BYTES", default=10_000)
+# embeddings: uploaded files (POST /api/v1/embed/files): bytes per file, pages per PDF, characters of extracted
+# text; their chunks hold at most EMBEDDINGS_CHUNK_TOKENS encoder tokens (capped at the encoder's maximum),
+# a long paragraph's pieces overlapping by EMBEDDINGS_CHUNK_OVERLAP_TOKENS.
+EMBEDDINGS_MAX_FILE_BYTES = env.int("EMBEDDINGS_MAX_FILE_BYTES", default=20 * 1024 * 1024)
+EMBEDDINGS_MAX_FILE_PAGES = env.int("EMBEDDINGS_MAX_FILE_PAGES", default=500)
+EMBEDDINGS_MAX_FILE_CHARS = env.int("EMBEDDINGS_MAX_FILE_CHARS", default=2_000_000)
+EMBEDDINGS_CHUNK_TOKENS = env.int("EMBEDDINGS_CHUNK_TOKENS", default=200)
+EMBEDDINGS_CHUNK_OVERLAP_TOKENS = env.int("EMBEDDINGS_CHUNK_OVERLAP_TOKENS", default=30)
+if not 8 <= EMBEDDINGS_CHUNK_TOKENS or not 0 <= EMBEDDINGS_CHUNK_OVERLAP_TOKENS < EMBEDDINGS_CHUNK_TOKENS:
+    raise ImproperlyConfigured(
+        "EMBEDDINGS_CHUNK_TOKENS must be at least 8 and EMBEDDINGS_CHUNK_OVERLAP_TOKENS from 0 to less than it"
+    )
 # embeddings: save the index after every add/delete (else only on `save`, `rebuild_index` and start-up repair).
 EMBEDDINGS_AUTOSAVE = env.bool("EMBEDDINGS_AUTOSAVE", default=True)
 # embeddings: auto loads the index in server processes at start (daphne, uvicorn, runserver); always/never.

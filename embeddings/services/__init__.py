@@ -5,6 +5,7 @@
 - `sync`: vectors stored in the database, the change log, and catching an index up from them
   without encoding (how several workers share one document index).
 - `documents`: adding texts to collections (chunked, deduplicated) and deleting them.
+- `files`: adding files (PDF, DOCX, HTML, Markdown, text): sniffed, extracted, chunked by structure.
 - `search`: search by meaning, and retrieval of passages for grounded answers.
 - `encoding`: texts to vectors for the encode endpoints.
 - `validation`: the limits all of them enforce, with the same messages.
@@ -22,6 +23,7 @@ from embeddings.services.documents import (
     document_delete,
 )
 from embeddings.services.encoding import encode, encode_with_usage
+from embeddings.services.files import FileAddResult, file_add, file_max_bytes
 from embeddings.services.index import (
     REBUILD_BATCH,
     IndexSaveFailed,
@@ -57,6 +59,7 @@ __all__ = [
     "REBUILD_BATCH",
     "SNIPPET_CHARS",
     "AddResult",
+    "FileAddResult",
     "IndexSaveFailed",
     "RetrievedChunk",
     "SearchResult",
@@ -68,6 +71,8 @@ __all__ = [
     "document_delete",
     "encode",
     "encode_with_usage",
+    "file_add",
+    "file_max_bytes",
     "get_encoder",
     "get_store",
     "index_autosave",

@@ -24,6 +24,8 @@ class SearchResult:
     collection: str
     document_id: int  # the source document for a chunk, else the document itself
     chunk_index: int | None
+    page: int | None = None  # where an uploaded file's chunk came from, when known
+    heading: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class RetrievedChunk:
     document_id: int
     title: str
     snippet: str
+    page: int | None = None
+    heading: str | None = None
 
 
 def search(
@@ -74,6 +78,8 @@ def search(
                 collection=doc.collection.name,
                 document_id=doc.source_id or doc.id,
                 chunk_index=doc.chunk_index,
+                page=doc.page,
+                heading=doc.heading or None,
             )
         )
     return results
@@ -102,6 +108,8 @@ def retrieve(*, user: Any, collection: str, query: str, top_k: int) -> list[Retr
                 document_id=r.document_id,
                 title=title,
                 snippet=snippet,
+                page=r.page,
+                heading=r.heading,
             )
         )
     return chunks

@@ -331,7 +331,7 @@ function showSources(message, sources) {
     const summary = document.createElement("summary");
     const name = document.createElement("span");
     name.className = "source-title";
-    name.textContent = source.title || `Document ${source.document_id}`;
+    name.textContent = (source.title || `Document ${source.document_id}`) + (source.page ? `, page ${source.page}` : "");
     const score = document.createElement("span");
     score.className = "muted small";
     score.textContent = ` ${Math.round((source.score ?? 0) * 100)}% match`;
