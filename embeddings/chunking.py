@@ -1,4 +1,4 @@
-"""Structural chunking: blocks (paragraphs under a page and heading) packed into chunks measured in the encoder's tokens.
+"""Structural chunking: blocks (paragraphs under a page and heading) packed into chunks of encoder tokens.
 
 Plain Python: the caller passes `count_tokens` (the encoder's tokenizer, without special
 tokens). A chunk never spans two pages or two headings, so each one has a single page and

@@ -1,4 +1,4 @@
-"""Files to text with provenance: which kind a file is (by its bytes), and its text as blocks that know their page and heading.
+"""Files to text with provenance: a file's kind (by its bytes), and its text as blocks that know page and heading.
 
 Plain Python, no Django: the service passes the limits in. One module per format, each a
 function `extract(data, *, max_pages) -> Extracted`; every failure a user can act on is an

@@ -1,4 +1,4 @@
-"""Word (.docx) text in reading order, paragraphs and table rows, with the heading each falls under, through python-docx.
+"""Word (.docx) text in reading order, paragraphs and table rows, under their headings, through python-docx.
 
 A .docx has no pages until a word processor lays it out, so blocks carry no page. Headings are
 the paragraphs styled "Heading n" or "Title" (what Word's navigation pane shows).

@@ -41,9 +41,8 @@ def extract(data: bytes, *, max_pages: int) -> Extracted:
         if not isinstance(element, Tag):
             continue
         # Text is taken at the innermost block that holds it: skip an element with a block inside.
-        if element.find([*HEADINGS, *BLOCKS, "div"]):
-            if element.name in ("div", "li", "blockquote", "tr", "dd"):
-                continue
+        if element.name in ("div", "li", "blockquote", "tr", "dd") and element.find([*HEADINGS, *BLOCKS, "div"]):
+            continue
         separator = " | " if element.name == "tr" else " "
         text = " ".join(element.get_text(separator).split())
         if not text:

@@ -1,4 +1,4 @@
-"""Adding files (PDF, DOCX, HTML, Markdown, text): sniffed, extracted, chunked by structure in encoder tokens, stored whole.
+"""Adding files (PDF, DOCX, HTML, Markdown, text): sniffed, extracted, chunked by structure in encoder tokens.
 
 A file becomes one source document (its whole text, not indexed) and chunk documents that carry
 the vectors and where they came from (page, heading). Everything a file can be refused for is

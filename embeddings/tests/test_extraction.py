@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import zipfile
 
 import pytest
@@ -173,7 +174,7 @@ def test_consecutive_pieces_of_a_long_paragraph_overlap(tokens):
     sentences = [f"Sentence number {n} mentions the code {1000 + n}." for n in range(40)]
     chunks = chunk_blocks([Block(" ".join(sentences))], max_tokens=48, overlap_tokens=16, count_tokens=tokens)
     assert len(chunks) > 3
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         last_sentence = before.text.rsplit(". ", 1)[-1]
         assert last_sentence in after.text
 
