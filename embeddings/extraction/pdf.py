@@ -54,6 +54,10 @@ def _split_at_headings(text: str, titles: list[str]) -> list[tuple[str | None, s
 
 
 def extract(data: bytes, *, max_pages: int) -> Extracted:
+    # PDFium repairs a cut-off file and reads what is left; a truncated upload would then be stored
+    # half. Every complete PDF ends with %%EOF (writers may add a little after it).
+    if b"%%EOF" not in data[-2048:]:
+        raise ExtractionError("the PDF is truncated (it does not end with %%EOF) or damaged", Reason.CORRUPT)
     with _PDFIUM:
         try:
             document = pdfium.PdfDocument(data)

@@ -110,7 +110,8 @@ def test_the_content_decides_the_type_not_the_name():
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "photo.png", Reason.UNSUPPORTED_TYPE, "PNG image"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "old.doc", Reason.UNSUPPORTED_TYPE, "legacy Office"),
         (b"\x00\x01\x02\x03binary", "data.txt", Reason.TYPE_MISMATCH, "binary"),
-        (b"%PDF-1.7\n" + b"garbage " * 200, "broken.pdf", Reason.CORRUPT, "damaged"),
+        (b"%PDF-1.7\n" + b"garbage " * 200, "broken.pdf", Reason.CORRUPT, "truncated"),
+        (b"%PDF-1.7\n" + b"garbage " * 200 + b"\n%%EOF\n", "broken.pdf", Reason.CORRUPT, "cannot be read"),
     ],
 )
 def test_it_refuses_bad_files_saying_why(data, filename, reason, words):
@@ -128,7 +129,8 @@ def test_it_refuses_a_zip_that_is_not_a_word_document():
 
 
 def test_it_refuses_a_truncated_pdf_and_a_damaged_docx():
-    assert refusal(make_pdf(sample_outline(3))[:3000], "cut.pdf").reason == Reason.CORRUPT
+    pdf = make_pdf(sample_outline(3))
+    assert refusal(pdf[: len(pdf) * 2 // 3], "cut.pdf").reason == Reason.CORRUPT
     docx_bytes = make_docx(sample_outline(1))
     assert refusal(docx_bytes[: len(docx_bytes) // 2], "cut.docx").reason in (Reason.CORRUPT, Reason.TYPE_MISMATCH)
 
