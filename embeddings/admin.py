@@ -35,7 +35,7 @@ class CollectionAdmin(admin.ModelAdmin):
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = ("id", "snippet", "collection", "owner", "chunk_index", "indexed", "created")
+    list_display = ("id", "snippet", "collection", "owner", "chunk_index", "page", "heading", "indexed", "created")
     list_filter = ("indexed", "collection__shared", "created", "collection")
     search_fields = ("text", "content_hash", "collection__name", "owner__username")
     list_select_related = ("collection", "collection__owner", "owner")
