@@ -149,6 +149,15 @@ def test_a_file_over_the_size_limit_is_refused(client, settings):
     assert stored() == before
 
 
+def test_a_request_far_over_the_size_limit_is_refused_before_its_body_is_read(client, settings):
+    settings.EMBEDDINGS_MAX_FILE_BYTES = 2_000
+    response = upload(client, b"words " * 40_000, "huge.txt")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["reason"] == "too_large" and error["message"].startswith("the upload has")
+    assert Document.objects.count() == 0
+
+
 def test_a_pdf_over_the_page_limit_is_refused(client, settings):
     settings.EMBEDDINGS_MAX_FILE_PAGES = 2
     response = upload(client, make_pdf(sample_outline(3)), "long.pdf")
