@@ -186,6 +186,11 @@ class FileUploadApi(APIView):
         )
         collection = CollectionNameField()
         title = StrictCharField(required=False, allow_blank=True, max_length=200)
+        upload_id = StrictCharField(
+            required=False,
+            max_length=64,
+            help_text="Your id for this upload (8 to 64 letters, digits, - or _): GET files/progress/{upload_id}.",
+        )
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -245,6 +250,7 @@ class FileUploadApi(APIView):
                 field="file",
                 details={"reason": "too_large"},
             )
+        progress = services.upload_progress_reporter(user=request.user, upload_id=data.get("upload_id"))
         result = services.file_add(
             user=request.user,
             data=upload.read(),
@@ -252,9 +258,32 @@ class FileUploadApi(APIView):
             collection=data.get("collection"),
             title=data.get("title") or None,
             meter=Meter.for_request(request),
+            progress=progress,
         )
         body = {**result.__dict__, "ids": [result.document_id]}
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class FileUploadProgressApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedFileUploadProgress"
+
+        stage = serializers.ChoiceField(choices=["extracting", "encoding", "storing", "done", "failed"])
+        done = serializers.IntegerField(help_text="Chunks encoded so far (encoding), else 0 or all.")
+        total = serializers.IntegerField(help_text="Chunks to encode (0 until known).")
+
+    @extend_schema(
+        operation_id="embed_file_upload_progress",
+        summary="How far the server is with one of your uploads (sent with an `upload_id`)",
+        responses={200: OutputSerializer, 404: OpenApiResponse(description="no upload of yours with that id")},
+        tags=TAGS,
+    )
+    def get(self, request: Request, upload_id: str) -> Response:
+        found = services.upload_progress_get(user=request.user, upload_id=upload_id)
+        return Response(self.OutputSerializer(found).data)
 
 
 class SearchResultSerializer(serializers.Serializer):

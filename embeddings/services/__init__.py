@@ -23,7 +23,13 @@ from embeddings.services.documents import (
     document_delete,
 )
 from embeddings.services.encoding import encode, encode_with_usage
-from embeddings.services.files import FileAddResult, file_add, file_max_bytes
+from embeddings.services.files import (
+    FileAddResult,
+    file_add,
+    file_max_bytes,
+    upload_progress_get,
+    upload_progress_reporter,
+)
 from embeddings.services.index import (
     REBUILD_BATCH,
     IndexSaveFailed,
@@ -89,6 +95,8 @@ __all__ = [
     "set_store",
     "stats",
     "store_status",
+    "upload_progress_get",
+    "upload_progress_reporter",
     "validate_collection_name",
     "validate_metadata",
     "validate_text",

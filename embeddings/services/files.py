@@ -12,12 +12,14 @@ document and chunks; uploading the same text again changes nothing.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
 from embeddings.chunking import Chunk, chunk_blocks
@@ -28,11 +30,16 @@ from embeddings.services.encoding import encode_metered
 from embeddings.services.index import get_store, index_autosave, index_sync
 from embeddings.services.sync import change_log, vector_bytes
 from embeddings.services.validation import invalid, validate_collection_name
+from llmsite.error_codes import ErrorCode
 from llmsite.errors import ApplicationError
 from usage.services import Meter
 
 MAX_FILENAME = 255
 MAX_TITLE = 200
+UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+PROGRESS_SECONDS = 600  # how long a finished upload's progress can still be read
+
+Progress = Callable[..., None]
 
 
 @dataclass
@@ -76,6 +83,37 @@ def file_chunk(blocks: Any, *, store: Any) -> list[Chunk]:
     return chunk_blocks(blocks, max_tokens=max_tokens, overlap_tokens=overlap, count_tokens=count)
 
 
+def _progress_key(user: Any, upload_id: str) -> str:
+    return f"embeddings:upload:{user.pk}:{upload_id}"
+
+
+def upload_progress_reporter(*, user: Any, upload_id: str | None) -> Progress | None:
+    """A callback that records an upload's stage for `upload_progress_get` (None without an id).
+
+    Kept in the default cache: with a shared cache (CACHE_URL=redis://...) any worker can answer
+    the page's polls; with the per-process default, only the worker doing the upload can.
+    """
+    if upload_id is None:
+        return None
+    if not isinstance(upload_id, str) or not UPLOAD_ID.match(upload_id):
+        raise invalid("upload_id has 8 to 64 letters, digits, '-' or '_'", "upload_id")
+    key = _progress_key(user, upload_id)
+
+    def report(stage: str, done: int = 0, total: int = 0) -> None:
+        cache.set(key, {"stage": stage, "done": done, "total": total}, PROGRESS_SECONDS)
+
+    return report
+
+
+def upload_progress_get(*, user: Any, upload_id: str) -> dict[str, Any]:
+    """{stage, done, total} of one of the user's uploads: extracting, encoding (done of total chunks), storing,
+    done or failed. 404 for an unknown id (or another user's)."""
+    found = cache.get(_progress_key(user, upload_id)) if UPLOAD_ID.match(upload_id or "") else None
+    if found is None:
+        raise ApplicationError(f"no upload {upload_id!r} in progress", status=404, code=ErrorCode.NOT_FOUND)
+    return found
+
+
 def file_add(
     *,
     user: Any,
@@ -84,13 +122,38 @@ def file_add(
     collection: str | None = None,
     title: str | None = None,
     meter: Meter | None = None,
+    progress: Progress | None = None,
 ) -> FileAddResult:
     """Add one file to one of the user's collections (created on demand) as a document with chunks.
 
     Raises ApplicationError 400 with `field` "file" and a `reason` (empty, too_large,
     too_many_pages, unsupported_type, type_mismatch, corrupt, encrypted, image_only, no_text)
-    when the file cannot be used; nothing is stored then.
+    when the file cannot be used; nothing is stored then. `progress(stage, done, total)` is told
+    the stages (extracting, encoding with chunks done of total, storing, done or failed).
     """
+    report = progress or (lambda *args: None)
+    report("extracting")
+    try:
+        result = _file_add(
+            user=user, data=data, filename=filename, collection=collection, title=title, meter=meter, report=report
+        )
+    except BaseException:
+        report("failed")
+        raise
+    report("done", result.chunks, result.chunks)
+    return result
+
+
+def _file_add(
+    *,
+    user: Any,
+    data: bytes,
+    filename: str,
+    collection: str | None,
+    title: str | None,
+    meter: Meter | None,
+    report: Progress,
+) -> FileAddResult:
     name = validate_collection_name(DEFAULT_COLLECTION if collection is None else collection)
     filename = clean_filename(filename)
     if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE):
@@ -132,7 +195,10 @@ def file_add(
     store = get_store()
     chunks = file_chunk(extracted.blocks, store=store)
     # Encode before touching the database: the slow part holds no transaction or lock.
-    vectors = encode_metered([c.text for c in chunks], meter=meter)[0] if chunks else np.zeros((0, store.dim))
+    report("encoding", 0, len(chunks))
+    texts = [c.text for c in chunks]
+    vectors = encode_metered(texts, meter=meter, progress=lambda done, total: report("encoding", done, total))[0]
+    report("storing", len(chunks), len(chunks))
     chunk_metadata = {key: metadata[key] for key in ("title", "filename")}
     try:
         with transaction.atomic():
@@ -198,4 +264,13 @@ def _unchanged(doc: Document, *, name: str, kind: str, filename: str, pages: int
     )
 
 
-__all__ = ["FileAddResult", "clean_filename", "file_add", "file_chunk", "file_max_bytes", "file_refused"]
+__all__ = [
+    "FileAddResult",
+    "clean_filename",
+    "file_add",
+    "file_chunk",
+    "file_max_bytes",
+    "file_refused",
+    "upload_progress_get",
+    "upload_progress_reporter",
+]

@@ -83,6 +83,46 @@ def test_chunks_hold_at_most_the_configured_encoder_tokens(client, settings, enc
     assert max(len(encoder.model.tokenizer(t)["input_ids"]) for t in texts) <= 48
 
 
+def test_the_server_reports_an_uploads_stages_and_encoding_progress(client, alice, bob, monkeypatch):
+    from embeddings.services import encoding, files
+
+    monkeypatch.setattr(encoding, "PROGRESS_BATCH", 4)  # a small file still reports several steps
+    seen = []
+    real = files.upload_progress_reporter
+
+    def recording(**kwargs):
+        report = real(**kwargs)
+
+        def both(stage, done=0, total=0):
+            seen.append((stage, done, total))
+            report(stage, done, total)
+
+        return both
+
+    monkeypatch.setattr(files, "upload_progress_reporter", recording)
+    monkeypatch.setattr("embeddings.services.upload_progress_reporter", recording)
+    body = upload(client, make_pdf(sample_outline(3, paragraphs=4)), "vaults.pdf", upload_id="up-12345678").json()
+    total = body["chunks"]
+    assert total > 4
+    stages = [stage for stage, _, _ in seen]
+    assert stages[0] == "extracting" and stages[-2:] == ["storing", "done"]
+    encoded = [done for stage, done, _ in seen if stage == "encoding"]
+    assert encoded[0] == 0 and encoded[-1] == total and encoded == sorted(encoded) and len(encoded) > 2
+
+    progress = client.get("/api/v1/embed/files/progress/up-12345678")
+    assert progress.status_code == 200
+    assert progress.json() == {"stage": "done", "done": total, "total": total}
+    client.force_authenticate(bob)
+    assert client.get("/api/v1/embed/files/progress/up-12345678").status_code == 404
+
+
+def test_a_refused_uploads_progress_says_failed(client):
+    upload(client, make_image_pdf(1), "scan.pdf", upload_id="scan-0001")
+    assert client.get("/api/v1/embed/files/progress/scan-0001").json()["stage"] == "failed"
+    bad_id = upload(client, make_markdown(sample_outline(1)), "n.md", upload_id="no spaces!")
+    assert bad_id.status_code == 400 and bad_id.json()["error"]["field"] == "upload_id"
+
+
 def test_it_uses_the_title_given_and_the_files_own_title(client):
     given = upload(client, make_markdown(sample_outline(1)), "n.md", title="Vault notes").json()
     assert given["title"] == "Vault notes"
