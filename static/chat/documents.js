@@ -68,11 +68,12 @@ function showProgress(label, fraction) {
 }
 
 /** POST one file as multipart with upload progress (fetch cannot report it); resolves to the JSON body. */
-function sendFile(file, collection, onProgress) {
+function sendFile(file, collection, uploadId, onProgress) {
   return new Promise((resolve, reject) => {
     const form = new FormData();
     form.append("file", file, file.name);
     form.append("collection", collection);
+    form.append("upload_id", uploadId);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/v1/embed/files");
     xhr.setRequestHeader("Accept", "application/json");
@@ -94,6 +95,41 @@ function sendFile(file, collection, onProgress) {
     });
     xhr.send(form);
   });
+}
+
+const STAGES = { extracting: "Reading", encoding: "Indexing", storing: "Saving", done: "Saving" };
+
+/** While the server works on an upload, show how far it is (GET /api/v1/embed/files/progress/{id}). */
+function watchServer(uploadId, name) {
+  let stopped = false;
+  const poll = async () => {
+    while (!stopped) {
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      if (stopped) return;
+      let state;
+      try {
+        state = await api(`/api/v1/embed/files/progress/${encodeURIComponent(uploadId)}`);
+      } catch {
+        continue; // not started yet, or another worker holds it: keep the indeterminate bar
+      }
+      if (stopped) return;
+      const label = `${STAGES[state.stage] ?? "Indexing"} “${name}”`;
+      if (state.stage === "encoding" && state.total) {
+        showProgress(`${label}: ${state.done.toLocaleString()} of ${plural(state.total, "passage")}…`, state.done / state.total);
+      } else {
+        showProgress(`${label}…`, null);
+      }
+    }
+  };
+  poll();
+  return () => {
+    stopped = true;
+  };
+}
+
+// crypto.randomUUID needs a secure context; a site served over plain HTTP on a LAN has none.
+function newUploadId() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function fileOutcome(result) {
@@ -135,15 +171,24 @@ async function upload(event) {
       continue;
     }
     showProgress(`Uploading “${file.name}”${of}…`, 0);
+    const uploadId = newUploadId();
+    let stopWatching = () => {};
     try {
-      const result = await sendFile(file, collection, (fraction) => {
-        if (fraction < 1) showProgress(`Uploading “${file.name}”${of}… ${Math.round(fraction * 100)}%`, fraction);
+      const result = await sendFile(file, collection, uploadId, (fraction) => {
+        if (fraction < 1) {
+          showProgress(`Uploading “${file.name}”${of}… ${Math.round(fraction * 100)}%`, fraction);
+          return;
+        }
         // Sent: the server now extracts the text and encodes it (the first upload also loads the model).
-        else showProgress(`Reading and indexing “${file.name}”${of}…`, null);
+        showProgress(`Reading and indexing “${file.name}”${of}…`, null);
+        stopWatching();
+        stopWatching = watchServer(uploadId, file.name);
       });
       done.push(fileOutcome(result));
     } catch (error) {
       failed.push(error.field === "file" ? `${error.message}.` : `“${file.name}”: ${errorTitle(error)}: ${error.message}`);
+    } finally {
+      stopWatching();
     }
   }
   if (pasted) {
