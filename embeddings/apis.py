@@ -21,7 +21,6 @@ from accounts.models import SCOPE_EMBEDDINGS
 from accounts.permissions import IsStaff
 from embeddings import selectors, services
 from embeddings.services import validation
-from llmsite.errors import ApplicationError
 from llmsite.serializers import OFFSET_MAX, StrictCharField, StrictSerializer
 from usage.services import Meter
 
@@ -215,13 +214,7 @@ class FileUploadApi(APIView):
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        limit = services.file_max_bytes()
-        if length > limit + MULTIPART_OVERHEAD:
-            raise ApplicationError(
-                f"the upload has {length:,} bytes; files may have at most {limit:,} (EMBEDDINGS_MAX_FILE_BYTES)",
-                field="file",
-                details={"reason": "too_large"},
-            )
+        services.file_size_check(length, what="the upload", slack=MULTIPART_OVERHEAD)
         super().initial(request, *args, **kwargs)
 
     @extend_schema(
@@ -243,13 +236,7 @@ class FileUploadApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         upload = data["file"]
-        limit = services.file_max_bytes()
-        if upload.size is not None and upload.size > limit:
-            raise ApplicationError(
-                f"{upload.name} has {upload.size:,} bytes; the limit is {limit:,} (EMBEDDINGS_MAX_FILE_BYTES)",
-                field="file",
-                details={"reason": "too_large"},
-            )
+        services.file_size_check(upload.size, what=upload.name)  # before reading it into memory
         progress = services.upload_progress_reporter(user=request.user, upload_id=data.get("upload_id"))
         result = services.file_add(
             user=request.user,

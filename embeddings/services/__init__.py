@@ -27,6 +27,7 @@ from embeddings.services.files import (
     FileAddResult,
     file_add,
     file_max_bytes,
+    file_size_check,
     upload_progress_get,
     upload_progress_reporter,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "encode_with_usage",
     "file_add",
     "file_max_bytes",
+    "file_size_check",
     "get_encoder",
     "get_store",
     "index_autosave",

@@ -71,6 +71,16 @@ def file_max_bytes() -> int:
     return settings.EMBEDDINGS_MAX_FILE_BYTES
 
 
+def file_size_check(size: int | None, *, what: str, slack: int = 0) -> None:
+    """Refuse (too_large) `what` of `size` bytes when it exceeds EMBEDDINGS_MAX_FILE_BYTES (+ `slack`)."""
+    limit = file_max_bytes()
+    if size is not None and size > limit + slack:
+        raise file_refused(
+            f"{what} has {size:,} bytes; files may have at most {limit:,} (EMBEDDINGS_MAX_FILE_BYTES)",
+            Reason.TOO_LARGE,
+        )
+
+
 def file_chunk(blocks: Any, *, store: Any) -> list[Chunk]:
     """Chunks of at most EMBEDDINGS_CHUNK_TOKENS of the store's encoder's tokens (never more than it reads)."""
     encoder = store.encoder
@@ -158,11 +168,7 @@ def _file_add(
     filename = clean_filename(filename)
     if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE):
         raise invalid(f"title must be text of at most {MAX_TITLE} characters", "title")
-    limit = file_max_bytes()
-    if len(data) > limit:
-        raise file_refused(
-            f"{filename} has {len(data):,} bytes; the limit is {limit:,} (EMBEDDINGS_MAX_FILE_BYTES)", Reason.TOO_LARGE
-        )
+    file_size_check(len(data), what=filename)
     try:
         kind = sniff(data, filename=filename)
         extracted = extract(data, kind=kind, max_pages=settings.EMBEDDINGS_MAX_FILE_PAGES)
@@ -271,6 +277,7 @@ __all__ = [
     "file_chunk",
     "file_max_bytes",
     "file_refused",
+    "file_size_check",
     "upload_progress_get",
     "upload_progress_reporter",
 ]
