@@ -212,7 +212,7 @@ class SearchApi(APIView):
             choices=validation.SEARCH_MODES,
             required=False,
             error_messages={"invalid_choice": MODE_CHOICES},
-            help_text="vector (meaning), keyword (BM25) or hybrid (both, fused by rank); default EMBEDDINGS_SEARCH_MODE",
+            help_text="vector (meaning), keyword (BM25) or hybrid (both fused by rank); default EMBEDDINGS_SEARCH_MODE",
         )
 
     class OutputSerializer(serializers.Serializer):

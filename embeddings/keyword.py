@@ -31,6 +31,14 @@ STOPWORDS = frozenset(STOPWORDS_EN)
 # Reciprocal rank fusion's constant (Cormack et al. 2009): large enough that a first place in one
 # ranking does not drown out agreement between both.
 RRF_K = 60
+# Hybrid search fuses this many candidates from each ranking (at least; top_k * 4 when larger): a
+# passage ranked 15th by meaning and 2nd by words must still be seen by the fusion.
+HYBRID_CANDIDATES = 20
+
+
+def hybrid_candidates(top_k: int) -> int:
+    """How many hits each ranking hands to the fusion for a search that wants `top_k`."""
+    return max(HYBRID_CANDIDATES, top_k * 4)
 
 
 def tokenize(text: str) -> list[str]:

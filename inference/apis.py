@@ -206,7 +206,7 @@ class PredictApi(APIView):
         retrieval_mode = serializers.ChoiceField(
             choices=RETRIEVAL_MODES,
             required=False,
-            help_text="rank passages by meaning (vector), words (keyword) or both (hybrid); default EMBEDDINGS_SEARCH_MODE",
+            help_text="rank passages by meaning (vector), words (keyword) or both (hybrid; EMBEDDINGS_SEARCH_MODE)",
         )
         conversation = serializers.IntegerField(
             required=False, min_value=1, help_text="append to this conversation of yours; its history goes first"

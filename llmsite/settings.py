@@ -312,6 +312,7 @@ SPECTACULAR_SETTINGS = {
         "OpenAIRoleEnum": "inference.openai_apis.OPENAI_ROLES",
         "ChatRoleEnum": "inference.providers.base.ROLES",
         "StoredMessageRoleEnum": "conversations.models.Message.Role",
+        "SearchModeEnum": "embeddings.services.validation.SEARCH_MODES",
     },
 }
 

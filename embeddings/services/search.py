@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from embeddings.keyword import rrf_fuse
+from embeddings.keyword import hybrid_candidates, rrf_fuse
 from embeddings.models import Document
 from embeddings.selectors import collection_for_user, collections_visible, searchable_ids
 from embeddings.services.encoding import encode_metered
@@ -21,9 +21,6 @@ from embeddings.store import EmbeddingStore
 from usage.services import Meter
 
 SNIPPET_CHARS = 300
-# Hybrid search fuses this many candidates from each ranking (at least; top_k * 4 when larger): a
-# passage ranked 15th by meaning and 2nd by words must still be seen by the fusion.
-HYBRID_CANDIDATES = 20
 
 
 @dataclass(frozen=True)
@@ -112,15 +109,13 @@ def _rank(
     vectors, _tokens = encode_metered([query], meter=meter)  # the query's tokens are the meter's embedding usage
     if mode == "vector":
         return [(hit.id, hit.score) for hit in store.search(vectors, top_k, allowed_ids=allowed)[0]]
-    candidates = max(HYBRID_CANDIDATES, top_k * 4)
+    candidates = hybrid_candidates(top_k)
     by_meaning = [hit.id for hit in store.search(vectors, candidates, allowed_ids=allowed)[0]]
     by_words = [hit.id for hit in store.keywords.search(query, candidates, allowed_ids=allowed)]
     return rrf_fuse([by_meaning, by_words])[:top_k]
 
 
-def retrieve(
-    *, user: Any, collection: str, query: str, top_k: int, mode: str | None = None
-) -> list[RetrievedChunk]:
+def retrieve(*, user: Any, collection: str, query: str, top_k: int, mode: str | None = None) -> list[RetrievedChunk]:
     """Passages of `collection` for a RAG prompt, most relevant first (`mode` as in `search`).
 
     Raises ApplicationError: 404 when the user cannot see the collection, 400 for an empty

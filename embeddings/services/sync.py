@@ -222,7 +222,7 @@ def _apply_state(store: EmbeddingStore, doc_ids: set[int]) -> tuple[int, int]:
 
 
 def _apply_keywords(store: EmbeddingStore, doc_ids: list[int], texts: dict[int, str]) -> None:
-    """The keyword index's side of `_apply_state`: rows gone are forgotten, rows it lacks are added (text needs no vector)."""
+    """The keyword index's side of `_apply_state`: rows gone are forgotten, rows it lacks added (no vector needed)."""
     keywords = store.keywords
     known = keywords.present(doc_ids)
     gone = [doc_id for doc_id in known if doc_id not in texts]

@@ -1,4 +1,4 @@
-"""Search modes (vector, keyword, hybrid) through the service and the API, on a small fixed corpus and the real MiniLM."""
+"""Search modes (vector, keyword, hybrid) through the service and the API: a small fixed corpus, the real MiniLM."""
 
 from __future__ import annotations
 

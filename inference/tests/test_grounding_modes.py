@@ -67,5 +67,7 @@ def test_sources_are_kept_with_the_answer_and_shown_when_the_conversation_is_reo
     assert assistant_turn["sources"] == answer["sources"]
     assert assistant_turn["sources"][0]["title"] == "Cat"
     # A plain turn after it keeps no sources of its own.
-    alice_client.post("/api/v1/predict", {"prompt": "Thanks", "conversation": thread, "max_new_tokens": 2}, format="json")
+    alice_client.post(
+        "/api/v1/predict", {"prompt": "Thanks", "conversation": thread, "max_new_tokens": 2}, format="json"
+    )
     assert alice_client.get(f"/api/v1/conversations/{thread}").json()["messages"][-1]["sources"] == []
