@@ -276,16 +276,27 @@ class FileUploadProgressApi(APIView):
 class SearchResultSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     text = serializers.CharField()
-    score = serializers.FloatField(help_text="Cosine similarity, -1 to 1.")
+    score = serializers.FloatField(
+        help_text="The mode's score, higher is better: cosine similarity (vector), BM25 (keyword), fused rank (hybrid)."
+    )
     metadata = serializers.DictField()
     collection = serializers.CharField()
     document_id = serializers.IntegerField(help_text="The source document of a chunk, else the document itself.")
     chunk_index = serializers.IntegerField(allow_null=True)
-    page = serializers.IntegerField(allow_null=True, help_text="Page of an uploaded file (from 1), when known.")
-    heading = serializers.CharField(allow_null=True, help_text="The heading the passage falls under, when known.")
+    page = serializers.IntegerField(required=False, help_text="The passage's page in its file, when known.")
+    heading = serializers.CharField(required=False, help_text="The heading the passage is under, when known.")
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        body = super().to_representation(instance)
+        # Present only when the passage's file said (a pasted text has neither).
+        for key in ("page", "heading"):
+            if body.get(key) is None:
+                body.pop(key, None)
+        return body
 
 
 TOP_K_RANGE = f"top_k must be an integer from 1 to {validation.MAX_TOP_K}"
+MODE_CHOICES = f"mode must be one of {', '.join(validation.SEARCH_MODES)}"
 
 
 class SearchApi(APIView):
@@ -304,6 +315,12 @@ class SearchApi(APIView):
             error_messages={"min_value": TOP_K_RANGE, "max_value": TOP_K_RANGE},
         )
         collection = CollectionNameField()
+        mode = serializers.ChoiceField(
+            choices=validation.SEARCH_MODES,
+            required=False,
+            error_messages={"invalid_choice": MODE_CHOICES},
+            help_text="vector (meaning), keyword (BM25) or hybrid (both fused by rank); default EMBEDDINGS_SEARCH_MODE",
+        )
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -313,7 +330,7 @@ class SearchApi(APIView):
 
     @extend_schema(
         operation_id="embed_search",
-        summary="Search your own and shared collections (or one collection) by meaning",
+        summary="Search your own and shared collections (or one collection) by meaning, words or both",
         request=InputSerializer,
         responses={
             200: OutputSerializer,
@@ -332,6 +349,7 @@ class SearchApi(APIView):
             top_k=data["top_k"],
             collection=data.get("collection"),
             meter=Meter.for_request(request),
+            mode=data.get("mode"),
         )
         return Response(self.OutputSerializer({"results": results}).data)
 
@@ -466,6 +484,33 @@ class CollectionListApi(APIView):
     def get(self, request: Request) -> Response:
         collections = selectors.collection_list(user=request.user)
         return Response(self.OutputSerializer({"results": collections}, context={"user": request.user}).data)
+
+
+class CollectionDeleteApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedCollectionDeleteResult"
+
+        collection = serializers.CharField()
+        documents = serializers.IntegerField(help_text="Documents deleted (not counting chunks).")
+        vectors = serializers.IntegerField(help_text="Vectors removed from the index.")
+
+    @extend_schema(
+        operation_id="embed_collection_delete",
+        summary="Delete one of your collections: its documents, chunks and vectors (every server's index follows)",
+        responses={
+            200: OutputSerializer,
+            404: OpenApiResponse(description="no collection of yours has that name (shared ones of others included)"),
+            **UNAVAILABLE,
+        },
+        tags=TAGS,
+    )
+    def delete(self, request: Request, name: str) -> Response:
+        deleted = services.collection_delete(user=request.user, name=name)
+        body = {"collection": name.strip(), "documents": deleted.documents, "vectors": deleted.vectors}
+        return Response(self.OutputSerializer(body).data)
 
 
 class CollectionDocumentSerializer(serializers.Serializer):

@@ -17,6 +17,8 @@ the folder the index is saved in, so tests and benchmarks use it without a serve
   killed save) are removed by the next save. `load()` verifies the manifest (model, dimension,
   index type, count, checksum) and refuses anything that does not match with `IndexMismatch` /
   `IndexCorrupt`, so the caller rebuilds instead of serving wrong.
+- Beside the index, `keywords` (embeddings/keyword.py) holds the same rows' text for BM25; the
+  same catch-up keeps both in step, and it is rebuilt from the database rather than saved.
 - The store keeps a `ChangeCursor`: how far its index has followed the caller's change feed. A
   save records the cursor's safe mark in the manifest (`changes_through`), read under the same
   lock as the index bytes and never ahead of them, so a load resumes from there.
@@ -46,6 +48,7 @@ import faiss
 import numpy as np
 
 from embeddings.cursor import ChangeCursor
+from embeddings.keyword import KeywordIndex
 from llmsite.durable import fsync_path
 
 INDEX_TYPES = ("flat", "hnsw")
@@ -234,6 +237,9 @@ class EmbeddingStore:
         # dropped for real when the graph is rebuilt (compaction, and always before a save).
         self._tombstones: set[int] = set()
         self.cursor = ChangeCursor()
+        # The same rows' text for keyword search: not saved with the index, filled from the
+        # database when the index loads and kept in step by the same change log.
+        self.keywords = KeywordIndex()
 
     @classmethod
     def from_encoder(cls, encoder: Encoder, **kwargs: Any) -> EmbeddingStore:

@@ -15,5 +15,6 @@ urlpatterns = [
     path("load", apis.IndexLoadApi.as_view(), name="embed-load"),
     path("stats", apis.StatsApi.as_view(), name="embed-stats"),
     path("collections", apis.CollectionListApi.as_view(), name="embed-collections"),
+    path("collections/<str:name>", apis.CollectionDeleteApi.as_view(), name="embed-collection-delete"),
     path("collections/<str:name>/documents", apis.CollectionDocumentsApi.as_view(), name="embed-collection-documents"),
 ]

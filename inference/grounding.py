@@ -30,20 +30,23 @@ class Source:
     snippet: str
     score: float
     metadata: dict[str, Any]
-    page: int | None = None  # where the passage is in its file, when known
+    page: int | None = None  # where in its file, when the file said
     heading: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        located = {key: value for key, value in (("page", self.page), ("heading", self.heading)) if value}
-        return {
+        body = {
             "id": self.id,
             "document_id": self.document_id,
             "title": self.title,
             "snippet": self.snippet,
             "score": round(self.score, 4),
             "metadata": self.metadata,
-            **located,
         }
+        if self.page is not None:
+            body["page"] = self.page
+        if self.heading:
+            body["heading"] = self.heading
+        return body
 
 
 def ground(
@@ -53,19 +56,22 @@ def ground(
     top_k: int | None,
     prompt: str | None,
     messages: Sequence[Message] | None,
+    mode: str | None = None,
 ) -> tuple[tuple[Message, ...], tuple[Source, ...]]:
     """The messages to send (context first) and the passages retrieved for them.
 
-    The query is the prompt, or the last user message. Raises ApplicationError from retrieval:
-    404 for a collection the user cannot see, 400 for an empty query or top_k out of range.
+    The query is the prompt, or the last user message; `mode` ranks passages by meaning, words or
+    both (None: EMBEDDINGS_SEARCH_MODE). Raises ApplicationError from retrieval: 404 for a
+    collection the user cannot see, 400 for an empty query or top_k out of range.
     """
     from embeddings.services import retrieve  # embeddings is optional for plain completions
 
     turns = tuple(messages) if messages is not None else (Message("user", prompt or ""),)
     query = next((m.content for m in reversed(turns) if m.role == "user"), "")
-    chunks = retrieve(user=user, collection=collection, query=query, top_k=top_k or settings.RAG_TOP_K)
+    chunks = retrieve(user=user, collection=collection, query=query, top_k=top_k or settings.RAG_TOP_K, mode=mode)
     sources = tuple(
-        Source(c.id, c.document_id, c.title, c.snippet, c.score, c.metadata, c.page, c.heading) for c in chunks
+        Source(c.id, c.document_id, c.title, c.snippet, c.score, c.metadata, page=c.page, heading=c.heading)
+        for c in chunks
     )
     if not chunks:
         context = "(no passage of the collection matches the question)"

@@ -312,6 +312,7 @@ SPECTACULAR_SETTINGS = {
         "OpenAIRoleEnum": "inference.openai_apis.OPENAI_ROLES",
         "ChatRoleEnum": "inference.providers.base.ROLES",
         "StoredMessageRoleEnum": "conversations.models.Message.Role",
+        "SearchModeEnum": "embeddings.services.validation.SEARCH_MODES",
     },
 }
 
@@ -434,6 +435,13 @@ EMBEDDINGS_LOAD_AT_START = env.str("EMBEDDINGS_LOAD_AT_START", default="auto")
 EMBEDDINGS_SYNC_SECONDS = env.float("EMBEDDINGS_SYNC_SECONDS", default=0.5)
 if EMBEDDINGS_SYNC_SECONDS < 0:
     raise ImproperlyConfigured("EMBEDDINGS_SYNC_SECONDS must be 0 (off) or more")
+# embeddings: how search and grounded answers rank passages when the request names no mode: vector
+# (meaning), keyword (BM25) or hybrid (both, fused by rank; bench/results/retrieval.md chose it).
+EMBEDDINGS_SEARCH_MODE = env.str("EMBEDDINGS_SEARCH_MODE", default="hybrid")
+if EMBEDDINGS_SEARCH_MODE not in ("vector", "keyword", "hybrid"):
+    raise ImproperlyConfigured(
+        f"EMBEDDINGS_SEARCH_MODE must be vector, keyword or hybrid, not {EMBEDDINGS_SEARCH_MODE!r}"
+    )
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
 ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-5")

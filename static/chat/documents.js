@@ -1,5 +1,6 @@
 // The documents page: add files (POST /api/v1/embed/files, with upload progress) or pasted text
-// (POST /api/v1/embed/add) to a collection, list collections and their documents, delete documents.
+// (POST /api/v1/embed/add) to a collection, list collections and their documents, delete documents
+// and whole collections.
 
 import { api, csrfToken, errorFrom, errorTitle, networkError } from "./api.js";
 import { confirmDialog, setBusy } from "./ui.js";
@@ -240,6 +241,15 @@ async function loadCollections() {
     button.setAttribute("aria-pressed", String(shown?.name === ref.name && shown?.owner === ref.owner));
     button.addEventListener("click", () => showDocuments(ref));
     item.append(name, info, button);
+    if (collection.mine) {
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "danger subtle";
+      remove.textContent = "Delete";
+      remove.setAttribute("aria-label", `Delete collection ${collection.name}`);
+      remove.addEventListener("click", () => deleteCollection(collection));
+      item.append(remove);
+    }
     els.collections.append(item);
   }
 }
@@ -309,6 +319,28 @@ async function deleteDocument(doc, collection) {
   await loadCollections();
   await showDocuments(collection);
   status(els.documentsStatus, ...outcome);
+}
+
+async function deleteCollection(collection) {
+  const ok = await confirmDialog({
+    title: "Delete this collection?",
+    text: `“${collection.name}” and its ${plural(collection.documents, "document")} will be deleted and removed from search.`,
+  });
+  if (!ok) return;
+  let outcome;
+  try {
+    const result = await api(`/api/v1/embed/collections/${encodeURIComponent(collection.name)}`, { method: "DELETE" });
+    outcome = [`Deleted “${result.collection}” and ${plural(result.documents, "document")}.`, "ok"];
+    if (shown?.mine && shown.name === collection.name) {
+      shown = null;
+      els.documentsCard.hidden = true;
+    }
+  } catch (error) {
+    outcome = [`${errorTitle(error)}: ${error.message}`, "error"];
+  }
+  await loadCollections();
+  // The card may be hidden now: the outcome shows in the upload form's status, which is always visible.
+  status(els.documentsCard.hidden ? els.uploadStatus : els.documentsStatus, ...outcome);
 }
 
 // --- drag and drop -----------------------------------------------------------------------------
