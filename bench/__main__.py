@@ -23,7 +23,9 @@ Sections, in order (each on the default model, SmolLM2-135M-Instruct, CPU, float
              once (bench/structured.py);
 - `dtype`    float32 against bfloat16 (speed alone and batched, prefill, answers) — full run only;
 - `streaming`, `embeddings` the older focused benchmarks (SSE/WebSocket first-token overhead;
-             encoder, FAISS and search) — full run only.
+             encoder, FAISS and search) — full run only;
+- `retrieval` recall@1/@5 and MRR of vector, keyword and hybrid search on a generated corpus
+             (bench/retrieval.py) — full run only.
 Writes bench/results/suite.json and bench/results/suite.md (the table the README shows);
 a run with --only writes suite-<sections>.json/.md instead.
 `--quick` (about 15 minutes on an idle 2-core machine) uses 32 new tokens, one request per client,
@@ -58,6 +60,7 @@ SECTIONS = (
     "dtype",
     "streaming",
     "embeddings",
+    "retrieval",
 )
 QUICK_SECTIONS = (
     "local",
@@ -120,6 +123,10 @@ def run(sections: list[str], plan: dict) -> dict:
             from bench import embeddings
 
             out = embeddings.main([])
+        elif name == "retrieval":
+            from bench import retrieval
+
+            out = retrieval.measure()
         out["load_before"], out["load_after"] = before, load_snapshot()
         result[name] = out
         timings[name] = round(time.perf_counter() - started, 1)
@@ -368,6 +375,10 @@ def markdown(result: dict) -> str:
         from bench import structured
 
         lines += ["Structured output (constrained decoding):", "", structured.markdown(result["structured"]), ""]
+    if result.get("retrieval"):
+        from bench import retrieval
+
+        lines += ["Retrieval quality (vector, keyword, hybrid):", "", retrieval.markdown(result["retrieval"]), ""]
     measured = [row for row in result["targets"] if row["measured"] is not None]
     if measured:
         lines += ["| target | measured | goal | met |", "|---|---:|---:|:---:|"]

@@ -15,6 +15,7 @@ MESSAGE_FIELDS = [
     "completion_tokens",
     "finish_reason",
     "tool_calls",
+    "sources",
 ]
 
 

@@ -54,6 +54,11 @@ class MessageOutputSerializer(serializers.Serializer):
     tool_calls = ToolCallSerializer(
         many=True, help_text="the tools an assistant turn called: [{id, name, arguments (JSON text)}]; else []"
     )
+    sources = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="the passages an assistant turn was grounded in, as predict returned them "
+        "({id, document_id, title, snippet, score, metadata, page?, heading?}); else []",
+    )
     created = serializers.DateTimeField()
 
 

@@ -50,6 +50,9 @@ class Message(models.Model):
     finish_reason = models.CharField(max_length=16, blank=True)
     # The tools an assistant turn called, [{id, name, arguments (JSON text)}]; the next turns' history carries them.
     tool_calls = models.JSONField(default=list, blank=True)
+    # The passages an assistant turn was grounded in, as predict returned them ({id, document_id, title,
+    # snippet, score, metadata, page?, heading?}), so a reopened conversation still shows them; else [].
+    sources = models.JSONField(default=list, blank=True)
     # The `id` predict answered with (cmpl-<InferenceRecord.request_id hex>), to find its usage record.
     completion_id = models.CharField(max_length=64, blank=True)
     created = models.DateTimeField(auto_now_add=True, db_index=True)

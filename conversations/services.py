@@ -101,13 +101,15 @@ def exchange_append(
     completion_id: str,
     chosen_model: str | None = None,
     tool_calls: Sequence[dict[str, str]] = (),
+    sources: Sequence[dict[str, Any]] = (),
 ) -> Message:
     """Append the new turns and the model's answer; return the assistant Message (its id is what feedback rates).
 
     `turns` are the {role, content} dicts given to `selectors.conversation_history` as `new_turns`
     (validated by the caller). The first user turn names an untitled conversation; `chosen_model`
     (the model id the turn named) becomes the conversation's model for the turns after; `tool_calls`
-    ([{id, name, arguments}]) are the calls the answer made, kept for the history. A conversation
+    ([{id, name, arguments}]) are the calls the answer made, kept for the history; `sources` the
+    passages it was grounded in, kept to show again (plain dicts, stored as given). A conversation
     deleted meanwhile is an ApplicationError 404 (field `conversation`), and nothing is written.
     """
     # Lock the row: a conversation deleted while its answer was generated is a 404, not an IntegrityError.
@@ -127,6 +129,7 @@ def exchange_append(
         finish_reason=finish_reason,
         completion_id=completion_id,
         tool_calls=[dict(call) for call in tool_calls],
+        sources=[dict(source) for source in sources],
     )
     Message.objects.bulk_create([*rows, reply])
     fields = ["updated", "title"] if _name_from(conversation, turns) else ["updated"]

@@ -1,4 +1,4 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Q
 
 from embeddings import services
@@ -13,6 +13,27 @@ class CollectionAdmin(admin.ModelAdmin):
     search_fields = ("name", "owner__username")
     list_select_related = ("owner",)
     raw_id_fields = ("owner",)
+    actions = ["delete_with_vectors"]
+
+    @admin.action(description="Delete selected collections with their documents and vectors", permissions=["delete"])
+    def delete_with_vectors(self, request, queryset) -> None:
+        documents = vectors = 0
+        for collection in queryset.select_related("owner"):
+            deleted = services.collection_delete(user=collection.owner, name=collection.name)
+            documents += deleted.documents
+            vectors += deleted.vectors
+        self.message_user(
+            request, f"Deleted {documents} documents and {vectors} vectors from the index.", messages.SUCCESS
+        )
+
+    # Deleting through the service (Django's own delete page and action included) updates this
+    # process's index at once; the removals are logged for the other servers either way.
+    def delete_model(self, request, obj: Collection) -> None:
+        services.collection_delete(user=obj.owner, name=obj.name)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for collection in queryset.select_related("owner"):
+            services.collection_delete(user=collection.owner, name=collection.name)
 
     def get_queryset(self, request):
         return (
@@ -35,7 +56,7 @@ class CollectionAdmin(admin.ModelAdmin):
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = ("id", "snippet", "collection", "owner", "chunk_index", "indexed", "created")
+    list_display = ("id", "snippet", "collection", "owner", "chunk_index", "page", "heading", "indexed", "created")
     list_filter = ("indexed", "collection__shared", "created", "collection")
     search_fields = ("text", "content_hash", "collection__name", "owner__username")
     list_select_related = ("collection", "collection__owner", "owner")

@@ -12,6 +12,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -166,17 +167,136 @@ class DocumentAddApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+# Room for the multipart envelope (boundaries, the other fields) around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+class FileUploadApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(StrictSerializer):
+        class Meta:
+            ref_name = "EmbedFileUpload"
+
+        file = serializers.FileField(
+            allow_empty_file=True,  # the service refuses an empty file with its own reason
+            help_text="PDF, DOCX, HTML, Markdown or plain text; the type is read from the content, not the name.",
+        )
+        collection = CollectionNameField()
+        title = StrictCharField(required=False, allow_blank=True, max_length=200)
+        upload_id = StrictCharField(
+            required=False,
+            max_length=64,
+            help_text="Your id for this upload (8 to 64 letters, digits, - or _): GET files/progress/{upload_id}.",
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedFileUploadResult"
+
+        document_id = serializers.IntegerField(help_text="The file's document (its chunks point at it).")
+        ids = serializers.ListField(child=serializers.IntegerField(), help_text="[document_id], like /embed/add.")
+        created = serializers.BooleanField(help_text="False when the collection already had this text.")
+        replaced = serializers.ListField(
+            child=serializers.IntegerField(), help_text="Earlier uploads of the same file name, now deleted."
+        )
+        chunks = serializers.IntegerField()
+        pages = serializers.IntegerField(allow_null=True, help_text="Pages of a PDF; null for other types.")
+        type = serializers.CharField(source="kind", help_text="pdf, docx, html, markdown or text (from the content).")
+        filename = serializers.CharField()
+        title = serializers.CharField()
+        collection = serializers.CharField()
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Before authentication, whose CSRF check would parse (and spool) the whole multipart body.
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        services.file_size_check(length, what="the upload", slack=MULTIPART_OVERHEAD)
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="embed_file_upload",
+        summary="Upload a file (PDF, DOCX, HTML, Markdown, text) into one of your collections",
+        description=(
+            "The file is split along its structure (pages, headings, paragraphs) into chunks measured in the "
+            "encoder's tokens; each chunk keeps its `page` and `heading`. A file of the same name in the "
+            "collection is replaced. A file that cannot be used is a 400 with `field: file` and a `reason` "
+            "(empty, too_large, too_many_pages, unsupported_type, type_mismatch, corrupt, encrypted, image_only, "
+            "no_text); nothing is stored then."
+        ),
+        request={"multipart/form-data": InputSerializer},
+        responses={201: OutputSerializer, **ERRORS},
+        tags=TAGS,
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        upload = data["file"]
+        services.file_size_check(upload.size, what=upload.name)  # before reading it into memory
+        progress = services.upload_progress_reporter(user=request.user, upload_id=data.get("upload_id"))
+        result = services.file_add(
+            user=request.user,
+            data=upload.read(),
+            filename=upload.name,
+            collection=data.get("collection"),
+            title=data.get("title") or None,
+            meter=Meter.for_request(request),
+            progress=progress,
+        )
+        body = {**result.__dict__, "ids": [result.document_id]}
+        return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class FileUploadProgressApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedFileUploadProgress"
+
+        stage = serializers.ChoiceField(choices=["extracting", "encoding", "storing", "done", "failed"])
+        done = serializers.IntegerField(help_text="Chunks encoded so far (encoding), else 0 or all.")
+        total = serializers.IntegerField(help_text="Chunks to encode (0 until known).")
+
+    @extend_schema(
+        operation_id="embed_file_upload_progress",
+        summary="How far the server is with one of your uploads (sent with an `upload_id`)",
+        responses={200: OutputSerializer, 404: OpenApiResponse(description="no upload of yours with that id")},
+        tags=TAGS,
+    )
+    def get(self, request: Request, upload_id: str) -> Response:
+        found = services.upload_progress_get(user=request.user, upload_id=upload_id)
+        return Response(self.OutputSerializer(found).data)
+
+
 class SearchResultSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     text = serializers.CharField()
-    score = serializers.FloatField(help_text="Cosine similarity, -1 to 1.")
+    score = serializers.FloatField(
+        help_text="The mode's score, higher is better: cosine similarity (vector), BM25 (keyword), fused rank (hybrid)."
+    )
     metadata = serializers.DictField()
     collection = serializers.CharField()
     document_id = serializers.IntegerField(help_text="The source document of a chunk, else the document itself.")
     chunk_index = serializers.IntegerField(allow_null=True)
+    page = serializers.IntegerField(required=False, help_text="The passage's page in its file, when known.")
+    heading = serializers.CharField(required=False, help_text="The heading the passage is under, when known.")
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        body = super().to_representation(instance)
+        # Present only when the passage's file said (a pasted text has neither).
+        for key in ("page", "heading"):
+            if body.get(key) is None:
+                body.pop(key, None)
+        return body
 
 
 TOP_K_RANGE = f"top_k must be an integer from 1 to {validation.MAX_TOP_K}"
+MODE_CHOICES = f"mode must be one of {', '.join(validation.SEARCH_MODES)}"
 
 
 class SearchApi(APIView):
@@ -195,6 +315,12 @@ class SearchApi(APIView):
             error_messages={"min_value": TOP_K_RANGE, "max_value": TOP_K_RANGE},
         )
         collection = CollectionNameField()
+        mode = serializers.ChoiceField(
+            choices=validation.SEARCH_MODES,
+            required=False,
+            error_messages={"invalid_choice": MODE_CHOICES},
+            help_text="vector (meaning), keyword (BM25) or hybrid (both fused by rank); default EMBEDDINGS_SEARCH_MODE",
+        )
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -204,7 +330,7 @@ class SearchApi(APIView):
 
     @extend_schema(
         operation_id="embed_search",
-        summary="Search your own and shared collections (or one collection) by meaning",
+        summary="Search your own and shared collections (or one collection) by meaning, words or both",
         request=InputSerializer,
         responses={
             200: OutputSerializer,
@@ -223,6 +349,7 @@ class SearchApi(APIView):
             top_k=data["top_k"],
             collection=data.get("collection"),
             meter=Meter.for_request(request),
+            mode=data.get("mode"),
         )
         return Response(self.OutputSerializer({"results": results}).data)
 
@@ -357,6 +484,33 @@ class CollectionListApi(APIView):
     def get(self, request: Request) -> Response:
         collections = selectors.collection_list(user=request.user)
         return Response(self.OutputSerializer({"results": collections}, context={"user": request.user}).data)
+
+
+class CollectionDeleteApi(APIView):
+    required_scope = SCOPE_EMBEDDINGS
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbedCollectionDeleteResult"
+
+        collection = serializers.CharField()
+        documents = serializers.IntegerField(help_text="Documents deleted (not counting chunks).")
+        vectors = serializers.IntegerField(help_text="Vectors removed from the index.")
+
+    @extend_schema(
+        operation_id="embed_collection_delete",
+        summary="Delete one of your collections: its documents, chunks and vectors (every server's index follows)",
+        responses={
+            200: OutputSerializer,
+            404: OpenApiResponse(description="no collection of yours has that name (shared ones of others included)"),
+            **UNAVAILABLE,
+        },
+        tags=TAGS,
+    )
+    def delete(self, request: Request, name: str) -> Response:
+        deleted = services.collection_delete(user=request.user, name=name)
+        body = {"collection": name.strip(), "documents": deleted.documents, "vectors": deleted.vectors}
+        return Response(self.OutputSerializer(body).data)
 
 
 class CollectionDocumentSerializer(serializers.Serializer):

@@ -41,6 +41,9 @@ class Document(models.Model):
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="chunks", help_text="Set on chunks."
     )
     chunk_index = models.PositiveIntegerField(null=True, blank=True)
+    # Where a chunk of an uploaded file came from, so an answer can cite "page 3" or its section.
+    page = models.PositiveIntegerField(null=True, blank=True, help_text="Page of the file (from 1), when it has pages.")
+    heading = models.CharField(max_length=500, blank=True, default="", help_text="The heading the chunk falls under.")
     # Whether this row has a vector in the index: short documents and chunks do; a chunked source does not.
     indexed = models.BooleanField(default=True)
     # The row's unit vector as float32 bytes, and the embedding model that made it. Empty on rows

@@ -17,6 +17,8 @@ the folder the index is saved in, so tests and benchmarks use it without a serve
   killed save) are removed by the next save. `load()` verifies the manifest (model, dimension,
   index type, count, checksum) and refuses anything that does not match with `IndexMismatch` /
   `IndexCorrupt`, so the caller rebuilds instead of serving wrong.
+- Beside the index, `keywords` (embeddings/keyword.py) holds the same rows' text for BM25; the
+  same catch-up keeps both in step, and it is rebuilt from the database rather than saved.
 - The store keeps a `ChangeCursor`: how far its index has followed the caller's change feed. A
   save records the cursor's safe mark in the manifest (`changes_through`), read under the same
   lock as the index bytes and never ahead of them, so a load resumes from there.
@@ -46,6 +48,7 @@ import faiss
 import numpy as np
 
 from embeddings.cursor import ChangeCursor
+from embeddings.keyword import KeywordIndex
 from llmsite.durable import fsync_path
 
 INDEX_TYPES = ("flat", "hnsw")
@@ -115,6 +118,15 @@ class Encoder:
             ids = self.model.tokenizer(text, add_special_tokens=True, truncation=limit is not None, max_length=limit)
             total += len(ids["input_ids"])
         return total
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The longest input the encoder reads, special tokens included; longer texts are cut (None: no limit)."""
+        return self.model.get_max_seq_length() or None
+
+    def count_text_tokens(self, text: str) -> int:
+        """Tokens of `text` alone (no special tokens, not cut): what chunking measures pieces with."""
+        return len(self.model.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
 
 
 class _RWLock:
@@ -225,6 +237,9 @@ class EmbeddingStore:
         # dropped for real when the graph is rebuilt (compaction, and always before a save).
         self._tombstones: set[int] = set()
         self.cursor = ChangeCursor()
+        # The same rows' text for keyword search: not saved with the index, filled from the
+        # database when the index loads and kept in step by the same change log.
+        self.keywords = KeywordIndex()
 
     @classmethod
     def from_encoder(cls, encoder: Encoder, **kwargs: Any) -> EmbeddingStore:

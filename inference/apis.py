@@ -15,7 +15,14 @@ from rest_framework.views import APIView
 from accounts.models import SCOPE_CHAT
 from accounts.permissions import IsStaff
 from inference import selectors, services, sse
-from inference.protocol import MAX_COLLECTION_CHARS, MAX_MESSAGES, MAX_MODEL_CHARS, MAX_TOP_K, CompletionRequest
+from inference.protocol import (
+    MAX_COLLECTION_CHARS,
+    MAX_MESSAGES,
+    MAX_MODEL_CHARS,
+    MAX_TOP_K,
+    RETRIEVAL_MODES,
+    CompletionRequest,
+)
 from inference.providers.base import (
     FINISH_REASONS,
     MAX_STOP,
@@ -161,8 +168,10 @@ class SourceSerializer(serializers.Serializer):
     document_id = serializers.IntegerField(help_text="the document the passage comes from")
     title = serializers.CharField()
     snippet = serializers.CharField()
-    score = serializers.FloatField()
+    score = serializers.FloatField(help_text="the retrieval mode's score: cosine, BM25 or fused rank")
     metadata = serializers.DictField()
+    page = serializers.IntegerField(required=False, help_text="the passage's page in its file, when known")
+    heading = serializers.CharField(required=False, help_text="the heading the passage is under, when known")
 
 
 class PredictApi(APIView):
@@ -193,6 +202,11 @@ class PredictApi(APIView):
         )
         top_k = serializers.IntegerField(
             required=False, min_value=1, max_value=MAX_TOP_K, help_text="passages to retrieve (default RAG_TOP_K)"
+        )
+        retrieval_mode = serializers.ChoiceField(
+            choices=RETRIEVAL_MODES,
+            required=False,
+            help_text="rank passages by meaning (vector), words (keyword) or both (hybrid; EMBEDDINGS_SEARCH_MODE)",
         )
         conversation = serializers.IntegerField(
             required=False, min_value=1, help_text="append to this conversation of yours; its history goes first"

@@ -30,9 +30,11 @@ class Source:
     snippet: str
     score: float
     metadata: dict[str, Any]
+    page: int | None = None  # where in its file, when the file said
+    heading: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "id": self.id,
             "document_id": self.document_id,
             "title": self.title,
@@ -40,6 +42,11 @@ class Source:
             "score": round(self.score, 4),
             "metadata": self.metadata,
         }
+        if self.page is not None:
+            body["page"] = self.page
+        if self.heading:
+            body["heading"] = self.heading
+        return body
 
 
 def ground(
@@ -49,25 +56,38 @@ def ground(
     top_k: int | None,
     prompt: str | None,
     messages: Sequence[Message] | None,
+    mode: str | None = None,
 ) -> tuple[tuple[Message, ...], tuple[Source, ...]]:
     """The messages to send (context first) and the passages retrieved for them.
 
-    The query is the prompt, or the last user message. Raises ApplicationError from retrieval:
-    404 for a collection the user cannot see, 400 for an empty query or top_k out of range.
+    The query is the prompt, or the last user message; `mode` ranks passages by meaning, words or
+    both (None: EMBEDDINGS_SEARCH_MODE). Raises ApplicationError from retrieval: 404 for a
+    collection the user cannot see, 400 for an empty query or top_k out of range.
     """
     from embeddings.services import retrieve  # embeddings is optional for plain completions
 
     turns = tuple(messages) if messages is not None else (Message("user", prompt or ""),)
     query = next((m.content for m in reversed(turns) if m.role == "user"), "")
-    chunks = retrieve(user=user, collection=collection, query=query, top_k=top_k or settings.RAG_TOP_K)
-    sources = tuple(Source(c.id, c.document_id, c.title, c.snippet, c.score, c.metadata) for c in chunks)
+    chunks = retrieve(user=user, collection=collection, query=query, top_k=top_k or settings.RAG_TOP_K, mode=mode)
+    sources = tuple(
+        Source(c.id, c.document_id, c.title, c.snippet, c.score, c.metadata, page=c.page, heading=c.heading)
+        for c in chunks
+    )
     if not chunks:
         context = "(no passage of the collection matches the question)"
     else:
+        labels = [_label(c) for c in chunks]
         context = "\n\n".join(
-            f"[{n}] {c.title}\n{c.text}" if c.title else f"[{n}] {c.text}" for n, c in enumerate(chunks, 1)
+            f"[{n}] {label}\n{c.text}" if label else f"[{n}] {c.text}"
+            for n, (c, label) in enumerate(zip(chunks, labels, strict=True), 1)
         )
     system = f"{INSTRUCTIONS}\n\nContext:\n{context}"
     if turns and turns[0].role == "system":
         return (Message("system", f"{turns[0].content}\n\n{system}"), *turns[1:]), sources
     return (Message("system", system), *turns), sources
+
+
+def _label(chunk: Any) -> str:
+    """How a passage is named in the prompt: its title, and the page it is on when known ("report.pdf, page 3")."""
+    page = getattr(chunk, "page", None)
+    return f"{chunk.title}, page {page}" if chunk.title and page else chunk.title or (f"page {page}" if page else "")

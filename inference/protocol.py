@@ -40,6 +40,7 @@ MAX_MESSAGES = 500  # turns one request may carry
 MAX_TOP_K = 50  # passages one grounded answer may retrieve
 MAX_COLLECTION_CHARS = 200
 MAX_MODEL_CHARS = 500
+RETRIEVAL_MODES = ("vector", "keyword", "hybrid")  # embeddings.services.SEARCH_MODES, without importing embeddings
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class CompletionRequest:
     """What a client asks for: its input, sampling values (None: not set), and what to answer with.
 
     - `prompt` or `messages` (exactly one): the new input; with a `conversation`, only the new turns.
-    - `collection` (+ `top_k`): ground the answer in passages retrieved from that collection.
+    - `collection` (+ `top_k`, `retrieval_mode`): ground the answer in passages retrieved from that
+      collection, ranked by meaning, words or both (None: EMBEDDINGS_SEARCH_MODE).
     - `conversation`: the id of the user's conversation to continue (its history goes first).
     - `model`: the id of the model to answer (None: the conversation's model, else the site's default).
     - `keep_alive`: seconds that model stays loaded once idle (negative: forever), as Ollama's.
@@ -68,6 +70,7 @@ class CompletionRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     collection: str | None = None
     top_k: int | None = None
+    retrieval_mode: str | None = None
     conversation: int | None = None
     model: str | None = None
     keep_alive: float | None = None
@@ -102,6 +105,11 @@ class CompletionRequest:
                 raise InvalidParameter("top_k", "top_k needs a collection to retrieve from")
             if not 1 <= self.top_k <= MAX_TOP_K:
                 raise InvalidParameter("top_k", f"top_k is 1 to {MAX_TOP_K}")
+        if self.retrieval_mode is not None:
+            if self.collection is None:
+                raise InvalidParameter("retrieval_mode", "retrieval_mode needs a collection to retrieve from")
+            if self.retrieval_mode not in RETRIEVAL_MODES:
+                raise InvalidParameter("retrieval_mode", f"retrieval_mode is one of {', '.join(RETRIEVAL_MODES)}")
         if self.conversation is not None and self.conversation < 1:
             raise InvalidParameter("conversation", "a conversation id is a positive integer")
         if self.model is not None and not 0 < len(self.model) <= MAX_MODEL_CHARS:
@@ -127,6 +135,7 @@ class CompletionRequest:
             "prompt",
             "collection",
             "top_k",
+            "retrieval_mode",
             "conversation",
             "model",
             "keep_alive",

@@ -312,6 +312,7 @@ SPECTACULAR_SETTINGS = {
         "OpenAIRoleEnum": "inference.openai_apis.OPENAI_ROLES",
         "ChatRoleEnum": "inference.providers.base.ROLES",
         "StoredMessageRoleEnum": "conversations.models.Message.Role",
+        "SearchModeEnum": "embeddings.services.validation.SEARCH_MODES",
     },
 }
 
@@ -413,6 +414,18 @@ if not 0 <= EMBEDDINGS_CHUNK_OVERLAP < EMBEDDINGS_CHUNK_CHARS:
 EMBEDDINGS_MAX_BATCH = env.int("EMBEDDINGS_MAX_BATCH", default=64)
 EMBEDDINGS_MAX_TEXT_CHARS = env.int("EMBEDDINGS_MAX_TEXT_CHARS", default=100_000)
 EMBEDDINGS_MAX_METADATA_BYTES = env.int("EMBEDDINGS_MAX_METADATA_BYTES", default=10_000)
+# embeddings: uploaded files (POST /api/v1/embed/files): bytes per file, pages per PDF, characters of extracted
+# text; their chunks hold at most EMBEDDINGS_CHUNK_TOKENS encoder tokens (capped at the encoder's maximum),
+# a long paragraph's pieces overlapping by EMBEDDINGS_CHUNK_OVERLAP_TOKENS.
+EMBEDDINGS_MAX_FILE_BYTES = env.int("EMBEDDINGS_MAX_FILE_BYTES", default=20 * 1024 * 1024)
+EMBEDDINGS_MAX_FILE_PAGES = env.int("EMBEDDINGS_MAX_FILE_PAGES", default=500)
+EMBEDDINGS_MAX_FILE_CHARS = env.int("EMBEDDINGS_MAX_FILE_CHARS", default=2_000_000)
+EMBEDDINGS_CHUNK_TOKENS = env.int("EMBEDDINGS_CHUNK_TOKENS", default=200)
+EMBEDDINGS_CHUNK_OVERLAP_TOKENS = env.int("EMBEDDINGS_CHUNK_OVERLAP_TOKENS", default=30)
+if EMBEDDINGS_CHUNK_TOKENS < 8 or not 0 <= EMBEDDINGS_CHUNK_OVERLAP_TOKENS < EMBEDDINGS_CHUNK_TOKENS:
+    raise ImproperlyConfigured(
+        "EMBEDDINGS_CHUNK_TOKENS must be at least 8 and EMBEDDINGS_CHUNK_OVERLAP_TOKENS from 0 to less than it"
+    )
 # embeddings: save the index after every add/delete (else only on `save`, `rebuild_index` and start-up repair).
 EMBEDDINGS_AUTOSAVE = env.bool("EMBEDDINGS_AUTOSAVE", default=True)
 # embeddings: auto loads the index in server processes at start (daphne, uvicorn, runserver); always/never.
@@ -422,6 +435,13 @@ EMBEDDINGS_LOAD_AT_START = env.str("EMBEDDINGS_LOAD_AT_START", default="auto")
 EMBEDDINGS_SYNC_SECONDS = env.float("EMBEDDINGS_SYNC_SECONDS", default=0.5)
 if EMBEDDINGS_SYNC_SECONDS < 0:
     raise ImproperlyConfigured("EMBEDDINGS_SYNC_SECONDS must be 0 (off) or more")
+# embeddings: how search and grounded answers rank passages when the request names no mode: vector
+# (meaning), keyword (BM25) or hybrid (both, fused by rank; bench/results/retrieval.md chose it).
+EMBEDDINGS_SEARCH_MODE = env.str("EMBEDDINGS_SEARCH_MODE", default="hybrid")
+if EMBEDDINGS_SEARCH_MODE not in ("vector", "keyword", "hybrid"):
+    raise ImproperlyConfigured(
+        f"EMBEDDINGS_SEARCH_MODE must be vector, keyword or hybrid, not {EMBEDDINGS_SEARCH_MODE!r}"
+    )
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
 ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-5")

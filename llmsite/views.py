@@ -38,7 +38,12 @@ def home(request: HttpRequest) -> HttpResponse:
 @csp_update(TRUSTED_TYPES)
 def documents(request: HttpRequest) -> HttpResponse:
     """Upload or paste documents into collections, list them, delete them."""
-    context = {"max_text_chars": settings.EMBEDDINGS_MAX_TEXT_CHARS, "max_batch": settings.EMBEDDINGS_MAX_BATCH}
+    context = {
+        "max_text_chars": settings.EMBEDDINGS_MAX_TEXT_CHARS,
+        "max_batch": settings.EMBEDDINGS_MAX_BATCH,
+        "max_file_bytes": settings.EMBEDDINGS_MAX_FILE_BYTES,
+        "max_file_pages": settings.EMBEDDINGS_MAX_FILE_PAGES,
+    }
     return render(request, "chat/documents.html", context)
 
 

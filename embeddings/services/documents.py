@@ -1,5 +1,7 @@
 """Documents and collections: adding texts (chunked, deduplicated, encoded) and deleting them, rows and vectors.
 
+Deleting a collection deletes its documents, their chunks and their vectors in one transaction.
+
 Each indexed row is stored with its vector and logged in the change log in one transaction; the
 index (this process's and every other's) then catches up from the log.
 """
@@ -201,3 +203,35 @@ def document_delete(*, user: Any, document_id: int) -> int:
     if removed:
         index_autosave(store)
     return len(ids)
+
+
+@dataclass(frozen=True)
+class CollectionDeleted:
+    documents: int  # top-level documents (not counting chunks)
+    vectors: int  # rows that had a vector in the index
+
+
+def collection_delete(*, user: Any, name: Any) -> CollectionDeleted:
+    """Delete one of the user's collections: its documents, their chunks and their vectors, on every server.
+
+    Only the owner deletes: a shared collection of another user, like a missing one, is a 404.
+    The removals are logged as the rows go (embeddings/signals.py), in the same transaction, so
+    every process's indexes (vectors and keywords) drop them when they next catch up; this one at once.
+    """
+    name = validate_collection_name(name)
+    collection = Collection.objects.filter(owner=user, name=name).first()
+    if collection is None:
+        raise ApplicationError(
+            f"collection {name!r} not found among yours", status=404, code=ErrorCode.NOT_FOUND, field="collection"
+        )
+    store = get_store()
+    with transaction.atomic():
+        rows = Document.objects.filter(collection=collection)
+        deleted = CollectionDeleted(
+            documents=rows.filter(source__isnull=True).count(), vectors=rows.filter(indexed=True).count()
+        )
+        collection.delete()  # documents and chunks go by cascade, each removal logged
+    _added, removed = index_sync(store=store)
+    if removed:
+        index_autosave(store)
+    return deleted

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,22 +17,41 @@ def model_id(name: str) -> str:
     return name.rstrip("/").rsplit("/", 1)[-1]
 
 
-def encode_metered(texts: list[str], *, meter: Meter | None) -> tuple[np.ndarray, int]:
+PROGRESS_BATCH = 64  # texts encoded between two progress reports
+
+
+def _encode(store: Any, texts: list[str], progress: Callable[[int, int], None] | None) -> np.ndarray:
+    if progress is None or len(texts) <= PROGRESS_BATCH:
+        vectors = store.encode(texts)
+        if progress is not None:
+            progress(len(texts), len(texts))
+        return vectors
+    parts = []
+    for start in range(0, len(texts), PROGRESS_BATCH):
+        parts.append(store.encode(texts[start : start + PROGRESS_BATCH]))
+        progress(min(start + PROGRESS_BATCH, len(texts)), len(texts))
+    return np.concatenate(parts)
+
+
+def encode_metered(
+    texts: list[str], *, meter: Meter | None, progress: Callable[[int, int], None] | None = None
+) -> tuple[np.ndarray, int]:
     """Vectors of validated texts and the tokens the encoder read.
 
     With a `meter`, the tokens are held on its payer's limits before encoding (QuotaExceeded:
-    429) and settled into the ledger as embedding usage once the vectors are made.
+    429) and settled into the ledger as embedding usage once the vectors are made. With
+    `progress`, it is called with (texts encoded, texts) as batches finish.
     """
     store = get_store()
     encoder = store.encoder
     tokens = encoder.count_tokens(list(texts)) if encoder is not None and texts else 0
     if meter is None:
-        return store.encode(texts), tokens
+        return _encode(store, texts, progress), tokens
     model = model_id(store.model_name)
     meter.check_model(model)
     reservation = meter.reserve(model=model, prompt_tokens=tokens, max_tokens=0, kind="embedding")
     try:
-        vectors = store.encode(texts)
+        vectors = _encode(store, texts, progress)
     except BaseException:
         reservation.release()
         raise

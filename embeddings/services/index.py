@@ -141,6 +141,7 @@ _REQUEST_LIMITS = {
     "EMBEDDINGS_AUTOSAVE",
     "EMBEDDINGS_LOAD_AT_START",
     "EMBEDDINGS_SYNC_SECONDS",
+    "EMBEDDINGS_SEARCH_MODE",
 }
 
 
@@ -261,6 +262,9 @@ def index_load(*, store: EmbeddingStore | None = None) -> dict[str, Any]:
             _save_or_log(store)  # a disk that cannot take it must not keep the rebuilt index from serving
             _status.update(state="ready", origin="rebuilt", detail=str(exc), loaded_at=time.time())
             return {"origin": "rebuilt", "reason": str(exc), "vectors": count}
+        # The snapshot holds vectors only: the keyword index is read from the database's text, then
+        # replayed from the same mark (applying a row's state twice is harmless).
+        sync.keywords_reload(store=store)
         sync.vectors_fill(store=store)
         mark = manifest.get("changes_through")
         if mark is not None and sync.change_log_covers(mark):

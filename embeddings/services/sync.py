@@ -1,6 +1,6 @@
 """Vectors kept in the database, the change log, and bringing an index up to date from them without encoding.
 
-The database is the truth; each process's FAISS index follows it:
+The database is the truth; each process's FAISS index, and its keyword index beside it, follow it:
 - every indexed row keeps its vector (`Document.vector`, float32 bytes, with the model that made it);
 - every write logs the rows it added or removed (`IndexChange`) in its own transaction
   (`document_add`, and a `post_delete` receiver for removals, cascades included);
@@ -198,25 +198,64 @@ def change_prune(*, keep: timedelta = CHANGES_KEEP) -> int:
 
 # --- catching up -------------------------------------------------------------------------------
 def _apply_state(store: EmbeddingStore, doc_ids: set[int]) -> tuple[int, int]:
-    """Make the index match the database for these documents; returns (added, removed)."""
+    """Make the index (and the keyword index) match the database for these documents; returns (added, removed)."""
     added = removed = 0
     ordered = sorted(doc_ids)
     for start in range(0, len(ordered), IDS_PER_QUERY):
         chunk = ordered[start : start + IDS_PER_QUERY]
-        rows = dict(selectors.indexed_documents().filter(id__in=chunk).values_list("id", "vector"))
+        found = selectors.indexed_documents().filter(id__in=chunk).values_list("id", "vector", "text")
+        rows = {doc_id: (data, text) for doc_id, data, text in found}
         present = store.present(chunk)
         gone = [doc_id for doc_id in present if doc_id not in rows]
         # A row without a stored vector stays as the index has it: vectors_fill logs it once stored.
         ids, vectors = _vectors_of(
             store,
-            ((doc_id, data) for doc_id, data in rows.items() if doc_id not in present),
+            ((doc_id, data) for doc_id, (data, _text) in rows.items() if doc_id not in present),
         )
         if gone:
             removed += store.remove(gone)
         if ids:
             store.add(ids, vectors)
             added += len(ids)
+        _apply_keywords(store, chunk, {doc_id: text for doc_id, (_data, text) in rows.items()})
     return added, removed
+
+
+def _apply_keywords(store: EmbeddingStore, doc_ids: list[int], texts: dict[int, str]) -> None:
+    """The keyword index's side of `_apply_state`: rows gone are forgotten, rows it lacks added (no vector needed)."""
+    keywords = store.keywords
+    known = keywords.present(doc_ids)
+    gone = [doc_id for doc_id in known if doc_id not in texts]
+    if gone:
+        keywords.remove(gone)
+    new = [doc_id for doc_id in texts if doc_id not in known]
+    if new:
+        keywords.add(new, [texts[doc_id] for doc_id in new])
+
+
+def texts_all() -> tuple[list[int], list[str]]:
+    """Every indexed row's id and text, in id order, read page by page (what the keyword index holds)."""
+    ids: list[int] = []
+    texts: list[str] = []
+    last = 0
+    while True:
+        page = list(
+            selectors.indexed_documents().filter(id__gt=last).order_by("id").values_list("id", "text")[:CHANGES_PAGE]
+        )
+        if not page:
+            break
+        last = page[-1][0]
+        for doc_id, text in page:
+            ids.append(doc_id)
+            texts.append(text)
+    return ids, texts
+
+
+def keywords_reload(*, store: EmbeddingStore) -> int:
+    """Replace the keyword index with every indexed row's text (call with the cursor lock held); returns the count."""
+    ids, texts = texts_all()
+    store.keywords.replace_all(ids, texts)
+    return len(ids)
 
 
 def index_reload(*, store: EmbeddingStore) -> int:
@@ -230,6 +269,7 @@ def index_reload(*, store: EmbeddingStore) -> int:
         oldest = IndexChange.objects.aggregate(oldest=Min("id"))["oldest"] or 1
         ids, vectors = vectors_all(store=store)
         store.replace_all(ids, vectors)
+        keywords_reload(store=store)
         store.cursor.reset(max(latest - REPLAY_WINDOW, oldest - 1, 0))
     return len(ids)
 
@@ -255,8 +295,22 @@ def index_reconcile_ids(*, store: EmbeddingStore) -> tuple[int, int]:
             if ids:
                 store.add(ids, vectors)
                 added += len(ids)
+        _reconcile_keywords(store, in_db)
         store.cursor.reset(max(latest - REPLAY_WINDOW, oldest - 1, 0))
     return added, removed
+
+
+def _reconcile_keywords(store: EmbeddingStore, in_db: set[int]) -> None:
+    """The keyword index's side of `index_reconcile_ids`: exactly the rows in `in_db`, compared by id."""
+    keywords = store.keywords
+    held = keywords.ids()
+    if held - in_db:
+        keywords.remove(held - in_db)
+    missing = sorted(in_db - held)
+    for start in range(0, len(missing), IDS_PER_QUERY):
+        rows = selectors.indexed_documents().filter(id__in=missing[start : start + IDS_PER_QUERY])
+        page = list(rows.values_list("id", "text"))
+        keywords.add([doc_id for doc_id, _ in page], [text for _, text in page])
 
 
 def index_sync(*, store: EmbeddingStore) -> tuple[int, int]:

@@ -11,6 +11,8 @@ from django.conf import settings
 from llmsite.errors import ApplicationError
 
 MAX_TOP_K = 50
+# How passages are ranked: by meaning (FAISS), by words (BM25), or both fused (embeddings/keyword.py).
+SEARCH_MODES = ("vector", "keyword", "hybrid")
 
 
 def invalid(message: str, field: str) -> ApplicationError:
@@ -72,3 +74,12 @@ def validate_top_k(top_k: Any) -> int:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
         raise invalid(f"top_k must be an integer from 1 to {MAX_TOP_K}", "top_k")
     return top_k
+
+
+def validate_mode(mode: Any, *, field: str = "mode") -> str:
+    """A search mode; None is the site's EMBEDDINGS_SEARCH_MODE."""
+    if mode is None:
+        return settings.EMBEDDINGS_SEARCH_MODE
+    if mode not in SEARCH_MODES:
+        raise invalid(f"{field} must be one of {', '.join(SEARCH_MODES)}", field)
+    return mode

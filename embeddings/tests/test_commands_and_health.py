@@ -23,13 +23,39 @@ def test_index_documents_adds_files_to_a_collection_and_skips_known_ones(store, 
         "index_documents", str(tmp_path), "--collection", "docs", "--user", "alice", "--no-progress", stdout=out
     )
     assert "2 documents added" in out.getvalue()
-    assert sorted(Document.objects.values_list("metadata__filename", flat=True)) == ["a.md", "b.txt"]
+    sources = Document.objects.filter(source__isnull=True)
+    assert sorted(sources.values_list("metadata__filename", flat=True)) == ["a.md", "b.txt"]
     hit = services.retrieve(user=alice, collection="docs", query="staging server name", top_k=1)[0]
     assert hit.title == "a.md"
 
     out = StringIO()
     call_command("index_documents", str(tmp_path / "a.md"), "--collection", "docs", "--user", "alice", stdout=out)
     assert "0 documents added" in out.getvalue() and "1 already there" in out.getvalue()
+
+
+def test_index_documents_reads_pdfs_replaces_changed_files_and_reports_bad_ones(store, alice, tmp_path):
+    from embeddings.tests.files import make_pdf, sample_outline
+
+    (tmp_path / "vaults.pdf").write_bytes(make_pdf(sample_outline(2)))
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7 not really")
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="1 files refused"):
+        call_command(
+            "index_documents", str(tmp_path), "--collection", "docs", "--user", "alice", stdout=out, stderr=err
+        )
+    assert "refused" in err.getvalue() and "broken.pdf" in err.getvalue() and "truncated" in err.getvalue()
+    assert "indexing" in err.getvalue()  # the progress bar
+    first = Document.objects.get(source__isnull=True, metadata__filename="vaults.pdf")
+    assert set(first.chunks.values_list("page", flat=True)) == {1, 2}
+
+    (tmp_path / "broken.pdf").unlink()
+    (tmp_path / "vaults.pdf").write_bytes(make_pdf(sample_outline(3)))
+    out = StringIO()
+    call_command(
+        "index_documents", str(tmp_path), "--collection", "docs", "--user", "alice", "--no-progress", stdout=out
+    )
+    assert "1 documents added" in out.getvalue() and "1 replaced" in out.getvalue()
+    assert not Document.objects.filter(id=first.id).exists()
 
 
 def test_index_documents_names_a_missing_user_or_path(store, tmp_path):

@@ -193,6 +193,7 @@ def _begin(
                 user=user,
                 collection=asked.collection,
                 top_k=asked.top_k,
+                mode=asked.retrieval_mode,
                 prompt=asked.prompt if messages is None else None,
                 messages=as_messages(messages if messages is not None else asked.messages),
             )
@@ -278,6 +279,7 @@ def _remember(call: _Call, result: CompletionResult) -> CompletionResult:
         finish_reason=result.finish_reason or "",
         completion_id=result.id,
         tool_calls=[call.as_dict() for call in result.tool_calls],
+        sources=[source.as_dict() for source in result.sources or ()],
     )
     return dataclasses.replace(result, conversation=call.conversation.pk, message=answer.pk)
 

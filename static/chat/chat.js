@@ -331,11 +331,13 @@ function showSources(message, sources) {
     const summary = document.createElement("summary");
     const name = document.createElement("span");
     name.className = "source-title";
-    name.textContent = source.title || `Document ${source.document_id}`;
-    const score = document.createElement("span");
-    score.className = "muted small";
-    score.textContent = ` ${Math.round((source.score ?? 0) * 100)}% match`;
-    summary.append(name, score);
+    name.textContent = (source.title || `Document ${source.document_id}`) + (source.page ? `, page ${source.page}` : "");
+    // The heading it falls under, when the file said; the score's scale depends on the retrieval mode, so it is only a tooltip.
+    const where = document.createElement("span");
+    where.className = "muted small";
+    where.textContent = source.heading ? ` · ${source.heading}` : "";
+    summary.title = `score ${(source.score ?? 0).toFixed(4)}`;
+    summary.append(name, where);
     const snippet = document.createElement("p");
     snippet.className = "source-snippet small";
     snippet.textContent = source.snippet ?? "";
@@ -790,6 +792,7 @@ async function openConversation(id) {
         usage: stored.completion_tokens === null ? undefined : { completion_tokens: stored.completion_tokens },
         finish_reason: stored.finish_reason,
         tool_calls: stored.tool_calls,
+        sources: stored.sources, // kept with the answer, so a reopened conversation shows them again
       });
     }
   }

@@ -1,14 +1,14 @@
-// The documents page: add text/Markdown files or pasted text to a collection
-// (POST /api/v1/embed/add), list collections and their documents, delete documents.
+// The documents page: add files (POST /api/v1/embed/files, with upload progress) or pasted text
+// (POST /api/v1/embed/add) to a collection, list collections and their documents, delete documents
+// and whole collections.
 
-import { api, errorTitle } from "./api.js";
+import { api, csrfToken, errorFrom, errorTitle, networkError } from "./api.js";
 import { confirmDialog, setBusy } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("documents");
 const MAX_CHARS = Number(root.dataset.maxTextChars) || 100_000;
-const MAX_BATCH = Number(root.dataset.maxBatch) || 64;
-const TEXT_FILE = /\.(txt|md|markdown)$/i;
+const MAX_FILE_BYTES = Number(root.dataset.maxFileBytes) || 20 * 1024 * 1024;
 
 const els = {
   form: $("upload-form"),
@@ -20,6 +20,9 @@ const els = {
   pasteText: $("paste-text"),
   button: $("upload-button"),
   uploadStatus: $("upload-status"),
+  progress: $("upload-progress"),
+  progressLabel: $("upload-label"),
+  progressBar: $("upload-bar"),
   collections: $("collection-list"),
   collectionsEmpty: $("collections-empty"),
   documentsCard: $("documents-card"),
@@ -41,30 +44,101 @@ function plural(count, word) {
 }
 
 // --- adding ------------------------------------------------------------------------------------
-async function readDocuments() {
-  const documents = [];
-  for (const file of els.files.files) {
-    if (!TEXT_FILE.test(file.name) && !file.type.startsWith("text/")) {
-      throw new Error(`“${file.name}” is not a text or Markdown file (.txt, .md).`);
-    }
-    const text = await file.text();
-    if (!text.trim()) throw new Error(`“${file.name}” is empty.`);
-    if (text.length > MAX_CHARS) {
-      throw new Error(`“${file.name}” has ${text.length.toLocaleString()} characters; the limit is ${MAX_CHARS.toLocaleString()}.`);
-    }
-    documents.push({ text, metadata: { title: file.name, filename: file.name } });
-  }
+// Files go one request each to POST /api/v1/embed/files (the server reads PDF, DOCX, HTML, Markdown
+// and text, and refuses a bad file saying why); pasted text goes to POST /api/v1/embed/add.
+
+function pastedDocument() {
   const pasted = els.pasteText.value;
-  if (pasted.trim()) {
-    if (pasted.length > MAX_CHARS) {
-      throw new Error(`The pasted text has ${pasted.length.toLocaleString()} characters; the limit is ${MAX_CHARS.toLocaleString()}.`);
-    }
-    const title = els.pasteTitle.value.trim() || pasted.trim().split("\n")[0].slice(0, 80);
-    documents.push({ text: pasted, metadata: { title } });
+  if (!pasted.trim()) return null;
+  if (pasted.length > MAX_CHARS) {
+    throw new Error(`The pasted text has ${pasted.length.toLocaleString()} characters; the limit is ${MAX_CHARS.toLocaleString()}.`);
   }
-  if (!documents.length) throw new Error("Choose a file or paste some text first.");
-  if (documents.length > MAX_BATCH) throw new Error(`Add at most ${MAX_BATCH} documents at once.`);
-  return documents;
+  const title = els.pasteTitle.value.trim() || pasted.trim().split("\n")[0].slice(0, 80);
+  return { text: pasted, metadata: { title } };
+}
+
+function megabytes(bytes) {
+  return `${(bytes / (1024 * 1024)).toLocaleString(undefined, { maximumFractionDigits: 1 })} MB`;
+}
+
+function showProgress(label, fraction) {
+  els.progress.hidden = false;
+  els.progressLabel.textContent = label;
+  if (fraction === null) els.progressBar.removeAttribute("value"); // indeterminate: the server is working
+  else els.progressBar.value = Math.round(fraction * 100);
+}
+
+/** POST one file as multipart with upload progress (fetch cannot report it); resolves to the JSON body. */
+function sendFile(file, collection, uploadId, onProgress) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    form.append("collection", collection);
+    form.append("upload_id", uploadId);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/v1/embed/files");
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("X-CSRFToken", csrfToken());
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    });
+    xhr.upload.addEventListener("load", () => onProgress(1));
+    xhr.addEventListener("error", () => reject(networkError()));
+    xhr.addEventListener("load", async () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        resolve(JSON.parse(xhr.responseText));
+        return;
+      }
+      const headers = { "Content-Type": xhr.getResponseHeader("Content-Type") || "text/plain" };
+      const retryAfter = xhr.getResponseHeader("Retry-After");
+      if (retryAfter) headers["Retry-After"] = retryAfter;
+      reject(await errorFrom(new Response(xhr.responseText, { status: xhr.status, statusText: xhr.statusText, headers })));
+    });
+    xhr.send(form);
+  });
+}
+
+const STAGES = { extracting: "Reading", encoding: "Indexing", storing: "Saving", done: "Saving" };
+
+/** While the server works on an upload, show how far it is (GET /api/v1/embed/files/progress/{id}). */
+function watchServer(uploadId, name) {
+  let stopped = false;
+  const poll = async () => {
+    while (!stopped) {
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      if (stopped) return;
+      let state;
+      try {
+        state = await api(`/api/v1/embed/files/progress/${encodeURIComponent(uploadId)}`);
+      } catch {
+        continue; // not started yet, or another worker holds it: keep the indeterminate bar
+      }
+      if (stopped) return;
+      const label = `${STAGES[state.stage] ?? "Indexing"} “${name}”`;
+      if (state.stage === "encoding" && state.total) {
+        showProgress(`${label}: ${state.done.toLocaleString()} of ${plural(state.total, "passage")}…`, state.done / state.total);
+      } else {
+        showProgress(`${label}…`, null);
+      }
+    }
+  };
+  poll();
+  return () => {
+    stopped = true;
+  };
+}
+
+// crypto.randomUUID needs a secure context; a site served over plain HTTP on a LAN has none.
+function newUploadId() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function fileOutcome(result) {
+  const parts = [plural(result.chunks, "passage")];
+  if (result.pages) parts.push(plural(result.pages, "page"));
+  if (!result.created) return `“${result.filename}” is already there`;
+  const replaced = result.replaced.length ? ", replacing the earlier upload" : "";
+  return `Added “${result.filename}” (${parts.join(", ")})${replaced}`;
 }
 
 async function upload(event) {
@@ -75,32 +149,68 @@ async function upload(event) {
     els.collection.focus();
     return;
   }
-  let documents;
+  const files = [...els.files.files];
+  let pasted;
   try {
-    documents = await readDocuments();
+    pasted = pastedDocument();
   } catch (error) {
     status(els.uploadStatus, error.message, "error");
     return;
   }
-  setBusy(els.button, true);
-  status(els.uploadStatus, `Adding ${plural(documents.length, "document")}… (the first upload also loads the embedding model)`);
-  try {
-    const result = await api("/api/v1/embed/add", { method: "POST", body: { documents, collection } });
-    const added = result.created.length;
-    const skipped = result.skipped.length;
-    let text = `Added ${plural(added, "document")} to “${result.collection}”`;
-    if (result.chunks) text += ` (${plural(result.chunks, "passage")})`;
-    if (skipped) text += `; ${plural(skipped, "document")} already there`;
-    els.form.reset();
-    els.collection.value = result.collection;
-    await loadCollections();
-    await showDocuments({ name: result.collection, owner: null, mine: true });
-    status(els.uploadStatus, `${text}.`, "ok");
-  } catch (error) {
-    status(els.uploadStatus, `${errorTitle(error)}: ${error.message}`, "error");
-  } finally {
-    setBusy(els.button, false);
+  if (!files.length && !pasted) {
+    status(els.uploadStatus, "Choose a file or paste some text first.", "error");
+    return;
   }
+  setBusy(els.button, true);
+  status(els.uploadStatus, "");
+  const done = [];
+  const failed = [];
+  for (const [i, file] of files.entries()) {
+    const of = files.length > 1 ? ` (${i + 1} of ${files.length})` : "";
+    if (file.size > MAX_FILE_BYTES) {
+      failed.push(`“${file.name}” has ${megabytes(file.size)}; the limit is ${megabytes(MAX_FILE_BYTES)}.`);
+      continue;
+    }
+    showProgress(`Uploading “${file.name}”${of}…`, 0);
+    const uploadId = newUploadId();
+    let stopWatching = () => {};
+    try {
+      const result = await sendFile(file, collection, uploadId, (fraction) => {
+        if (fraction < 1) {
+          showProgress(`Uploading “${file.name}”${of}… ${Math.round(fraction * 100)}%`, fraction);
+          return;
+        }
+        // Sent: the server now extracts the text and encodes it (the first upload also loads the model).
+        showProgress(`Reading and indexing “${file.name}”${of}…`, null);
+        stopWatching();
+        stopWatching = watchServer(uploadId, file.name);
+      });
+      done.push(fileOutcome(result));
+    } catch (error) {
+      failed.push(error.field === "file" ? `${error.message}.` : `“${file.name}”: ${errorTitle(error)}: ${error.message}`);
+    } finally {
+      stopWatching();
+    }
+  }
+  if (pasted) {
+    showProgress("Adding the pasted text…", null);
+    try {
+      const result = await api("/api/v1/embed/add", { method: "POST", body: { documents: [pasted], collection } });
+      done.push(result.created.length ? "Added the pasted text" : "The pasted text is already there");
+    } catch (error) {
+      failed.push(`The pasted text: ${errorTitle(error)}: ${error.message}`);
+    }
+  }
+  els.progress.hidden = true;
+  if (done.length) {
+    els.form.reset();
+    els.collection.value = collection;
+    await loadCollections();
+    await showDocuments({ name: collection, owner: null, mine: true });
+  }
+  const summary = [...done.map((line) => `${line}.`), ...failed].join(" ");
+  status(els.uploadStatus, summary, failed.length ? "error" : "ok");
+  setBusy(els.button, false);
 }
 
 // --- listing -----------------------------------------------------------------------------------
@@ -131,6 +241,15 @@ async function loadCollections() {
     button.setAttribute("aria-pressed", String(shown?.name === ref.name && shown?.owner === ref.owner));
     button.addEventListener("click", () => showDocuments(ref));
     item.append(name, info, button);
+    if (collection.mine) {
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "danger subtle";
+      remove.textContent = "Delete";
+      remove.setAttribute("aria-label", `Delete collection ${collection.name}`);
+      remove.addEventListener("click", () => deleteCollection(collection));
+      item.append(remove);
+    }
     els.collections.append(item);
   }
 }
@@ -178,7 +297,8 @@ function documentItem(doc, collection) {
   const meta = document.createElement("span");
   meta.className = "document-meta";
   const added = new Date(doc.created).toLocaleString();
-  meta.textContent = `${doc.chars.toLocaleString()} characters · ${plural(Math.max(doc.chunks, 1), "passage")} · added ${added}`;
+  const pages = doc.metadata?.pages ? ` · ${plural(doc.metadata.pages, "page")}` : "";
+  meta.textContent = `${doc.chars.toLocaleString()} characters${pages} · ${plural(Math.max(doc.chunks, 1), "passage")} · added ${added}`;
   item.append(title, actions, snippet, meta);
   return item;
 }
@@ -199,6 +319,28 @@ async function deleteDocument(doc, collection) {
   await loadCollections();
   await showDocuments(collection);
   status(els.documentsStatus, ...outcome);
+}
+
+async function deleteCollection(collection) {
+  const ok = await confirmDialog({
+    title: "Delete this collection?",
+    text: `“${collection.name}” and its ${plural(collection.documents, "document")} will be deleted and removed from search.`,
+  });
+  if (!ok) return;
+  let outcome;
+  try {
+    const result = await api(`/api/v1/embed/collections/${encodeURIComponent(collection.name)}`, { method: "DELETE" });
+    outcome = [`Deleted “${result.collection}” and ${plural(result.documents, "document")}.`, "ok"];
+    if (shown?.mine && shown.name === collection.name) {
+      shown = null;
+      els.documentsCard.hidden = true;
+    }
+  } catch (error) {
+    outcome = [`${errorTitle(error)}: ${error.message}`, "error"];
+  }
+  await loadCollections();
+  // The card may be hidden now: the outcome shows in the upload form's status, which is always visible.
+  status(els.documentsCard.hidden ? els.uploadStatus : els.documentsStatus, ...outcome);
 }
 
 // --- drag and drop -----------------------------------------------------------------------------

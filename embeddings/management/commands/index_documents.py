@@ -1,4 +1,4 @@
-"""Add text and markdown files to a collection, as the add endpoint would."""
+"""Add files (PDF, DOCX, HTML, Markdown, text) or folders of them to a collection, as the files endpoint would."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from tqdm import tqdm
 from embeddings import services
 from llmsite.errors import ApplicationError
 
-SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
+SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text", ".pdf", ".docx", ".html", ".htm"}
 
 
 def collect_files(paths: list[str]) -> list[Path]:
-    """The text/markdown files named, or found under the folders named, in a stable order."""
+    """The files named, or the supported files found under the folders named, in a stable order."""
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -30,10 +30,16 @@ def collect_files(paths: list[str]) -> list[Path]:
 
 
 class Command(BaseCommand):
-    help = "Index text/markdown files (or folders of them) into a collection; files already there are skipped."
+    help = (
+        "Index files (PDF, DOCX, HTML, Markdown, text) or folders of them into a collection. A file whose text is "
+        "already there is skipped; a changed file of the same name replaces the earlier one; a file that cannot "
+        "be read is reported and the rest go on."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("paths", nargs="+", metavar="PATH", help="Files or folders (.txt, .md, .rst).")
+        parser.add_argument(
+            "paths", nargs="+", metavar="PATH", help="Files or folders (.pdf, .docx, .html, .md, .txt)."
+        )
         parser.add_argument("--collection", required=True, help="Collection name (created if needed).")
         parser.add_argument("--user", help="Owner's username (default: the first superuser).")
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
@@ -42,30 +48,33 @@ class Command(BaseCommand):
         files = collect_files(paths)
         owner = self._owner(user)
         if not files:
-            raise CommandError("no .txt/.md/.rst files found")
-        created = skipped = chunks = 0
+            raise CommandError("no .pdf/.docx/.html/.md/.txt files found")
+        created = skipped = replaced = chunks = 0
+        refused: list[str] = []
         with tqdm(files, unit="file", desc="indexing", disable=no_progress, file=self.stderr) as bar:
             for path in bar:
+                bar.set_postfix_str(path.name[:40])
                 try:
-                    text = path.read_text(encoding="utf-8")
-                except UnicodeDecodeError as exc:
-                    raise CommandError(f"{path} is not UTF-8 text") from exc
-                if not text.strip():
-                    self.stderr.write(f"skipping empty file {path}")
-                    continue
-                metadata = {"filename": path.name, "path": str(path.resolve())}
-                try:
-                    result = services.document_add(
-                        user=owner, documents=[{"text": text, "metadata": metadata}], collection=collection
+                    result = services.file_add(
+                        user=owner, data=path.read_bytes(), filename=path.name, collection=collection
                     )
                 except ApplicationError as exc:
-                    raise CommandError(f"{path}: {exc.message}") from exc
-                created += len(result.created)
-                skipped += len(result.skipped)
-                chunks += result.chunks
-        self.stdout.write(
-            self.style.SUCCESS(f"{collection}: {created} documents added ({chunks} chunks), {skipped} already there.")
-        )
+                    if exc.field != "file":  # the collection name or a limit of the whole run: stop
+                        raise CommandError(f"{path}: {exc.message}") from exc
+                    refused.append(f"{path}: {exc.message}")
+                    continue
+                created += result.created
+                skipped += not result.created
+                replaced += len(result.replaced)
+                chunks += result.chunks if result.created else 0
+        for line in refused:
+            self.stderr.write(f"refused {line}")
+        summary = f"{collection}: {created} documents added ({chunks} chunks), {skipped} already there"
+        if replaced:
+            summary += f", {replaced} replaced"
+        if refused:
+            raise CommandError(f"{summary}; {len(refused)} files refused (listed above).")
+        self.stdout.write(self.style.SUCCESS(f"{summary}."))
 
     def _owner(self, username: str | None):
         users = get_user_model().objects
