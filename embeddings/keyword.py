@@ -25,8 +25,9 @@ import bm25s
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 
-# Words and numbers of two characters or more; "XK-4471" gives "xk" and "4471", "E1042" stays whole.
-TOKEN_PATTERN = re.compile(r"\w\w+", re.UNICODE)
+# Words of two characters or more and numbers of any length: "XK-4471" gives "xk" and "4471", "E1042"
+# stays whole, and "vault 2" keeps its "2" (a lone letter says nothing; a lone digit names a page, room, vault).
+TOKEN_PATTERN = re.compile(r"\w\w+|\d", re.UNICODE)
 STOPWORDS = frozenset(STOPWORDS_EN)
 # Reciprocal rank fusion's constant (Cormack et al. 2009): large enough that a first place in one
 # ranking does not drown out agreement between both.

@@ -23,11 +23,18 @@ def index() -> KeywordIndex:
 
 def test_tokens_are_lower_case_words_and_numbers_without_stop_words():
     assert tokenize("The pump XK-4471 and error E1042") == ["pump", "xk", "4471", "error", "e1042"]
+    assert tokenize("Vault 2, room 3.14, plan B") == ["vault", "2", "room", "3", "14", "plan"]
 
 
 def test_it_finds_a_part_number_and_an_error_code_by_their_words(index):
     assert [hit.id for hit in index.search("XK-4471", 3)] == [1]
     assert index.search("what does e1042 mean", 3)[0].id == 2
+
+
+def test_a_one_digit_number_picks_its_passage_among_look_alikes():
+    vaults = KeywordIndex()
+    vaults.add([1, 2, 3], [f"The access code for vault {n} is {7000 + n * 13}." for n in (1, 2, 3)])
+    assert vaults.search("access code for vault 2", 3)[0].id == 2
 
 
 def test_it_ranks_by_bm25_and_returns_only_rows_sharing_a_word(index):

@@ -182,3 +182,14 @@ def claude(upstream):
     provider.load()
     yield provider
     provider.close()
+
+
+@pytest.fixture
+def own_embedding_index(tmp_path, settings):
+    """An empty embedding index of the test's own (grounding tests), dropped with the cache afterwards."""
+    from embeddings import services as embeddings
+
+    settings.EMBEDDINGS_DIR = tmp_path / "embeddings"
+    yield
+    embeddings.reset_store()
+    caches["default"].clear()

@@ -1,26 +1,17 @@
 """Predict with `collection`: answers grounded in the caller's documents, with the sources shown."""
 
 import pytest
-from django.core.cache import caches
 
 from embeddings import services as embeddings
 from inference.grounding import INSTRUCTIONS
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_embedding_index")]
 
 DOCS = [
     {"text": "The llmsite office cat is called Marmalade and sleeps on the server rack.", "metadata": {"title": "Cat"}},
     {"text": "Invoices are paid on the last Friday of every month by the finance team.", "metadata": {"title": "Pay"}},
     {"text": "The staging database is restored from backup every Sunday night.", "metadata": {"title": "Ops"}},
 ]
-
-
-@pytest.fixture(autouse=True)
-def own_index(tmp_path, settings):
-    settings.EMBEDDINGS_DIR = tmp_path / "embeddings"
-    yield
-    embeddings.reset_store()
-    caches["default"].clear()
 
 
 @pytest.fixture

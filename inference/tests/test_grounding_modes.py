@@ -1,25 +1,16 @@
 """Grounded answers: the retrieval mode a request asks for, and sources kept with the answer in its conversation."""
 
 import pytest
-from django.core.cache import caches
 
 from embeddings import services as embeddings
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_embedding_index")]
 
 DOCS = [
     {"text": "Part XK-4471 is the coolant pump of the north plant.", "metadata": {"title": "Parts"}},
     {"text": "The office cat is called Marmalade and sleeps on the server rack.", "metadata": {"title": "Cat"}},
     {"text": "Invoices are paid on the last Friday of every month.", "metadata": {"title": "Pay"}},
 ]
-
-
-@pytest.fixture(autouse=True)
-def own_index(tmp_path, settings):
-    settings.EMBEDDINGS_DIR = tmp_path / "embeddings"
-    yield
-    embeddings.reset_store()
-    caches["default"].clear()
 
 
 @pytest.fixture
