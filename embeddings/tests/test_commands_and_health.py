@@ -39,7 +39,7 @@ def test_index_documents_reads_pdfs_replaces_changed_files_and_reports_bad_ones(
     (tmp_path / "vaults.pdf").write_bytes(make_pdf(sample_outline(2)))
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7 not really")
     out, err = StringIO(), StringIO()
-    with pytest.raises(CommandError, match="1 files refused"):
+    with pytest.raises(CommandError, match="1 file refused"):
         call_command(
             "index_documents", str(tmp_path), "--collection", "docs", "--user", "alice", stdout=out, stderr=err
         )
@@ -54,7 +54,7 @@ def test_index_documents_reads_pdfs_replaces_changed_files_and_reports_bad_ones(
     call_command(
         "index_documents", str(tmp_path), "--collection", "docs", "--user", "alice", "--no-progress", stdout=out
     )
-    assert "1 documents added" in out.getvalue() and "1 replaced" in out.getvalue()
+    assert "1 document added" in out.getvalue() and "1 replaced" in out.getvalue()
     assert not Document.objects.filter(id=first.id).exists()
 
 

@@ -69,11 +69,13 @@ class Command(BaseCommand):
                 chunks += result.chunks if result.created else 0
         for line in refused:
             self.stderr.write(f"refused {line}")
-        summary = f"{collection}: {created} documents added ({chunks} chunks), {skipped} already there"
+        summary = (
+            f"{collection}: {_count(created, 'document')} added ({_count(chunks, 'chunk')}), {skipped} already there"
+        )
         if replaced:
             summary += f", {replaced} replaced"
         if refused:
-            raise CommandError(f"{summary}; {len(refused)} files refused (listed above).")
+            raise CommandError(f"{summary}; {_count(len(refused), 'file')} refused (listed above).")
         self.stdout.write(self.style.SUCCESS(f"{summary}."))
 
     def _owner(self, username: str | None):
@@ -87,3 +89,7 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError("no superuser exists: pass --user USERNAME")
         return found
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
