@@ -502,6 +502,7 @@ class CollectionDeleteApi(APIView):
         summary="Delete one of your collections: its documents, chunks and vectors (every server's index follows)",
         responses={
             200: OutputSerializer,
+            400: OpenApiResponse(description="the name cannot be a collection's (the message gives the rule)"),
             404: OpenApiResponse(description="no collection of yours has that name (shared ones of others included)"),
             **UNAVAILABLE,
         },

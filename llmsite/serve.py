@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import daphne.http_protocol
 from daphne.cli import CommandLineInterface  # imports daphne.server, which installs Twisted's asyncio reactor
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
@@ -46,6 +47,23 @@ from jobs.embedded import EmbeddedWorkers, start_if_embedded
 from llmsite.shutdown import drain
 
 logger = logging.getLogger("llmsite.serve")
+
+
+class RequestWithBodyLeftToDjango(daphne.http_protocol.WebRequest):
+    """daphne's request without Twisted's own parsing of form bodies.
+
+    Twisted parses a multipart/form-data body into `request.args`, which daphne never reads (Django
+    parses the body it is handed), and answers a body it cannot parse with a bare 400 of its own,
+    before the site sees the request: no JSON error, no log line, no metrics. It would also hold a
+    second parsed copy of every upload. Twisted's `parsePOSTFormSubmission=False` turns that off;
+    daphne's factory builds its requests from this module attribute, so it is replaced here.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
+
+
+daphne.http_protocol.WebRequest = RequestWithBodyLeftToDjango
 
 APPLICATION = "llmsite.asgi:application"
 FINISH_SECONDS = 10.0  # after the grace: how long answers ended by it may take to record their end

@@ -69,6 +69,9 @@ def test_the_api_deletes_a_collection_and_says_what_went(api_client, store, alic
     assert api_client.delete("/api/v1/embed/collections/manual").status_code == 404
     search = api_client.post("/api/v1/embed/search", {"query": "valve", "collection": "manual"}, format="json")
     assert search.status_code == 404
+    # A name no collection can have (an unassigned, unprintable character here) is a 400 giving the rule, as elsewhere.
+    refused = api_client.delete("/api/v1/embed/collections/%C2%A3%F2%B4%AF%BF")
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "collection"
 
 
 def test_the_admin_action_deletes_collections_with_their_vectors(client, staff, store, alice):

@@ -34,3 +34,16 @@ def test_daphne_serves_health_docs_admin_and_static_files_with_debug_off(live_se
         missing = http.get("/api/v1/nothing-here")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
+
+        # A form body the server cannot parse reaches the site (Twisted would answer it with a bare 400).
+        credentials = {"username": "formfuzz", "password": "a long pass phrase 42"}
+        assert http.post("/api/v1/auth/register", json=credentials).status_code == 201
+        token = http.post("/api/v1/auth/token", json=credentials).json()["access"]
+        for body, content_type in [
+            (b"--b1--\r\n", "multipart/form-data; boundary=b1"),  # a multipart body with no part at all
+            (b"x", "multipart/form-data"),  # no boundary
+        ]:
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+            refused = http.post("/api/v1/embed/files", content=body, headers=headers)
+            assert refused.status_code == 400
+            assert refused.json()["error"]["code"] in ("invalid", "parse_error"), refused.text
