@@ -7,6 +7,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
+from django.template.defaultfilters import pluralize
 from tqdm import tqdm
 
 from embeddings import services
@@ -70,12 +71,13 @@ class Command(BaseCommand):
         for line in refused:
             self.stderr.write(f"refused {line}")
         summary = (
-            f"{collection}: {_count(created, 'document')} added ({_count(chunks, 'chunk')}), {skipped} already there"
+            f"{collection}: {created} document{pluralize(created)} added ({chunks} chunk{pluralize(chunks)}), "
+            f"{skipped} already there"
         )
         if replaced:
             summary += f", {replaced} replaced"
         if refused:
-            raise CommandError(f"{summary}; {_count(len(refused), 'file')} refused (listed above).")
+            raise CommandError(f"{summary}; {len(refused)} file{pluralize(len(refused))} refused (listed above).")
         self.stdout.write(self.style.SUCCESS(f"{summary}."))
 
     def _owner(self, username: str | None):
@@ -89,7 +91,3 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError("no superuser exists: pass --user USERNAME")
         return found
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
