@@ -45,7 +45,11 @@ def test_embedded_workers_run_jobs_and_stop_when_asked_or_when_their_server_goes
     workers.start()
     try:
         wait_for(lambda: DBTaskResult.objects.get(pk=job.id).status == "SUCCESSFUL", what="the job")
-        assert set(JobWorker.objects.values_list("queues", flat=True)) == {"default", "training"}
+        # Each worker writes its heartbeat as it starts; the training one may start after the job ran.
+        wait_for(
+            lambda: set(JobWorker.objects.values_list("queues", flat=True)) == {"default", "training"},
+            what="both workers' heartbeats",
+        )
         # Asked to stop while idle, each exits at once, cleanly.
         workers.request_stop()
         wait_for(lambda: not workers.alive(), what="the workers' exit")
