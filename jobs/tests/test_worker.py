@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 
 import pytest
+from django.core.management import call_command
 from django_tasks_db.models import DBTaskResult
 
 from dashboard.tasks import prune_request_metrics
@@ -33,6 +36,33 @@ def test_a_starting_worker_fails_the_jobs_of_dead_workers_then_runs_the_queue():
     job = DBTaskResult.objects.get(pk=ready.id)
     assert job.status == "SUCCESSFUL" and job.worker_ids == [services.worker_id()]  # its id is host:pid
     assert not JobWorker.objects.exists()  # a worker that stops removes its heartbeat row
+
+
+@pytest.mark.django_db(transaction=True)  # the worker closes its connection as it exits
+def test_a_stop_signal_before_the_worker_loop_starts_exits_cleanly_and_removes_the_heartbeat(monkeypatch):
+    # A server that stops right after it started its workers signals them in this window.
+    signalled: list[int] = []
+
+    def record(signum, frame):
+        signalled.append(signum)
+
+    before = signal.signal(signal.SIGTERM, record)
+    registered = []
+
+    def reap_then_receive_sigterm(**kwargs):
+        registered.append(JobWorker.objects.exists())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(services, "results_reap", reap_then_receive_sigterm)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            call_command("db_worker", "--batch", "--queue-name", "default", "--no-startup-delay", "--interval", "0")
+        assert exited.value.code == 0
+        assert registered == [True] and not JobWorker.objects.exists()
+        assert signalled == []  # the worker's own handler took it, then gave the signal back
+        assert signal.getsignal(signal.SIGTERM) is record
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 @pytest.mark.django_db(transaction=True)  # the worker processes read and write committed rows

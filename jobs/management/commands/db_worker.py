@@ -50,23 +50,33 @@ class Command(db_worker.Command):
     def handle(self, *args: Any, exit_with_parent: bool = False, **options: Any) -> None:
         options["reload"] = False
         worker = options["worker_id"]
-        services.worker_register(worker=worker, queues=options["queue_name"])
-        _tick(worker, startup=True)
+        handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        # Until the worker loop installs its own handlers (inside super().handle), a stop signal would
+        # kill the process outright and leave its heartbeat row behind: no job runs yet, so exit cleanly.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _exit_before_the_loop)
         stopped = threading.Event()
         beat = threading.Thread(target=_beat_loop, args=(worker, stopped), name="jobs-heartbeat", daemon=True)
-        beat.start()
-        if exit_with_parent:
-            threading.Thread(target=_exit_with_parent, name="jobs-parent-watch", daemon=True).start()
-        handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
         try:
+            services.worker_register(worker=worker, queues=options["queue_name"])
+            _tick(worker, startup=True)
+            beat.start()
+            if exit_with_parent:
+                threading.Thread(target=_exit_with_parent, name="jobs-parent-watch", daemon=True).start()
             super().handle(*args, **options)
         finally:
             for signum, handler in handlers.items():  # an in-process worker (tests) gives the signals back
                 signal.signal(signum, handler)
             stopped.set()
-            beat.join(timeout=5)
+            if beat.is_alive():
+                beat.join(timeout=5)
             close_old_connections()
             services.worker_unregister(worker=worker)
+
+
+def _exit_before_the_loop(signum: int, frame: Any) -> None:
+    logger.warning("%s before the worker started taking jobs: exiting", signal.strsignal(signum))
+    raise SystemExit(0)
 
 
 def _tick(worker: str, *, startup: bool = False) -> None:
