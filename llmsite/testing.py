@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -165,15 +167,48 @@ def isolated_backends(env: dict[str, str], given: Any = ()) -> dict[str, str]:
 _site_backends: dict[Path, dict[str, str]] = {}
 
 
+_sqlite_template: Path | None = None
+
+
+def fresh_sqlite_database(path: Path, env: dict[str, str]) -> None:
+    """A migrated SQLite file at `path`, copied from one migrated once per test process.
+
+    A copy takes milliseconds; `manage.py migrate` in a new interpreter takes seconds, and a test run
+    starts dozens of live servers. The migrations read no setting, so one template serves every server.
+    """
+    global _sqlite_template
+    if _sqlite_template is None or not _sqlite_template.is_file():
+        folder = Path(tempfile.mkdtemp(prefix="llmsite-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        template_env = {key: value for key, value in env.items() if key != "DATABASE_URL"}
+        _migrate({**template_env, "DATA_DIR": str(folder)})
+        _sqlite_template = folder / "db.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The backup API copies a consistent database whatever journal mode the template was left in.
+    source, copy = sqlite3.connect(_sqlite_template), sqlite3.connect(path)
+    try:
+        source.backup(copy)
+    finally:
+        source.close()
+        copy.close()
+
+
 def start_live_server(data_dir: Path, **extra_env: str) -> LiveServer:
     """Migrate a fresh database in `data_dir` and serve it with DEBUG off, as `make run` would."""
     env = {**os.environ, "DATA_DIR": str(data_dir), "DEBUG": "False", **extra_env}
     # Servers on one data folder are one site (its SQLite file): on PostgreSQL and Redis they share too.
     backends = _site_backends.get(data_dir.resolve())
+    restart = backends is not None
     if backends is None:
         backends = _site_backends[data_dir.resolve()] = isolated_backends(env, given=extra_env)
     env.update(backends)
-    _migrate(env)
+    sqlite_file = data_dir / "db.sqlite3"
+    if "DATABASE_URL" in backends:
+        pass  # a PostgreSQL database of this site's own, copied from a migrated template
+    elif not env.get("DATABASE_URL") and not sqlite_file.exists():
+        fresh_sqlite_database(sqlite_file, env)
+    elif env.get("DATABASE_URL") or not restart:
+        _migrate(env)  # a database the test chose or set up itself; a restart on this site's own file needs none
     server = LiveServer(env)
     try:
         server.wait_ready()
@@ -192,8 +227,6 @@ def build_tiny_model(folder: Path, *, source: Path, seed: int = 1, hidden_size: 
     Fast tests load it through the same code as the real model. Its context window is 256 tokens,
     so "prompt too long" is cheap to provoke. Raises FileNotFoundError without the tokenizer.
     """
-    import shutil
-
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
