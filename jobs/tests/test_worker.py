@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
-from django.core.management import call_command
 from django_tasks_db.models import DBTaskResult
 
 from dashboard.tasks import prune_request_metrics
@@ -16,7 +16,7 @@ from jobs import services
 from jobs.embedded import EmbeddedWorkers
 from jobs.models import JobWorker
 from jobs.testing import run_jobs
-from llmsite.testing import database_url
+from llmsite.testing import ROOT, database_url
 
 
 def wait_for(condition, timeout: float = 120.0, what: str = "the condition") -> None:
@@ -38,31 +38,31 @@ def test_a_starting_worker_fails_the_jobs_of_dead_workers_then_runs_the_queue():
     assert not JobWorker.objects.exists()  # a worker that stops removes its heartbeat row
 
 
-@pytest.mark.django_db(transaction=True)  # the worker closes its connection as it exits
-def test_a_stop_signal_before_the_worker_loop_starts_exits_cleanly_and_removes_the_heartbeat(monkeypatch):
-    # A server that stops right after it started its workers signals them in this window.
-    signalled: list[int] = []
+# A worker process that receives SIGTERM after writing its heartbeat, before its job loop starts
+# (where a server that stops right after starting its workers signals them).
+SIGNALLED_AS_IT_STARTS = """
+import os, signal, sys
+import django
+django.setup()
+from django.core.management import call_command
+from jobs import services
+def reap_then_receive_sigterm(**kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+services.results_reap = reap_then_receive_sigterm
+call_command("db_worker", "--queue-name", "default", "--no-startup-delay")
+sys.exit(3)  # not reached: the worker loop would have run until stopped
+"""
 
-    def record(signum, frame):
-        signalled.append(signum)
 
-    before = signal.signal(signal.SIGTERM, record)
-    registered = []
-
-    def reap_then_receive_sigterm(**kwargs):
-        registered.append(JobWorker.objects.exists())
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(services, "results_reap", reap_then_receive_sigterm)
-    try:
-        with pytest.raises(SystemExit) as exited:
-            call_command("db_worker", "--batch", "--queue-name", "default", "--no-startup-delay", "--interval", "0")
-        assert exited.value.code == 0
-        assert registered == [True] and not JobWorker.objects.exists()
-        assert signalled == []  # the worker's own handler took it, then gave the signal back
-        assert signal.getsignal(signal.SIGTERM) is record
-    finally:
-        signal.signal(signal.SIGTERM, before)
+@pytest.mark.django_db(transaction=True)  # the worker process reads and writes committed rows
+def test_a_stop_signal_before_the_worker_loop_starts_exits_cleanly_and_removes_the_heartbeat():
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "llmsite.settings"}
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED_AS_IT_STARTS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "before the worker started taking jobs: exiting" in done.stderr
+    assert not JobWorker.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)  # the worker processes read and write committed rows
