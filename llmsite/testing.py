@@ -203,12 +203,13 @@ def start_live_server(data_dir: Path, **extra_env: str) -> LiveServer:
         backends = _site_backends[data_dir.resolve()] = isolated_backends(env, given=extra_env)
     env.update(backends)
     sqlite_file = data_dir / "db.sqlite3"
-    if "DATABASE_URL" in backends:
-        pass  # a PostgreSQL database of this site's own, copied from a migrated template
-    elif not env.get("DATABASE_URL") and not sqlite_file.exists():
-        fresh_sqlite_database(sqlite_file, env)
-    elif env.get("DATABASE_URL") or not restart:
-        _migrate(env)  # a database the test chose or set up itself; a restart on this site's own file needs none
+    if "DATABASE_URL" not in backends:  # a PostgreSQL database of the site's own is a migrated copy already
+        if env.get("DATABASE_URL"):
+            _migrate(env)  # a database the test chose
+        elif not sqlite_file.exists():
+            fresh_sqlite_database(sqlite_file, env)
+        elif not restart:
+            _migrate(env)  # a file the test set up itself; a restart on this site's own file needs none
     server = LiveServer(env)
     try:
         server.wait_ready()
